@@ -1,0 +1,118 @@
+"""Write the small annotated notebooks the analytics tests use (run it after editing).
+
+    .venv/bin/python tests/notebooks/make_notebooks.py
+
+Good notebooks read the course's event data through ``HUB_EXT_EVENTS_URL`` (a read-only
+SQLAlchemy URL; the tests use a small SQLite file with a ``statements`` table).
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+
+SETUP = """\
+import json, os, time
+import sqlalchemy as sa
+COURSE = os.environ["COURSE_ID"]
+ENGINE = sa.create_engine(os.environ["HUB_EXT_EVENTS_URL"])
+"""
+
+NOTEBOOKS = {
+    # a working API: several routes, a path parameter, a body, a ResponseInfo cell
+    "trivial": [
+        new_markdown_cell("# Know thy student\nA tiny API over the course's events."),
+        new_code_cell(SETUP),
+        new_code_cell('# GET /hello\nprint(json.dumps({"hello": "world", "course": COURSE}))'),
+        new_code_cell(
+            "# GET /learners/:id\n"
+            'learner = json.loads(REQUEST)["path"]["id"]\n'
+            "with ENGINE.connect() as db:\n"
+            "    n = db.execute(sa.text('SELECT COUNT(*) FROM statements WHERE actor = :a'),"
+            " {'a': learner}).scalar()\n"
+            'print(json.dumps({"learner": learner, "events": n}))'
+        ),
+        new_code_cell(
+            "# ResponseInfo GET /learners/:id\n"
+            'print(json.dumps({"headers": {"Content-Type": "application/json"}, "status": 200}))'
+        ),
+        new_code_cell(
+            '# POST /echo\nreq = json.loads(REQUEST)\nprint(json.dumps({"body": req["body"], '
+            '"args": req["args"], "has_auth": "Authorization" in req["headers"]}))'
+        ),
+        new_code_cell('# GET /pid\nprint(json.dumps({"pid": os.getpid()}))'),
+    ],
+    # a route that never finishes, next to one that does
+    "sleepy": [
+        new_code_cell("import json, os, time"),
+        new_code_cell("# GET /sleep\nwhile True:\n    time.sleep(0.1)"),
+        new_code_cell('# GET /ok\nprint(json.dumps({"ok": True, "pid": os.getpid()}))'),
+    ],
+    # a route that raises
+    "raising": [
+        new_code_cell("import json"),
+        new_code_cell('# GET /boom\nraise ValueError("no such learner: secret-detail")'),
+        new_code_cell('# GET /ok\nprint(json.dumps({"ok": True}))'),
+    ],
+    # a setup cell that raises: the gateway must exit at once, naming the cell
+    "setup_error": [
+        new_code_cell("import json"),
+        new_code_cell("DATA = {}\nDATA['x'] = 1 / 0"),
+        new_code_cell("# GET /x\nprint(json.dumps(DATA))"),
+    ],
+    # 100k-row pandas aggregation, for the benchmark
+    "pandas_agg": [
+        new_code_cell(
+            "import json\nimport numpy as np, pandas as pd\n"
+            "rng = np.random.default_rng(0)\n"
+            "DF = pd.DataFrame({'learner': rng.integers(0, 500, 100_000),"
+            " 'clicks': rng.integers(1, 20, 100_000)})"
+        ),
+        new_code_cell(
+            "# GET /summary\nout = DF.groupby('learner')['clicks'].sum().nlargest(5)\n"
+            "print(json.dumps({str(k): int(v) for k, v in out.items()}))"
+        ),
+        new_code_cell('# GET /hello\nprint(json.dumps({"hello": "world"}))'),
+    ],
+    # --- refused notebooks, one per refusal
+    "bad_no_routes": [
+        new_markdown_cell("# GET /in-markdown\nMarkdown does not count."),
+        new_code_cell("x = 1"),
+    ],
+    "bad_duplicate_route": [
+        new_code_cell("import json"),
+        new_code_cell('# GET /learners/:id\nprint("{}")'),
+        new_code_cell('# GET /learners/:learner\nprint("[]")'),
+    ],
+    "bad_unsupported_verb": [
+        new_code_cell('# GET /ok\nprint("{}")'),
+        new_code_cell('# PATCH /learners/:id\nprint("{}")'),
+    ],
+    "bad_malformed_path": [
+        new_code_cell('# GET /ok\nprint("{}")'),
+        new_code_cell('# GET /learners/:id/activity log\nprint("{}")'),
+    ],
+    "bad_syntax": [
+        new_code_cell('# GET /ok\nprint("{}")'),
+        new_code_cell('# GET /broken\nprint("unclosed"'),
+    ],
+}
+
+
+def main() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(
+            cells=cells,
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                "language_info": {"name": "python"},
+            },
+        )
+        nbformat.validate(nb)
+        nbformat.write(nb, HERE / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()
