@@ -1,0 +1,749 @@
+"""Importers: CSV exports -> the event store, streaming, idempotent, with line numbers.
+
+Three formats:
+
+- **OULAD** (Kuzilek J., Hlosta M., Zdrahal Z. (2017), "Open University Learning Analytics
+  dataset", Scientific Data 4:170171, doi:10.1038/sdata.2017.171, CC BY 4.0). A module
+  presentation (``code_module`` AAA, ``code_presentation`` 2013J) becomes the course
+  ``aaa-2013j`` (:func:`oulad_course_id`). OULAD dates are days from the start of the
+  presentation; the start is not published, so a nominal one is used: 1 February of the
+  year for a "B" presentation, 1 October for a "J" one (:func:`oulad_start`). Rows:
+  studentInfo + studentRegistration -> ``enrolments``; vle -> ``resources``; assessments ->
+  ``assessments``; studentAssessment -> one statement per submission (verb completed, score);
+  studentVle -> one statement per row (verb viewed, ``sum_click`` in the clicks extension).
+- **FutureLearn** partner exports: step-activity (``learner_id, step, week_number,
+  step_number, first_visited_at, last_completed_at``) -> a *viewed* statement at
+  first_visited_at and a *completed* one at last_completed_at; enrolments -> ``enrolments``.
+- **Moodle** log export (``Time, User full name, Affected user, Event context, Component,
+  Event name, Description, Origin, IP address``) -> one statement per line. The IP address
+  is not stored.
+
+Every file is read row by row and written in batches (constant memory whatever its size).
+Statement ids are UUIDv5s of what identifies the row, so importing a file twice stores
+nothing new: OULAD rows by line number (the release never changes; its click table has
+identical rows that are distinct events), FutureLearn rows by learner and step, Moodle
+lines by their content and their rank among identical consecutive lines (a newer export
+of the same log has more lines on top). A bad line is skipped and reported with its file
+and line number; the import then ends with a non-zero status.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ...courses import COURSE_ID_PATTERN
+from .models import Assessment, Course, Enrolment, Resource, Statement
+from .store import EventStore
+from .xapi import CLICKS_EXTENSION, course_iri, to_row
+
+__all__ = [
+    "ImportReport",
+    "LineError",
+    "Progress",
+    "import_futurelearn",
+    "import_moodle_log",
+    "import_oulad",
+    "oulad_course_id",
+    "oulad_start",
+]
+
+#: the namespace of the UUIDv5 statement ids importers make
+NAMESPACE = uuid.UUID("5b1f4c5e-8f0a-4c36-9a53-2f1f0e6b7d21")
+OULAD_HOME = "https://analyse.kmi.open.ac.uk/open_dataset"
+VIEWED = "http://id.tincanapi.com/verb/viewed"
+COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
+_COURSE_RE = re.compile(COURSE_ID_PATTERN)
+BATCH = 2000
+
+
+class LineError(ValueError):
+    """A bad row; the importer reports it with the file and line."""
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows read and new rows per table, and the bad lines."""
+
+    read: dict[str, int] = field(default_factory=dict)
+    new: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+    max_problems: int = 50
+
+    def problem(self, path: Path, line: int, message: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < self.max_problems:
+            self.problems.append(f"{path}:{line}: {message}")
+
+    def add(self, table: str, read: int = 0, new: int = 0) -> None:
+        self.read[table] = self.read.get(table, 0) + read
+        self.new[table] = self.new.get(table, 0) + new
+
+
+class Progress:
+    """A one-line progress bar on stderr: bytes read of a file, rows, rate.
+
+    ``Progress(enabled=None)`` draws only when stderr is a terminal.
+    """
+
+    def __init__(
+        self, enabled: bool | None = None, stream=None, clock: Callable[[], float] = time.monotonic
+    ):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.clock = clock
+        self._last = 0.0
+
+    def start(self, label: str, total_bytes: int) -> None:
+        self.label, self.total, self.rows, self.t0 = label, max(total_bytes, 1), 0, self.clock()
+        self._last = 0.0
+
+    def update(self, done_bytes: int, rows: int, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        frac = min(done_bytes / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        rate = rows / max(now - self.t0, 1e-9)
+        self.stream.write(
+            f"\r{self.label:<28} [{bar:<30}] {frac:6.1%} {rows:>10,} rows {rate:>9,.0f}/s"
+        )
+        self.stream.flush()
+
+    def finish(self, done_bytes: int, rows: int) -> None:
+        if self.enabled:
+            self.update(done_bytes, rows, force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class _CountingFile(io.TextIOBase):
+    """A text file that counts the characters read (for the progress bar)."""
+
+    def __init__(self, f):
+        self.f, self.done = f, 0
+
+    def __iter__(self):
+        for line in self.f:
+            self.done += len(line)
+            yield line
+
+
+def _rows(
+    path: Path, progress: Progress, label: str, required: tuple[str, ...]
+) -> Iterator[tuple[int, dict]]:
+    """(line number, row dict) for each data row of a CSV file; checks the header."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        counting = _CountingFile(f)
+        reader = csv.DictReader(counting)
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise LineError(
+                f"{path}:1: missing column(s) {', '.join(missing)} (found: {', '.join(header)})"
+            )
+        progress.start(label, os.path.getsize(path))
+        n = 0
+        for row in reader:
+            n += 1
+            if None in row or any(v is None for v in row.values()):
+                yield reader.line_num, {"__bad__": f"expected {len(header)} fields"}
+            else:
+                yield reader.line_num, row
+            progress.update(counting.done, n)
+        progress.finish(counting.done, n)
+
+
+def _int(row: dict, key: str, *, optional: bool = False) -> int | None:
+    value = row[key].strip()
+    if value == "" and optional:
+        return None
+    try:
+        return int(float(value)) if "." in value else int(value)
+    except ValueError:
+        raise LineError(f"{key} {value!r} is not a whole number") from None
+
+
+def _float(row: dict, key: str, *, optional: bool = False) -> float | None:
+    value = row[key].strip()
+    if value == "" and optional:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise LineError(f"{key} {value!r} is not a number") from None
+
+
+def _sid(*parts) -> str:
+    return str(uuid.uuid5(NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+class _Writer:
+    """Batches rows per table and writes them idempotently."""
+
+    def __init__(self, store: EventStore, report: ImportReport, batch: int = BATCH):
+        self.store, self.report, self.batch = store, report, batch
+        self.pending: dict[str, list[dict]] = {}
+        self.models = {"statements": Statement, "enrolments": Enrolment, "resources": Resource,
+                       "assessments": Assessment, "courses": Course}  # fmt: skip
+
+    def add(self, table: str, row: dict) -> None:
+        rows = self.pending.setdefault(table, [])
+        rows.append(row)
+        if len(rows) >= self.batch:
+            self.flush(table)
+
+    def flush(self, table: str | None = None) -> None:
+        for name in [table] if table else list(self.pending):
+            rows = self.pending.get(name) or []
+            if not rows:
+                continue
+            model = self.models[name]
+            if name == "statements":
+                new = self.store.insert_ignore(model.__table__, rows)
+            else:
+                new = self._upsert(model, rows)
+            self.report.add(name, read=len(rows), new=new)
+            self.pending[name] = []
+
+    def _upsert(self, model, rows: list[dict]) -> int:
+        """Upsert rows that may carry different columns; count the keys that were new."""
+        from sqlalchemy import tuple_
+
+        keys = [c.name for c in model.__table__.primary_key.columns]
+        with self.store.engine.begin() as conn:
+            cols = [model.__table__.c[k] for k in keys]
+            wanted = {tuple(r[k] for k in keys) for r in rows}
+            have = set()
+            wanted_list = list(wanted)
+            for i in range(0, len(wanted_list), 400):
+                chunk = wanted_list[i : i + 400]
+                q = (
+                    model.__table__.select()
+                    .with_only_columns(*cols)
+                    .where(tuple_(*cols).in_(chunk))
+                )
+                have.update(tuple(r) for r in conn.execute(q))
+            merged: dict[tuple, dict] = {}
+            for r in rows:  # one row per key (PostgreSQL refuses to update a row twice)
+                k = tuple(r[k] for k in keys)
+                merged[k] = {**merged.get(k, {}), **r}
+            groups: dict[tuple, list[dict]] = {}
+            for r in merged.values():
+                groups.setdefault(tuple(sorted(r)), []).append(r)
+            for group in groups.values():
+                self.store.upsert(model, group, conn=conn, only_given=True)
+        return len(wanted - have)
+
+
+# --------------------------------------------------------------------------- OULAD
+
+
+def oulad_course_id(code_module: str, code_presentation: str) -> str:
+    """``("AAA", "2013J")`` -> ``"aaa-2013j"`` (a catalog course id)."""
+    course_id = f"{code_module.strip()}-{code_presentation.strip()}".lower()
+    if not _COURSE_RE.match(course_id):
+        raise LineError(
+            f"{code_module!r}/{code_presentation!r} does not make a valid course id ({course_id!r})"
+        )
+    return course_id
+
+
+def oulad_start(code_presentation: str) -> datetime:
+    """The nominal start of a presentation: 2013B -> 2013-02-01, 2013J -> 2013-10-01 (UTC)."""
+    m = re.match(r"^(\d{4})([BJ])$", code_presentation.strip())
+    if not m:
+        raise LineError(
+            f"code_presentation {code_presentation!r} is not a year and B or J, e.g. 2013J"
+        )
+    return datetime(int(m[1]), 2 if m[2] == "B" else 10, 1)
+
+
+def _actor(learner: str) -> dict:
+    return {"objectType": "Agent", "account": {"homePage": OULAD_HOME, "name": learner}}
+
+
+def _oulad_files(directory: Path) -> dict[str, Path]:
+    found = {}
+    for name in (
+        "courses",
+        "assessments",
+        "vle",
+        "studentInfo",
+        "studentRegistration",
+        "studentAssessment",
+    ):
+        for candidate in (directory / f"{name}.csv", directory / "original_format" / f"{name}.csv"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+    for pattern_dir in (directory, directory / "original_format"):
+        vle = sorted(pattern_dir.glob("studentVle*.csv")) if pattern_dir.is_dir() else []
+        if vle:
+            found["studentVle"] = vle[0]
+            break
+    return found
+
+
+def import_oulad(
+    store: EventStore,
+    directory: os.PathLike | str,
+    *,
+    student_vle: os.PathLike | str | None = None,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> ImportReport:
+    """Import an OULAD directory (its ``studentVle*.csv`` too unless ``student_vle`` names one)."""
+    directory = Path(directory)
+    progress = progress or Progress(enabled=False)
+    report = ImportReport()
+    files = _oulad_files(directory)
+    if student_vle is not None:
+        files["studentVle"] = Path(student_vle)
+    for name in ("courses", "assessments", "vle", "studentInfo", "studentRegistration"):
+        if name not in files:
+            raise FileNotFoundError(f"{directory}: no {name}.csv (is this the OULAD directory?)")
+    store.create()
+    w = _Writer(store, report, batch)
+    starts: dict[str, datetime] = {}
+
+    def guarded(name, required, handle):
+        path = files[name]
+        for line, row in _rows(path, progress, name, required):
+            if "__bad__" in row:
+                report.problem(path, line, row["__bad__"])
+                continue
+            try:
+                handle(row, line)
+            except LineError as e:
+                report.problem(path, line, str(e))
+            except KeyError as e:
+                report.problem(path, line, f"unknown {e.args[0]}")
+        w.flush()
+
+    def course(row, _line):
+        cid = oulad_course_id(row["code_module"], row["code_presentation"])
+        start = oulad_start(row["code_presentation"])
+        starts[cid] = start
+        w.add("courses", {
+            "id": cid,
+            "title": f"OULAD {row['code_module']} {row['code_presentation']}",
+            "starts_at": start,
+            "length_days": _int(row, "module_presentation_length"),
+            "source": "oulad",
+            "attributes": {"code_module": row["code_module"], "code_presentation": row["code_presentation"]},
+        })  # fmt: skip
+
+    def course_of(row):
+        cid = oulad_course_id(row["code_module"], row["code_presentation"])
+        if cid not in starts:
+            raise LineError(
+                f"module presentation {row['code_module']} {row['code_presentation']} is not in courses.csv"
+            )
+        return cid, starts[cid]
+
+    assessment_course: dict[str, tuple[str, datetime, datetime | None]] = {}
+
+    def assessment(row, _line):
+        cid, start = course_of(row)
+        day = _int(row, "date", optional=True)
+        due = start + timedelta(days=day) if day is not None else None
+        aid = f"urn:oulad:assessment:{_int(row, 'id_assessment')}"
+        assessment_course[row["id_assessment"].strip()] = (cid, start, due)
+        w.add("assessments", {
+            "course_id": cid, "assessment_id": aid, "type": row["assessment_type"],
+            "due_at": due, "weight": _float(row, "weight", optional=True),
+        })  # fmt: skip
+
+    def vle(row, _line):
+        cid, _start = course_of(row)
+        w.add("resources", {
+            "course_id": cid, "resource_id": f"urn:oulad:site:{_int(row, 'id_site')}",
+            "type": row["activity_type"], "title": f"{row['activity_type']} {row['id_site']}",
+            "week_from": _int(row, "week_from", optional=True),
+            "week_to": _int(row, "week_to", optional=True),
+        })  # fmt: skip
+
+    info_keys = ("gender", "region", "highest_education", "imd_band", "age_band",
+                 "num_of_prev_attempts", "studied_credits", "disability")  # fmt: skip
+
+    def info(row, _line):
+        cid, _start = course_of(row)
+        attrs = {k: row[k] for k in info_keys if k in row}
+        for k in ("num_of_prev_attempts", "studied_credits"):
+            if k in attrs:
+                attrs[k] = _int(row, k, optional=True)
+        w.add("enrolments", {
+            "course_id": cid, "learner": str(_int(row, "id_student")),
+            "final_result": row["final_result"] or None, "attributes": attrs, "source": "oulad",
+        })  # fmt: skip
+
+    def registration(row, _line):
+        cid, start = course_of(row)
+        reg = _int(row, "date_registration", optional=True)
+        unreg = _int(row, "date_unregistration", optional=True)
+        w.add("enrolments", {
+            "course_id": cid, "learner": str(_int(row, "id_student")),
+            "registered_at": start + timedelta(days=reg) if reg is not None else None,
+            "unregistered_at": start + timedelta(days=unreg) if unreg is not None else None,
+            "source": "oulad",
+        })  # fmt: skip
+
+    stored = datetime.now(UTC)
+
+    def submission(row, line):
+        key = row["id_assessment"].strip()
+        if key not in assessment_course:
+            raise LineError(f"id_assessment {key!r} is not in assessments.csv")
+        cid, start, _due = assessment_course[key]
+        learner = str(_int(row, "id_student"))
+        day = _int(row, "date_submitted")
+        score = _float(row, "score", optional=True)
+        banked = _int(row, "is_banked", optional=True)
+        result: dict = {"completion": True, "extensions": {"urn:oulad:is_banked": bool(banked)}}
+        if score is not None:
+            if not 0 <= score <= 100:
+                raise LineError(f"score {score} is not between 0 and 100")
+            result["score"] = {"raw": score, "min": 0, "max": 100}
+        ts = start + timedelta(days=day)
+        statement = {
+            "id": _sid("oulad", "studentAssessment", key, learner),
+            "actor": _actor(learner),
+            "verb": {"id": COMPLETED, "display": {"en-US": "completed"}},
+            "object": {"objectType": "Activity", "id": f"urn:oulad:assessment:{int(key)}"},
+            "result": result,
+            "context": {"contextActivities": {"grouping": [{"id": course_iri(cid)}]}},
+            "timestamp": ts.isoformat() + "Z",
+        }
+        w.add("statements", to_row(statement, stored=stored, source="oulad", course_id=cid,
+                                   learner=learner, timestamp=ts.replace(tzinfo=UTC)))  # fmt: skip
+
+    def click(row, line):
+        cid, start = course_of(row)
+        learner = str(_int(row, "id_student"))
+        site = _int(row, "id_site")
+        clicks = _int(row, "sum_click")
+        if clicks < 0:
+            raise LineError(f"sum_click {clicks} is negative")
+        ts = start + timedelta(days=_int(row, "date"))
+        statement = {
+            "id": _sid("oulad", "studentVle", line, *row.values()),
+            "actor": _actor(learner),
+            "verb": {"id": VIEWED, "display": {"en-US": "viewed"}},
+            "object": {"objectType": "Activity", "id": f"urn:oulad:site:{site}"},
+            "result": {"extensions": {CLICKS_EXTENSION: clicks}},
+            "context": {"contextActivities": {"grouping": [{"id": course_iri(cid)}]}},
+            "timestamp": ts.isoformat() + "Z",
+        }
+        w.add("statements", to_row(statement, stored=stored, source="oulad", course_id=cid,
+                                   learner=learner, timestamp=ts.replace(tzinfo=UTC)))  # fmt: skip
+
+    guarded("courses", ("code_module", "code_presentation", "module_presentation_length"), course)
+    guarded(
+        "assessments",
+        ("code_module", "code_presentation", "id_assessment", "assessment_type", "date", "weight"),
+        assessment,
+    )
+    guarded(
+        "vle",
+        ("id_site", "code_module", "code_presentation", "activity_type", "week_from", "week_to"),
+        vle,
+    )
+    guarded("studentInfo", ("code_module", "code_presentation", "id_student", "final_result"), info)
+    guarded(
+        "studentRegistration",
+        (
+            "code_module",
+            "code_presentation",
+            "id_student",
+            "date_registration",
+            "date_unregistration",
+        ),
+        registration,
+    )
+    if "studentAssessment" in files:
+        guarded(
+            "studentAssessment",
+            ("id_assessment", "id_student", "date_submitted", "is_banked", "score"),
+            submission,
+        )
+    if "studentVle" in files:
+        guarded(
+            "studentVle",
+            ("code_module", "code_presentation", "id_student", "id_site", "date", "sum_click"),
+            click,
+        )
+    return report
+
+
+# --------------------------------------------------------------------------- FutureLearn
+
+_FL_TIME = (
+    "%Y-%m-%d %H:%M:%S %Z",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%z",
+)
+
+
+def _fl_time(value: str, key: str) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    for fmt in _FL_TIME:
+        try:
+            moment = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        return _naive(moment) if moment.tzinfo else moment
+    raise LineError(f"{key} {value!r} is not a time such as 2016-09-19 10:17:23 UTC")
+
+
+def _check_course(course_id: str) -> None:
+    if not _COURSE_RE.match(course_id):
+        raise ValueError(
+            f"course id {course_id!r} is not valid: lowercase letters, digits and dashes"
+        )
+
+
+def import_futurelearn(
+    store: EventStore,
+    course_id: str,
+    *,
+    step_activity: os.PathLike | str | None = None,
+    enrolments: os.PathLike | str | None = None,
+    home: str = "https://www.futurelearn.com",
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> ImportReport:
+    """Import a FutureLearn run's step-activity and/or enrolments export into ``course_id``."""
+    _check_course(course_id)
+    progress = progress or Progress(enabled=False)
+    report = ImportReport()
+    store.create()
+    w = _Writer(store, report, batch)
+    stored = datetime.now(UTC)
+    first_seen: datetime | None = None
+
+    if enrolments is not None:
+        path = Path(enrolments)
+        for line, row in _rows(path, progress, "enrolments", ("learner_id", "enrolled_at")):
+            if "__bad__" in row:
+                report.problem(path, line, row["__bad__"])
+                continue
+            try:
+                learner = row["learner_id"].strip()
+                if not learner:
+                    raise LineError("learner_id is empty")
+                attrs = {
+                    k: v
+                    for k, v in row.items()
+                    if k not in ("learner_id", "enrolled_at", "unenrolled_at") and v
+                }
+                w.add("enrolments", {
+                    "course_id": course_id, "learner": learner,
+                    "registered_at": _fl_time(row["enrolled_at"], "enrolled_at"),
+                    "unregistered_at": _fl_time(row.get("unenrolled_at", ""), "unenrolled_at"),
+                    "attributes": attrs, "source": "futurelearn",
+                })  # fmt: skip
+            except LineError as e:
+                report.problem(path, line, str(e))
+        w.flush()
+
+    if step_activity is not None:
+        path = Path(step_activity)
+        required = (
+            "learner_id",
+            "step",
+            "week_number",
+            "step_number",
+            "first_visited_at",
+            "last_completed_at",
+        )
+        for line, row in _rows(path, progress, "step-activity", required):
+            if "__bad__" in row:
+                report.problem(path, line, row["__bad__"])
+                continue
+            try:
+                learner = row["learner_id"].strip()
+                if not learner:
+                    raise LineError("learner_id is empty")
+                week, number = _int(row, "week_number"), _int(row, "step_number")
+                step = row["step"].strip() or f"{week}.{number}"
+                iri = f"urn:futurelearn:{course_id}:step:{step}"
+                visited = _fl_time(row["first_visited_at"], "first_visited_at")
+                completed = _fl_time(row["last_completed_at"], "last_completed_at")
+                if visited is None:
+                    raise LineError("first_visited_at is empty")
+                first_seen = visited if first_seen is None else min(first_seen, visited)
+                w.add("resources", {"course_id": course_id, "resource_id": iri, "type": "step",
+                                    "title": f"Step {step}", "week_from": week, "week_to": week})  # fmt: skip
+                for verb, name, moment in (
+                    (VIEWED, "viewed", visited),
+                    (COMPLETED, "completed", completed),
+                ):
+                    if moment is None:
+                        continue
+                    statement = {
+                        "id": _sid("futurelearn", course_id, learner, step, name),
+                        "actor": {"objectType": "Agent", "account": {"homePage": home, "name": learner}},
+                        "verb": {"id": verb, "display": {"en-US": name}},
+                        "object": {"objectType": "Activity", "id": iri,
+                                   "definition": {"name": {"en": f"Step {step}"}}},
+                        "context": {"contextActivities": {"grouping": [{"id": course_iri(course_id)}]}},
+                        "timestamp": moment.isoformat() + "Z",
+                    }  # fmt: skip
+                    if name == "completed":
+                        statement["result"] = {"completion": True}
+                    w.add("statements", to_row(statement, stored=stored, source="futurelearn",
+                                               course_id=course_id, learner=learner,
+                                               timestamp=moment.replace(tzinfo=UTC)))  # fmt: skip
+            except LineError as e:
+                report.problem(path, line, str(e))
+        w.flush()
+
+    with store.engine.begin() as conn:
+        from sqlalchemy import select
+
+        row = conn.execute(select(Course).where(Course.id == course_id)).scalars().first()
+        if row is None:
+            start = (
+                first_seen.replace(hour=0, minute=0, second=0, microsecond=0)
+                if first_seen
+                else None
+            )
+            store.upsert(Course, [{"id": course_id, "title": course_id, "starts_at": start,
+                                   "source": "futurelearn", "attributes": {}}], conn=conn)  # fmt: skip
+    return report
+
+
+# --------------------------------------------------------------------------- Moodle
+
+MOODLE_COLUMNS = ("Time", "User full name", "Affected user", "Event context", "Component",
+                  "Event name", "Description", "Origin", "IP address")  # fmt: skip
+_MOODLE_TIME = ("%d/%m/%y, %H:%M:%S", "%d/%m/%y, %H:%M", "%d/%m/%Y, %H:%M", "%d %B %Y, %I:%M %p",
+                "%d %b %Y, %I:%M:%S %p", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")  # fmt: skip
+_USER_ID = re.compile(r"user with id '(\d+)'")
+_CMID = re.compile(r"course module id '(\d+)'")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "event"
+
+
+def _moodle_time(value: str, tz: ZoneInfo, time_format: str | None) -> datetime:
+    value = value.strip()
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value), UTC).replace(tzinfo=None)
+    for fmt in [time_format] if time_format else _MOODLE_TIME:
+        try:
+            moment = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        return _naive(moment.replace(tzinfo=tz))
+    hint = f" (expected {time_format})" if time_format else " such as 22/11/26, 14:05"
+    raise LineError(f"Time {value!r} is not a time{hint}")
+
+
+def import_moodle_log(
+    store: EventStore,
+    path: os.PathLike | str,
+    course_id: str,
+    *,
+    timezone: str = "UTC",
+    time_format: str | None = None,
+    home: str = "https://moodle.invalid",
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> ImportReport:
+    """Import a Moodle log export (CSV) into ``course_id``; times are in ``timezone``.
+
+    The learner is the Moodle user id from the description (``The user with id '5' ...``),
+    else the full name. The object is the course module (``urn:moodle:cm:<id>``) when the
+    description names one, else the event context. Verbs: an event name ending in "viewed"
+    is *viewed*, "...submitted" / "submission created" is *completed*; any other event is
+    ``urn:moodle:event:<event-name-slug>``.
+    """
+    _check_course(course_id)
+    tz = ZoneInfo(timezone)
+    path = Path(path)
+    progress = progress or Progress(enabled=False)
+    report = ImportReport()
+    store.create()
+    w = _Writer(store, report, batch)
+    stored = datetime.now(UTC)
+    previous, run = None, 0
+    for line, row in _rows(path, progress, "moodle log", MOODLE_COLUMNS):
+        if "__bad__" in row:
+            report.problem(path, line, row["__bad__"])
+            continue
+        key = tuple(row[c] for c in MOODLE_COLUMNS if c != "IP address")
+        run = run + 1 if key == previous else 0
+        previous = key
+        try:
+            moment = _moodle_time(row["Time"], tz, time_format)
+            name = row["User full name"].strip()
+            if not name:
+                raise LineError("User full name is empty")
+            m = _USER_ID.search(row["Description"])
+            learner = f"moodle-{m[1]}" if m else name
+            cm = _CMID.search(row["Description"])
+            context = row["Event context"].strip() or "course"
+            iri = (
+                f"urn:moodle:cm:{cm[1]}"
+                if cm
+                else f"urn:moodle:{course_id}:context:{_slug(context)}"
+            )
+            event = row["Event name"].strip()
+            lowered = event.lower()
+            if lowered.endswith("viewed"):
+                verb = {"id": VIEWED, "display": {"en-US": "viewed"}}
+            elif "submitted" in lowered or "submission created" in lowered:
+                verb = {"id": COMPLETED, "display": {"en-US": "completed"}}
+            else:
+                verb = {
+                    "id": f"urn:moodle:event:{_slug(event)}",
+                    "display": {"en-US": event or "event"},
+                }
+            actor = {"objectType": "Agent", "name": name,
+                     "account": {"homePage": home, "name": learner}}  # fmt: skip
+            statement = {
+                "id": _sid("moodle", course_id, *key, run),
+                "actor": actor,
+                "verb": verb,
+                "object": {"objectType": "Activity", "id": iri,
+                           "definition": {"name": {"en": context}}},
+                "context": {"contextActivities": {"grouping": [{"id": course_iri(course_id)}]},
+                            "platform": "Moodle",
+                            "extensions": {"urn:moodle:component": row["Component"],
+                                           "urn:moodle:origin": row["Origin"]}},
+                "timestamp": moment.isoformat() + "Z",
+            }  # fmt: skip
+            w.add("statements", to_row(statement, stored=stored, source="moodle",
+                                       course_id=course_id, learner=learner,
+                                       timestamp=moment.replace(tzinfo=UTC)))  # fmt: skip
+            if cm:
+                w.add("resources", {"course_id": course_id, "resource_id": iri,
+                                    "type": row["Component"], "title": context})  # fmt: skip
+        except LineError as e:
+            report.problem(path, line, str(e))
+    w.flush()
+    return report

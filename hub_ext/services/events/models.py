@@ -1,0 +1,174 @@
+"""The event store's tables (SQLAlchemy 2 declarative models).
+
+One table holds learning events as xAPI statements (``statements``): the statement as stored
+(``raw``, the one source of truth returned by the xAPI GET) plus the fields the analytics
+queries filter and group on, extracted at insert time and indexed: course, learner, actor,
+verb, object, timestamp, day, clicks, score.
+
+Four small tables describe what the events are about; importers and the hub fill them:
+
+- ``courses``: a course's start and length (OULAD's module presentations, a hub course);
+- ``enrolments``: who is enrolled in a course, when, the final result and free attributes
+  (OULAD's demographics, FutureLearn's enrolment fields);
+- ``resources``: the course's resources (OULAD's VLE sites, FutureLearn's steps);
+- ``assessments``: the course's assessments with due dates and weights.
+
+``sources`` holds the HTTP Basic credentials of the systems allowed to post statements
+(an LMS's logstore_xapi plugin); only a salted scrypt hash of each secret is kept.
+
+Times are stored as naive UTC datetimes; ``day`` is the UTC day number (days since
+1970-01-01) of the timestamp, so grouping by day or week is integer arithmetic on every
+database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Assessment", "Base", "Course", "Enrolment", "Resource", "Source", "Statement"]
+
+#: BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
+_PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Statement(Base):
+    """One xAPI statement, as stored, with the course and learner it maps to."""
+
+    __tablename__ = "statements"
+
+    pk: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    #: the statement's UUID (lowercase, hyphenated)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    #: the course (a catalog course id) the statement maps to; None if none could be found
+    course_id: Mapped[str | None] = mapped_column(String(64))
+    #: the learner (a hub username, or an importer's learner id) the actor maps to
+    learner: Mapped[str | None] = mapped_column(String(255))
+    #: the actor's identifier as one string: ``mbox:mailto:a@b``, ``account:<homePage>|<name>``
+    actor_key: Mapped[str] = mapped_column(String(512))
+    verb: Mapped[str] = mapped_column(String(512))
+    #: Activity, Agent, Group, StatementRef or SubStatement
+    object_type: Mapped[str] = mapped_column(String(16))
+    #: the activity IRI, the agent's key, the referenced statement id ("" for a SubStatement)
+    object_id: Mapped[str] = mapped_column(String(512))
+    timestamp: Mapped[datetime] = mapped_column(DateTime)
+    stored: Mapped[datetime] = mapped_column(DateTime)
+    #: UTC day number of ``timestamp`` (days since 1970-01-01)
+    day: Mapped[int] = mapped_column(Integer)
+    #: how many interactions the statement stands for (OULAD's sum_click; 1 otherwise)
+    clicks: Mapped[int] = mapped_column(Integer, default=1)
+    #: result.score.raw (or scaled * 100 when only scaled is given)
+    score: Mapped[float | None] = mapped_column(Float)
+    #: who sent it: a source's name, ``hub``, or an importer (``oulad``, ``futurelearn``, ...)
+    source: Mapped[str] = mapped_column(String(64))
+    voided: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the whole statement as the xAPI GET returns it (with stored, authority and version)
+    raw: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_statements_course_day", "course_id", "day"),
+        Index("ix_statements_course_object", "course_id", "object_id"),
+        Index("ix_statements_course_learner_ts", "course_id", "learner", "timestamp"),
+        Index("ix_statements_actor", "actor_key"),
+        Index("ix_statements_verb", "verb"),
+        Index("ix_statements_stored", "stored"),
+    )
+
+    # the statement's parts, read from the stored statement
+    @property
+    def actor(self) -> dict:
+        return self.raw["actor"]
+
+    @property
+    def object(self) -> dict:
+        return self.raw["object"]
+
+    @property
+    def result(self) -> dict | None:
+        return self.raw.get("result")
+
+    @property
+    def context(self) -> dict | None:
+        return self.raw.get("context")
+
+    @property
+    def authority(self) -> dict | None:
+        return self.raw.get("authority")
+
+
+class Course(Base):
+    __tablename__ = "courses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(255), default="")
+    #: when the course starts (naive UTC); weeks are counted from this day (week 0)
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime)
+    length_days: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(64), default="")
+    attributes: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Enrolment(Base):
+    __tablename__ = "enrolments"
+
+    course_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    learner: Mapped[str] = mapped_column(String(255), primary_key=True)
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unregistered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: e.g. OULAD's Pass, Fail, Withdrawn, Distinction
+    final_result: Mapped[str | None] = mapped_column(String(32))
+    attributes: Mapped[dict] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Resource(Base):
+    __tablename__ = "resources"
+
+    course_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: the activity IRI statements use as object id
+    resource_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), default="")
+    title: Mapped[str] = mapped_column(String(255), default="")
+    week_from: Mapped[int | None] = mapped_column(Integer)
+    week_to: Mapped[int | None] = mapped_column(Integer)
+
+
+class Assessment(Base):
+    __tablename__ = "assessments"
+
+    course_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: the activity IRI submissions use as object id
+    assessment_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), default="")
+    due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    weight: Mapped[float | None] = mapped_column(Float)
+
+
+class Source(Base):
+    """A system allowed to post statements, with its HTTP Basic credentials (hashed)."""
+
+    __tablename__ = "sources"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: the Basic auth username (public)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``scrypt$n$r$p$salt_hex$hash_hex`` of the secret
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    #: statements from this source map to this course unless they name another
+    course_id: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,353 @@
+"""The event store: an SQLAlchemy engine over the tables of :mod:`.models`.
+
+SQLite by default (WAL journal, so the analytics notebooks read while the service writes),
+PostgreSQL by URL (``postgresql+psycopg://...``). Everything here is synchronous; the
+service calls it from a thread (``asyncio.to_thread``), never on the event loop.
+
+Notebooks get a **read-only** URL (:func:`readonly_url`): SQLite opened with ``mode=ro``;
+for PostgreSQL, sessions that default to read-only transactions. That is a guard against
+mistakes, not a security boundary on PostgreSQL: give notebooks a role that has only
+``SELECT`` (see :meth:`EventStore.create_readonly_role`) and put that role in the URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from .models import Base, Source, Statement
+from .xapi import VOIDED, canonical
+
+__all__ = [
+    "Conflict",
+    "EventStore",
+    "make_engine",
+    "readonly_url",
+]
+
+
+class Conflict(Exception):
+    """A statement id that is already stored with different content (xAPI: 409)."""
+
+    def __init__(self, statement_id: str):
+        self.statement_id = statement_id
+        super().__init__(f"statement {statement_id} already exists with different content")
+
+
+def readonly_url(url: str) -> str:
+    """The same database, opened read-only (the URL the analytics notebooks get)."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if not u.database or u.database == ":memory:":
+            raise ValueError("an in-memory SQLite store has no read-only URL")
+        path = Path(u.database).resolve()
+        return f"sqlite:///file:{path}?mode=ro&uri=true"
+    if u.get_backend_name() == "postgresql":
+        return u.update_query_dict(
+            {"options": "-c default_transaction_read_only=on"}
+        ).render_as_string(hide_password=False)
+    return url
+
+
+def _is_readonly_sqlite(url) -> bool:
+    return url.get_backend_name() == "sqlite" and url.query.get("mode") == "ro"
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """An engine for the store; SQLite gets WAL, a busy timeout and foreign keys."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+        engine = create_engine(u, **kwargs)
+        readonly = _is_readonly_sqlite(u)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cursor = dbapi_conn.cursor()
+            if readonly:
+                cursor.execute("PRAGMA query_only=ON")
+            elif u.database and u.database != ":memory:":
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(u, **kwargs)
+
+
+# --------------------------------------------------------------------------- secrets
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_secret(secret: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def verify_secret(secret: str, hashed: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = hashed.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(
+        secret.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
+    )
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+def _insert(engine: Engine, table):
+    """INSERT ... ON CONFLICT DO NOTHING for the engine's dialect."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - other databases are not supported
+        raise ValueError(f"unsupported database {name!r} (use SQLite or PostgreSQL)")
+    return insert(table)
+
+
+class EventStore:
+    """The store behind one URL. ``EventStore(url).create()`` makes the tables."""
+
+    def __init__(self, url: str, engine: Engine | None = None):
+        self.url = url
+        self.engine = engine or make_engine(url)
+
+    def __repr__(self) -> str:
+        return f"<EventStore {make_url(self.url).render_as_string(hide_password=True)}>"
+
+    @property
+    def readonly_url(self) -> str:
+        return readonly_url(self.url)
+
+    def create(self) -> None:
+        """Create the tables and indexes that do not exist yet."""
+        Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------- writing
+
+    def insert_ignore(self, table, rows: Sequence[dict], conn=None) -> int:
+        """Insert rows, skipping those whose key is already there; the number inserted."""
+        if not rows:
+            return 0
+        stmt = _insert(self.engine, table).on_conflict_do_nothing()
+        if conn is not None:
+            return conn.execute(stmt, list(rows)).rowcount
+        with self.engine.begin() as c:
+            return c.execute(stmt, list(rows)).rowcount
+
+    def upsert(self, model, rows: Sequence[dict], conn=None, *, only_given: bool = False) -> None:
+        """Insert rows, replacing the other columns of rows whose primary key exists.
+
+        With ``only_given``, only the columns the (first) row has are replaced.
+        """
+        if not rows:
+            return
+        table = model.__table__
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = _insert(self.engine, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                c.name: stmt.excluded[c.name]
+                for c in table.columns
+                if c.name not in keys and (not only_given or c.name in rows[0])
+            },
+        )
+        if conn is not None:
+            conn.execute(stmt, list(rows))
+            return
+        with self.engine.begin() as c:
+            c.execute(stmt, list(rows))
+
+    def store_statements(self, rows: Sequence[dict]) -> int:
+        """Store validated statement rows atomically (all or none); the number new.
+
+        A row whose id is stored already is skipped if the statement is the same, and raises
+        :class:`Conflict` (nothing stored) if it differs. Voiding statements mark their target.
+        """
+        for attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    return self._store(conn, rows)
+            except IntegrityError:
+                # another request stored one of these ids between our check and insert:
+                # check again, now it is visible (and compared)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store(self, conn, rows: Sequence[dict]) -> int:
+        table = Statement.__table__
+        ids = [r["id"] for r in rows]
+        existing = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for sid, raw in conn.execute(
+                select(table.c.id, table.c.raw).where(table.c.id.in_(chunk))
+            ):
+                existing[sid] = raw
+        new = []
+        for row in rows:
+            old = existing.get(row["id"])
+            if old is None:
+                new.append(row)
+            elif canonical(old) != canonical(row["raw"]):
+                raise Conflict(row["id"])
+        if new:
+            conn.execute(table.insert(), new)
+        voided = [r["raw"]["object"]["id"].lower() for r in new if r["verb"] == VOIDED]
+        if voided:
+            conn.execute(
+                update(table)
+                .where(table.c.id.in_(voided), table.c.verb != VOIDED)
+                .values(voided=True)
+            )
+        return len(new)
+
+    # ------------------------------------------------------------------- sources
+
+    def add_source(self, name: str, course_id: str | None = None) -> tuple[str, str]:
+        """Register a source; return its (key, secret). Only a hash of the secret is kept."""
+        key = secrets.token_urlsafe(12)
+        secret = secrets.token_urlsafe(32)
+        row = {
+            "name": name,
+            "key": key,
+            "secret_hash": hash_secret(secret),
+            "course_id": course_id,
+            "created": datetime.now(UTC).replace(tzinfo=None),
+        }
+        with self.engine.begin() as conn:
+            if conn.execute(select(Source.name).where(Source.name == name)).first():
+                raise ValueError(f"a source named {name!r} exists already")
+            conn.execute(Source.__table__.insert(), [row])
+        return key, secret
+
+    def remove_source(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(Source.__table__.delete().where(Source.name == name)).rowcount > 0
+
+    def sources(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Source.name, Source.key, Source.course_id, Source.created))
+            return [dict(r._mapping) for r in rows]
+
+    def check_source(self, key: str, secret: str) -> dict | None:
+        """The source (name, key, course_id) whose credentials these are, else None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Source).where(Source.key == key)).scalars().first()
+        if row is None:
+            # spend the same time as a real check, so keys cannot be probed by timing
+            verify_secret(secret, _DUMMY_HASH)
+            return None
+        if not verify_secret(secret, row.secret_hash):
+            return None
+        return {"name": row.name, "key": row.key, "course_id": row.course_id}
+
+    # ------------------------------------------------------------------- reading
+
+    def get_statement(self, statement_id: str, *, voided: bool = False) -> dict | None:
+        table = Statement.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(table.c.raw, table.c.voided).where(table.c.id == statement_id.lower())
+            ).first()
+        if row is None or row.voided != voided:
+            return None
+        return row.raw
+
+    def query_statements(
+        self,
+        *,
+        agent_key: str | None = None,
+        verb: str | None = None,
+        activity: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        ascending: bool = False,
+        limit: int = 100,
+        after_pk: int | None = None,
+    ) -> tuple[list[dict], int | None, datetime | None]:
+        """Statements matching the xAPI GET filters (newest stored first unless ascending).
+
+        Returns (statements, the pk to continue after or None, the newest ``stored`` seen).
+        """
+        t = Statement.__table__
+        q = select(t.c.pk, t.c.raw).where(t.c.voided.is_(False))
+        if agent_key is not None:
+            q = q.where(t.c.actor_key == agent_key)
+        if verb is not None:
+            q = q.where(t.c.verb == verb)
+        if activity is not None:
+            q = q.where(t.c.object_id == activity)
+        if since is not None:
+            q = q.where(t.c.stored > since.astimezone(UTC).replace(tzinfo=None))
+        if until is not None:
+            q = q.where(t.c.stored <= until.astimezone(UTC).replace(tzinfo=None))
+        if after_pk is not None:
+            q = q.where(t.c.pk > after_pk if ascending else t.c.pk < after_pk)
+        q = q.order_by(t.c.pk.asc() if ascending else t.c.pk.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            newest = conn.execute(select(func.max(t.c.stored))).scalar()
+        more = rows[limit - 1].pk if len(rows) > limit else None
+        return [r.raw for r in rows[:limit]], more, newest
+
+    def count(self, model=Statement, **where) -> int:
+        q = select(func.count()).select_from(model)
+        for key, value in where.items():
+            q = q.where(getattr(model, key) == value)
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar_one()
+
+    def create_readonly_role(self, role: str, password: str) -> str:
+        """PostgreSQL only: a login role that may only SELECT the store; its URL."""
+        if self.engine.dialect.name != "postgresql":
+            raise ValueError("read-only roles are a PostgreSQL feature; SQLite uses mode=ro")
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+            ).first()
+            ident = conn.dialect.identifier_preparer.quote(role)
+            pw = password.replace("'", "''")
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(text(f"{verb} ROLE {ident} LOGIN PASSWORD '{pw}'"))
+            conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ident}"))
+            conn.execute(text(f"REVOKE SELECT ON sources FROM {ident}"))
+        u = make_url(self.url).set(username=role, password=password)
+        return readonly_url(u.render_as_string(hide_password=False))
+
+
+_DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
+
+
+def chunked(items: Iterable, size: int):
+    """Lists of at most ``size`` items (constant memory over any iterable)."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
