@@ -1,0 +1,52 @@
+"""``hub-ext check-catalog FILE``: the catalog's problems, or a summary of its courses."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+from .courses import Catalog, CatalogError
+
+
+def installed_kernels() -> set[str]:
+    """Kernel names installed in this Python environment (the local backend's kernels)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return set(KernelSpecManager().find_kernel_specs())
+
+
+def check_catalog(args) -> int:
+    known = None if args.no_kernel_check else installed_kernels()
+    try:
+        catalog = Catalog.load(args.file, known_kernels=known)
+    except CatalogError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(e.problems)} problem(s); the hub would not start.", file=sys.stderr)
+        return 1
+    now = datetime.now(UTC)
+    print(f"{catalog.source}: {len(catalog)} course(s)")
+    for course in catalog.values():
+        print(
+            f"  {course.id:<12} {course.status(now):<8} {course.title}\n"
+            f"  {'':<12} {course.describe_window()}; kernels {', '.join(course.kernels)}; "
+            f"{len(course.learners)} learner(s), {len(course.teachers)} teacher(s) listed; "
+            f"{len(course.notebooks)} API notebook(s)"
+        )
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser(
+        "check-catalog",
+        help="validate a course catalog and summarise it",
+        description="Validate a course catalog: print every problem (file, course, field), "
+        "or a summary of the courses. Exit status 1 if there is a problem.",
+    )
+    p.add_argument("file", help="the catalog, e.g. hub_config/courses.yaml")
+    p.add_argument(
+        "--no-kernel-check",
+        action="store_true",
+        help="do not check kernels against those installed here (e.g. for a Docker catalog)",
+    )
+    p.set_defaults(func=check_catalog)

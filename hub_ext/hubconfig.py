@@ -1,0 +1,145 @@
+"""Turn a course catalog into JupyterHub configuration.
+
+Used from ``jupyterhub_config.py``::
+
+    from hub_ext.hubconfig import configure_course_hub
+    configure_course_hub(c, "courses.yaml", backend="local")
+
+It loads and validates the catalog first: a broken catalog stops the hub before anything
+starts, with every problem listed (file, course, field).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+from .courses import (
+    Catalog,
+    CatalogError,
+    CourseCatalog,
+    analytics_scope,
+    teacher_role,
+)
+
+__all__ = ["BACKENDS", "configure_course_hub", "course_roles", "courses_for_user"]
+
+#: backend name -> the spawner entry point (``jupyterhub.spawners`` in setup.cfg)
+BACKENDS = {"local": "course-local", "docker": "course-docker"}
+
+TEMPLATES = str(Path(__file__).parent / "templates")
+
+
+def load_catalog_or_exit(path: str | Path, *, backend: str) -> Catalog:
+    """Load the catalog, or stop the hub with its problems (a config file cannot half-fail)."""
+    known_kernels = None
+    if backend == "local":
+        from .courses_cli import installed_kernels
+
+        known_kernels = installed_kernels()
+    try:
+        return Catalog.load(path, known_kernels=known_kernels)
+    except CatalogError as e:
+        # SystemExit, not an exception: traitlets would log an exception from a config file
+        # and carry on starting a hub without courses.
+        sys.exit(
+            f"The course catalog has {len(e.problems)} problem(s); the hub will not start:\n{e}"
+        )
+
+
+def course_roles(catalog: Catalog) -> list[dict]:
+    """One role per course, granted to the course's teacher group.
+
+    A teacher may list and read the course's learners and their activity, and call the
+    course's analytics APIs. Opening a learner's course server goes through JupyterHub's
+    shares of that one server, not through a role: a role's ``!group=`` filter would reach
+    all of the learner's servers, in every course.
+    """
+    roles = []
+    for course in catalog.values():
+        learners = f"group={course.learner_group}"
+        roles.append(
+            {
+                "name": teacher_role(course.id),
+                "description": f"Teachers of {course.id}: its learners, their activity, its analytics",
+                "scopes": [
+                    f"list:users!{learners}",
+                    f"read:users!{learners}",
+                    f"read:users:activity!{learners}",
+                    f"read:groups!{learners}",
+                    f"read:servers!{learners}",
+                    analytics_scope(course.id),
+                ],
+                "groups": [course.teacher_group],
+            }
+        )
+    return roles
+
+
+def course_scopes(catalog: Catalog) -> dict[str, dict]:
+    """The custom scopes the catalog's courses need (``c.JupyterHub.custom_scopes``)."""
+    return {
+        analytics_scope(c.id): {"description": f"Call the analytics APIs of {c.id} ({c.title})"}
+        for c in catalog.values()
+    }
+
+
+def courses_for_user(catalog: Catalog, user, now=None) -> list[dict]:
+    """The courses ``user`` is enrolled in, for the home page (``template_vars``)."""
+    from .courses import enrollments_from_groups
+
+    if user is None:
+        return []
+    now = now or datetime.now(UTC)
+    roles = enrollments_from_groups(g.name for g in user.groups)
+    spawners = user.orm_user.orm_spawners if hasattr(user, "orm_user") else {}
+    rows = []
+    for course in catalog.values():
+        if course.id not in roles:
+            continue
+        spawner = user.spawners[course.id] if course.id in spawners else None
+        rows.append(
+            {
+                "id": course.id,
+                "title": course.title,
+                "description": course.description,
+                "role": roles[course.id],
+                "status": course.status(now),
+                "window": course.describe_window(),
+                "active": bool(spawner and spawner.active),
+                "ready": bool(spawner and spawner.ready),
+                "url": user.server_url(course.id),
+            }
+        )
+    return rows
+
+
+def configure_course_hub(c, catalog_path: str | Path, *, backend: str = "local") -> Catalog:
+    """Configure JupyterHub (``c``) for the courses of ``catalog_path`` on ``backend``.
+
+    Sets: the catalog, the spawner, one named server per course, the home page that lists
+    a user's courses, ``manage_groups``, and the per-course teacher roles and scopes.
+    Returns the loaded catalog for further configuration.
+    """
+    if backend not in BACKENDS:
+        sys.exit(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    catalog_path = Path(catalog_path).resolve()
+    catalog = load_catalog_or_exit(catalog_path, backend=backend)
+    c.CourseCatalog.path = str(catalog_path)
+    CourseCatalog.instance().set_catalog(catalog)
+
+    c.JupyterHub.spawner_class = BACKENDS[backend]
+    c.JupyterHub.allow_named_servers = True
+    # No count limit: the spawner refuses any name that is not one of the user's courses,
+    # and JupyterHub's count would include refused (never started) names.
+    c.JupyterHub.named_server_limit_per_user = 0
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.template_paths = [TEMPLATES]
+    c.JupyterHub.template_vars = {"courses": partial(courses_for_user, catalog)}
+    c.Authenticator.manage_groups = True
+
+    c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), **course_scopes(catalog)}
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(catalog)]
+    return catalog

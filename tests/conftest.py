@@ -1,0 +1,103 @@
+"""Shared fixtures: a test catalog with courses in every state, and a real hub running it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import yaml
+
+from tests.hubtest import HubProcess, node_available
+
+
+def day(offset: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=offset)).strftime("%Y-%m-%d")
+
+
+def write_catalog(
+    directory: Path, courses: list[dict], *, make_materials: bool = True, **top
+) -> Path:
+    """Write a catalog YAML (and, unless told not to, each course's materials) under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for course in courses:
+        if "materials" in course and make_materials:
+            materials = directory / course["materials"]
+            materials.mkdir(parents=True, exist_ok=True)
+            (materials / "README.md").write_text(
+                f"# {course['title']}\nRead-only course materials.\n"
+            )
+    path = directory / "courses.yaml"
+    path.write_text(yaml.safe_dump({**top, "courses": courses}, sort_keys=False))
+    return path
+
+
+def standard_courses() -> list[dict]:
+    """Two open courses, one closed past its grace period, one not open yet, one in grace."""
+    return [
+        {
+            "id": "ds101",
+            "title": "Data analysis with Python",
+            "opens": day(-30),
+            "closes": day(60),
+            "materials": "materials/ds101",
+            "mem_limit": "1G",
+            "cpu_limit": 1,
+            "env": {"DATASET_DIR": "/srv/data"},
+            "learners": ["alice", "bob"],
+            "teachers": ["tina"],
+        },
+        {
+            "id": "stat200",
+            "title": "Statistical inference",
+            "opens": day(-10),
+            "closes": day(90),
+            "materials": "materials/stat200",
+            "learners": ["alice", "carol"],
+            "teachers": ["sam"],
+        },
+        {
+            "id": "hist100",
+            "title": "Digital history",
+            "opens": day(-200),
+            "closes": day(-60),
+            "grace_days": 14,
+            "learners": ["alice"],
+            "teachers": ["tina"],
+        },
+        {
+            "id": "future101",
+            "title": "Next term",
+            "opens": day(30),
+            "closes": day(120),
+            "learners": ["alice"],
+            "teachers": ["tina"],
+        },
+        {
+            "id": "grace200",
+            "title": "Just closed",
+            "opens": day(-100),
+            "closes": day(-2),
+            "grace_days": 14,
+            "learners": ["alice"],
+        },
+    ]
+
+
+@pytest.fixture(scope="session")
+def catalog_path(tmp_path_factory) -> Path:
+    return write_catalog(tmp_path_factory.mktemp("catalog"), standard_courses())
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def hub(tmp_path_factory, catalog_path):
+    """A real JupyterHub + proxy on loopback, serving the standard test catalog."""
+    if not node_available():
+        pytest.fail("configurable-http-proxy is not installed: run `make setup` first")
+    process = HubProcess(tmp_path_factory.mktemp("hub"), catalog_path)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.shutdown()

@@ -1,0 +1,283 @@
+"""The catalog: loading, every kind of mistake, the access window, group names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+
+from hub_ext.courses import (
+    Catalog,
+    CatalogError,
+    enrollments_from_groups,
+    group_name,
+    parse_group,
+)
+from tests.conftest import standard_courses, write_catalog
+
+
+def course(**overrides):
+    base = {"id": "ds101", "title": "Data", "opens": "2026-09-01", "closes": "2026-12-20"}
+    return {**base, **overrides}
+
+
+def problems(tmp_path, courses, known_kernels=None, **top):
+    path = write_catalog(tmp_path, courses, make_materials=False, **top)
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(path, known_kernels=known_kernels)
+    return [str(p) for p in info.value.problems]
+
+
+def test_loads_the_standard_catalog(catalog_path):
+    catalog = Catalog.load(catalog_path)
+    assert list(catalog) == [c["id"] for c in standard_courses()]
+    ds101 = catalog["ds101"]
+    assert ds101.mem_limit == 1024**3
+    assert ds101.learner_group == "course:ds101:learner"
+    assert ds101.teacher_group == "course:ds101:teacher"
+    assert ds101.materials.is_dir()
+    assert ds101.env == {"DATASET_DIR": "/srv/data"}
+    assert catalog.static_groups("alice") == {
+        "course:ds101:learner",
+        "course:stat200:learner",
+        "course:hist100:learner",
+        "course:future101:learner",
+        "course:grace200:learner",
+    }
+    assert catalog.static_groups("tina") == {
+        "course:ds101:teacher",
+        "course:hist100:teacher",
+        "course:future101:teacher",
+    }
+    assert catalog.static_groups("nobody") == set()
+
+
+def test_the_shipped_example_catalog_is_valid():
+    from pathlib import Path
+
+    catalog = Catalog.load(Path(__file__).parent.parent / "hub_config" / "courses.yaml")
+    assert {"ds101", "stat200", "hist100"} <= set(catalog)
+
+
+@pytest.mark.parametrize(
+    ("courses", "expected"),
+    [
+        pytest.param(
+            [{"title": "No id", "opens": "2026-09-01", "closes": "2026-12-20"}],
+            "course '#1': missing required field 'id'",
+            id="missing-id",
+        ),
+        pytest.param(
+            [course(), course(title="Again")],
+            "course 'ds101': id: duplicate id (course #1 has it too)",
+            id="duplicate-id",
+        ),
+        pytest.param(
+            [course(opens="2026-13-01")],
+            "course 'ds101': opens: '2026-13-01' is not a date",
+            id="bad-date",
+        ),
+        pytest.param(
+            [course(opens="2026-09-01", closes="2026-01-01")],
+            "course 'ds101': closes: closes (2026-01-01) is before opens (2026-09-01)",
+            id="closes-before-opens",
+        ),
+        pytest.param(
+            [course(memory="2G")], "course 'ds101': unknown key 'memory'", id="unknown-key"
+        ),
+        pytest.param(
+            [course(mem_limit="-1G")],
+            "course 'ds101': mem_limit: '-1G' is not valid",
+            id="negative-memory-string",
+        ),
+        pytest.param(
+            [course(mem_limit=-5)],
+            "course 'ds101': mem_limit: -5 must be positive",
+            id="negative-memory",
+        ),
+        pytest.param(
+            [course(id="DS 101")],
+            "course 'DS 101': id: 'DS 101' is not valid: use lowercase letters",
+            id="bad-id-characters",
+        ),
+        pytest.param(
+            [course(id="ds:101")], "course 'ds:101': id: 'ds:101' is not valid", id="colon-in-id"
+        ),
+        pytest.param(
+            [course(learners=["Alice Smith"])],
+            "course 'ds101': learners.0: 'Alice Smith' is not valid: use a lowercase username",
+            id="bad-username",
+        ),
+        pytest.param(
+            [course(cpu_limit=0)],
+            "course 'ds101': cpu_limit: 0 must be greater than 0",
+            id="zero-cpu",
+        ),
+        pytest.param(
+            [course(materials="nowhere")],
+            "course 'ds101': materials: directory",
+            id="missing-materials",
+        ),
+        pytest.param(
+            [course(grace_days=-1)],
+            "course 'ds101': grace_days: -1 must be at least 0",
+            id="negative-grace",
+        ),
+        pytest.param(
+            [course(idle_timeout="soon")],
+            "course 'ds101': idle_timeout: 'soon' is not valid: use seconds",
+            id="bad-duration",
+        ),
+        pytest.param(
+            [course(learners=["tina"], teachers=["tina"])],
+            "course 'ds101': teachers: tina also listed as learner",
+            id="teacher-and-learner",
+        ),
+    ],
+)
+def test_each_mistake_gives_one_clear_error(tmp_path, courses, expected):
+    found = problems(tmp_path, courses)
+    source = str(tmp_path / "courses.yaml")
+    assert len(found) == 1, found
+    assert (
+        found[0].startswith(source.split("/")[-1])
+        or source in found[0]
+        or "courses.yaml" in found[0]
+    )
+    assert expected in found[0], found[0]
+
+
+def test_unknown_kernel_names_the_known_ones(tmp_path):
+    found = problems(
+        tmp_path, [course(kernels=["python3", "julia-1.9"])], known_kernels={"python3", "ir"}
+    )
+    assert found == [
+        f"{tmp_path / 'courses.yaml'}: course 'ds101': kernels: unknown kernel 'julia-1.9' "
+        "(this backend has: ir, python3)"
+    ]
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    found = problems(tmp_path, [course(mem_limit=-1), course(id="x y", cpu_limit=-2)])
+    assert len(found) == 3, found
+
+
+def test_error_names_file_course_and_field(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_catalog(tmp_path, [course(opens="2026-09-01", closes="2026-01-01")])
+    with pytest.raises(CatalogError) as info:
+        Catalog.load("courses.yaml")
+    assert (
+        str(info.value)
+        == "courses.yaml: course 'ds101': closes: closes (2026-01-01) is before opens (2026-09-01)"
+    )
+
+
+def test_top_level_mistakes(tmp_path):
+    assert problems(tmp_path, [course()], timezone="Mars/Olympus") == [
+        f"{tmp_path / 'courses.yaml'}: timezone: unknown time zone 'Mars/Olympus' (e.g. Europe/London)"
+    ]
+    (tmp_path / "courses.yaml").write_text("courses: [\n")
+    with pytest.raises(CatalogError, match=r"courses.yaml: line \d+: not valid YAML"):
+        Catalog.load(tmp_path / "courses.yaml")
+    (tmp_path / "courses.yaml").write_text("")
+    with pytest.raises(CatalogError, match="the file is empty"):
+        Catalog.load(tmp_path / "courses.yaml")
+    with pytest.raises(CatalogError, match="cannot read"):
+        Catalog.load(tmp_path / "missing.yaml")
+
+
+def test_defaults_apply_and_courses_override(tmp_path):
+    path = write_catalog(
+        tmp_path,
+        [course(), course(id="stat200", mem_limit="512M")],
+        defaults={"mem_limit": "2G", "idle_timeout": "45m", "kernels": ["python3"]},
+    )
+    catalog = Catalog.load(path)
+    assert catalog["ds101"].mem_limit == 2 * 1024**3
+    assert catalog["stat200"].mem_limit == 512 * 1024**2
+    assert catalog["ds101"].idle_timeout == 45 * 60
+
+
+def test_access_window(tmp_path):
+    path = write_catalog(tmp_path, [course(grace_days=14)], timezone="Europe/Paris")
+    ds101 = Catalog.load(path)["ds101"]
+    at = lambda *a: datetime(*a, tzinfo=UTC)  # noqa: E731
+    assert ds101.status(at(2026, 8, 31, 21, 59)) == "upcoming"  # 23:59 in Paris
+    assert ds101.status(at(2026, 8, 31, 22, 0)) == "open"  # midnight in Paris
+    assert ds101.status(at(2026, 12, 20, 22, 59)) == "open"  # last day, 23:59 in Paris
+    assert ds101.status(at(2026, 12, 20, 23, 0)) == "grace"
+    assert ds101.status(at(2027, 1, 3, 22, 59)) == "grace"
+    assert ds101.status(at(2027, 1, 3, 23, 0)) == "closed"
+    assert (
+        ds101.describe_window()
+        == "open from 2026-09-01 to 2026-12-20, work reachable until 2027-01-03"
+    )
+
+
+def test_datetimes_are_accepted(tmp_path):
+    path = write_catalog(
+        tmp_path, [course(opens="2026-09-01T09:00:00+02:00", closes="2026-12-20T18:00")]
+    )
+    ds101 = Catalog.load(path)["ds101"]
+    assert ds101.opens_at == datetime(2026, 9, 1, 7, 0, tzinfo=UTC)
+    assert ds101.closes_at == datetime(2026, 12, 20, 18, 0, tzinfo=UTC)
+
+
+def test_group_names():
+    assert group_name("ds101", "learner") == "course:ds101:learner"
+    assert parse_group("course:ds101:teacher") == ("ds101", "teacher")
+    assert parse_group("course:ds101:owner") is None
+    assert parse_group("staff") is None
+    with pytest.raises(ValueError, match="unknown course role"):
+        group_name("ds101", "owner")
+    assert enrollments_from_groups(
+        ["course:ds101:learner", "course:ds101:teacher", "course:stat200:learner", "staff"]
+    ) == {"ds101": "teacher", "stat200": "learner"}
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "hub_ext.cli", *args], capture_output=True, text=True
+    )
+
+
+def test_check_catalog_cli_prints_problems(tmp_path):
+    write_catalog(tmp_path, [course(opens="2026-09-01", closes="2026-01-01"), course(id="ds101")])
+    result = run_cli("check-catalog", str(tmp_path / "courses.yaml"))
+    assert result.returncode == 1
+    assert (
+        "course 'ds101': closes: closes (2026-01-01) is before opens (2026-09-01)" in result.stderr
+    )
+    assert "course 'ds101': id: duplicate id" in result.stderr
+    assert "2 problem(s); the hub would not start." in result.stderr
+
+
+def test_check_catalog_cli_summarises(catalog_path):
+    result = run_cli("check-catalog", str(catalog_path))
+    assert result.returncode == 0, result.stderr
+    assert "5 course(s)" in result.stdout
+    assert "ds101" in result.stdout and "open" in result.stdout
+    assert "hist100      closed" in result.stdout
+
+
+def test_check_catalog_cli_checks_kernels(tmp_path):
+    write_catalog(tmp_path, [course(kernels=["no-such-kernel"])])
+    assert (
+        "unknown kernel 'no-such-kernel'"
+        in run_cli("check-catalog", str(tmp_path / "courses.yaml")).stderr
+    )
+    assert (
+        run_cli("check-catalog", "--no-kernel-check", str(tmp_path / "courses.yaml")).returncode
+        == 0
+    )
+
+
+def test_catalog_yaml_round_trip_keeps_dates_as_text(tmp_path):
+    # YAML would turn 2026-09-01 into a date object; the loader keeps the text to check it once.
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"courses": [course()]}).replace("'", ""))
+    assert Catalog.load(path)["ds101"].opens_at.date().isoformat() == "2026-09-01"

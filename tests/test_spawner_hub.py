@@ -1,0 +1,230 @@
+"""The course spawner on a real JupyterHub, its real proxy and real single-user servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.hubtest import HubProcess
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def server_get(hub, user, server, path, token, **kwargs):
+    """A request through the proxy to ``/user/<user>/<server>/<path>``."""
+    async with httpx.AsyncClient(timeout=30) as c:
+        return await c.get(
+            f"{hub.url}/user/{user}/{server}/{path}",
+            headers={"Authorization": f"token {token}"},
+            **kwargs,
+        )
+
+
+async def server_put(hub, user, server, path, token, body):
+    async with httpx.AsyncClient(timeout=30) as c:
+        return await c.put(
+            f"{hub.url}/user/{user}/{server}/{path}",
+            headers={"Authorization": f"token {token}"},
+            json=body,
+        )
+
+
+def text_file(content: str) -> dict:
+    return {"type": "file", "format": "text", "content": content}
+
+
+async def server_state(hub, user, server) -> dict:
+    r = await hub.api("GET", f"/users/{user}", params={"include_stopped_servers": "1"})
+    return r.json()["servers"][server]
+
+
+async def test_learner_sees_and_starts_both_open_courses(hub):
+    token = await hub.user_token("alice")
+    home = await hub.page("alice", "/hub/home")
+    assert home.status_code == 200
+    for title in (
+        "Data analysis with Python",
+        "Statistical inference",
+        "Digital history",
+        "Next term",
+    ):
+        assert title in home.text
+    r = await hub.api("GET", "/users/alice")
+    assert set(r.json()["groups"]) >= {"course:ds101:learner", "course:stat200:learner"}
+
+    for course in ("ds101", "stat200"):
+        r = await hub.start_server("alice", course, token=token)
+        assert r.status_code in (201, 202), r.text
+        status = await server_get(hub, "alice", course, "api/status", token)
+        assert status.status_code == 200, status.text
+        assert "kernels" in status.json()
+
+    # each server is its course's: COURSE_ID and the course's env reach the process
+    for course, expected in (
+        ("ds101", {"COURSE_ID": "ds101", "DATASET_DIR": "/srv/data", "MEM_LIMIT": str(1024**3)}),
+        ("stat200", {"COURSE_ID": "stat200"}),
+    ):
+        pid = (await server_state(hub, "alice", course))["state"]["pid"]
+        env = dict(
+            item.split("=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+            if "=" in item
+        )
+        assert {k: env.get(k) for k in expected} == expected
+        assert env["JUPYTERHUB_ROOT_DIR"].endswith(f"workspaces/{course}/alice")
+
+
+async def test_home_page_lists_only_own_courses(hub):
+    home = await hub.page("bob", "/hub/home")
+    assert "Data analysis with Python" in home.text
+    assert "Statistical inference" not in home.text
+
+
+@pytest.mark.parametrize(
+    ("user", "server", "status", "message"),
+    [
+        ("bob", "stat200", 403, "bob is not enrolled in stat200 (Statistical inference)."),
+        ("alice", "hist100", 403, "hist100 (Digital history) is closed: it was open from"),
+        ("alice", "future101", 403, "future101 (Next term) is not open yet: it is open from"),
+        ("alice", "nosuch", 404, "There is no course 'nosuch'"),
+        ("alice", "", 400, "Each course has its own server"),
+    ],
+)
+async def test_refusals_say_why(hub, user, server, status, message):
+    token = await hub.user_token(user)
+    path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+    r = await hub.api("POST", path, token=token)
+    assert r.status_code == status, r.text
+    assert message in r.json()["message"]
+    r = await hub.api("GET", f"/users/{user}")
+    assert server not in r.json()["servers"] or not r.json()["servers"][server]["ready"]
+
+
+async def test_closed_course_message_gives_its_dates(hub, catalog_path):
+    from hub_ext.courses import Catalog
+
+    hist100 = Catalog.load(catalog_path)["hist100"]
+    token = await hub.user_token("alice")
+    r = await hub.api("POST", "/users/alice/servers/hist100", token=token)
+    assert hist100.describe_window() in r.json()["message"]
+
+
+async def test_grace_period_still_opens(hub):
+    token = await hub.user_token("alice")
+    r = await hub.start_server("alice", "grace200", token=token)
+    assert r.status_code in (201, 202), r.text
+    await hub.api("DELETE", "/users/alice/servers/grace200")
+
+
+async def test_teacher_may_prepare_a_course_before_it_opens(hub):
+    token = await hub.user_token("tina")
+    r = await hub.start_server("tina", "future101", token=token)
+    assert r.status_code in (201, 202), r.text
+    await hub.api("DELETE", "/users/tina/servers/future101")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def async_hub(tmp_path_factory, catalog_path):
+    """A hub that answers a start request at once (202), so its progress can be followed."""
+    process = HubProcess(
+        tmp_path_factory.mktemp("async-hub"),
+        catalog_path,
+        extra_config='c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}\n',
+    )
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.shutdown()
+
+
+async def test_progress_reports_course_steps(async_hub):
+    hub = async_hub
+    token = await hub.user_token("bob")
+    r = await hub.api("POST", "/users/bob/servers/ds101", token=token)
+    assert r.status_code == 202, r.text
+    messages = []
+    async with httpx.AsyncClient(timeout=60) as c:
+        async with c.stream(
+            "GET",
+            f"{hub.url}/hub/api/users/bob/servers/ds101/progress",
+            headers={"Authorization": f"token {token}"},
+        ) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    messages.append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        break
+    text = "\n".join(messages)
+    assert "Checking your enrollment in ds101" in text
+    assert "Your workspace: " in text and "workspaces/ds101/bob" in text
+    assert messages[-1].startswith("Server ready")
+    await hub.api("DELETE", "/users/bob/servers/ds101")
+
+
+async def test_materials_are_read_only(hub, catalog_path):
+    token = await hub.user_token("alice")
+    await hub.start_server("alice", "ds101", token=token)
+    r = await server_get(hub, "alice", "ds101", "api/contents/materials/README.md", token)
+    assert r.status_code == 200, r.text
+    assert "Read-only course materials" in r.json()["content"]
+    r = await server_put(
+        hub, "alice", "ds101", "api/contents/materials/mine.txt", token, text_file("x")
+    )
+    assert r.status_code >= 400
+    assert "Read-only file system" in r.text
+    r = await server_put(
+        hub, "alice", "ds101", "api/contents/materials/README.md", token, text_file("defaced")
+    )
+    assert r.status_code >= 400
+    materials = catalog_path.parent / "materials" / "ds101"
+    assert sorted(p.name for p in materials.iterdir()) == ["README.md"]
+    assert "Read-only course materials" in (materials / "README.md").read_text()
+
+
+async def test_workspace_survives_stop_start_and_hub_restart(hub):
+    token = await hub.user_token("carol")
+    await hub.start_server("carol", "stat200", token=token)
+    r = await server_put(
+        hub, "carol", "stat200", "api/contents/notes.txt", token, text_file("week 1")
+    )
+    assert r.status_code in (200, 201), r.text
+
+    # stop -> start
+    r = await hub.api("DELETE", "/users/carol/servers/stat200")
+    assert r.status_code in (202, 204)
+    await wait_stopped(hub, "carol", "stat200")
+    await hub.start_server("carol", "stat200", token=token)
+    r = await server_get(hub, "carol", "stat200", "api/contents/notes.txt", token)
+    assert r.json()["content"] == "week 1"
+
+    # hub restart with the server running: it is found again, reachable, same workspace
+    pid = (await server_state(hub, "carol", "stat200"))["state"]["pid"]
+    await hub.restart()
+    model = await server_state(hub, "carol", "stat200")
+    assert model["ready"] and model["state"]["pid"] == pid and model["state"]["course"] == "stat200"
+    r = await server_get(hub, "carol", "stat200", "api/contents/notes.txt", token)
+    assert r.status_code == 200 and r.json()["content"] == "week 1"
+
+    # and after a stop -> start following the restart
+    await hub.api("DELETE", "/users/carol/servers/stat200")
+    await wait_stopped(hub, "carol", "stat200")
+    await hub.start_server("carol", "stat200", token=token)
+    r = await server_get(hub, "carol", "stat200", "api/contents/notes.txt", token)
+    assert r.json()["content"] == "week 1"
+
+
+async def wait_stopped(hub, user, server):
+    import asyncio
+
+    for _ in range(200):
+        model = (await hub.api("GET", f"/users/{user}")).json()["servers"].get(server)
+        if not model:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{user}/{server} did not stop")
