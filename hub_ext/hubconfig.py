@@ -16,15 +16,10 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from .courses import (
-    Catalog,
-    CatalogError,
-    CourseCatalog,
-    analytics_scope,
-    teacher_role,
-)
+from .courses import Catalog, CatalogError, CourseCatalog
+from .rbac import course_roles, course_scopes
 
-__all__ = ["BACKENDS", "configure_course_hub", "course_roles", "courses_for_user"]
+__all__ = ["BACKENDS", "configure_course_hub", "courses_for_user"]
 
 #: backend name -> the spawner entry point (``jupyterhub.spawners`` in setup.cfg)
 BACKENDS = {"local": "course-local", "docker": "course-docker"}
@@ -47,43 +42,6 @@ def load_catalog_or_exit(path: str | Path, *, backend: str) -> Catalog:
         sys.exit(
             f"The course catalog has {len(e.problems)} problem(s); the hub will not start:\n{e}"
         )
-
-
-def course_roles(catalog: Catalog) -> list[dict]:
-    """One role per course, granted to the course's teacher group.
-
-    A teacher may list and read the course's learners and their activity, and call the
-    course's analytics APIs. Opening a learner's course server goes through JupyterHub's
-    shares of that one server, not through a role: a role's ``!group=`` filter would reach
-    all of the learner's servers, in every course.
-    """
-    roles = []
-    for course in catalog.values():
-        learners = f"group={course.learner_group}"
-        roles.append(
-            {
-                "name": teacher_role(course.id),
-                "description": f"Teachers of {course.id}: its learners, their activity, its analytics",
-                "scopes": [
-                    f"list:users!{learners}",
-                    f"read:users!{learners}",
-                    f"read:users:activity!{learners}",
-                    f"read:groups!{learners}",
-                    f"read:servers!{learners}",
-                    analytics_scope(course.id),
-                ],
-                "groups": [course.teacher_group],
-            }
-        )
-    return roles
-
-
-def course_scopes(catalog: Catalog) -> dict[str, dict]:
-    """The custom scopes the catalog's courses need (``c.JupyterHub.custom_scopes``)."""
-    return {
-        analytics_scope(c.id): {"description": f"Call the analytics APIs of {c.id} ({c.title})"}
-        for c in catalog.values()
-    }
 
 
 def courses_for_user(catalog: Catalog, user, now=None) -> list[dict]:

@@ -25,6 +25,7 @@ from traitlets import Bool, Callable, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .courses import Course, CourseCatalog, enrollments_from_groups
+from .rbac import share_course_server
 
 __all__ = ["CourseLocalSpawner", "CourseSpawnerMixin"]
 
@@ -193,6 +194,7 @@ class CourseSpawnerMixin(LoggingConfigurable):
         self._report(30, f"Your workspace: {where}")
         self._report(40, f"Starting the {course.id} server ({', '.join(course.kernels)})")
         result = await super().start()
+        await share_course_server(self, course)
         self._report(90, "Server started, waiting for it to answer")
         return result
 
