@@ -17,6 +17,8 @@ import json
 import os
 import re
 import statistics
+import sys
+import traceback
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +43,7 @@ __all__ = [
     "param_int",
     "param_str",
     "respond",
+    "response_info",
     "segments",
     "sessions",
     "summary",
@@ -88,16 +91,41 @@ def course_from_env() -> str:
     return course
 
 
-def respond(func_, *args, **kwargs) -> tuple[int, str]:
-    """Call a query; (status, JSON text): 200 with its result, 400 for a bad parameter,
-    404 when it returns None."""
+def respond(request: str | dict | None, answer, *, allowed: Iterable[str] = ()) -> tuple[int, str]:
+    """Answer a route: (status, JSON text).
+
+    ``request`` is kernel gateway's ``REQUEST`` (JSON text or dict); query parameters not
+    in ``allowed`` are refused. ``answer(request_dict)`` parses its parameters with the
+    ``param_*`` helpers and returns the result: 200 with it, 400 with
+    ``{"error", "parameter"}`` for a :class:`BadParameter`, 404 when it returns None, 500
+    with a generic error (the traceback goes to the kernel's stderr, not the caller).
+    """
     try:
-        result = func_(*args, **kwargs)
+        req = json.loads(request) if isinstance(request, str) else (request or {})
+        if not isinstance(req, dict):
+            raise BadParameter("request", "is not a JSON object")
+        unknown = sorted(set(req.get("args") or {}) - set(allowed))
+        if unknown:
+            hint = (
+                f" (this route takes: {', '.join(allowed)})"
+                if allowed
+                else " (this route takes none)"
+            )
+            raise BadParameter(unknown[0], f"unknown parameter{hint}")
+        result = answer(req)
     except BadParameter as e:
         return 400, json.dumps(e.as_json())
+    except Exception:  # a notebook must answer JSON, never a traceback
+        traceback.print_exc(file=sys.stderr)
+        return 500, json.dumps({"error": "internal error; see the analytics service log"})
     if result is None:
         return 404, json.dumps({"error": "not found"})
     return 200, json.dumps(result, default=_json_default)
+
+
+def response_info(status: int) -> str:
+    """What a ``# ResponseInfo`` cell prints: the status and a JSON content type."""
+    return json.dumps({"status": status, "headers": {"Content-Type": "application/json"}})
 
 
 def _json_default(value):

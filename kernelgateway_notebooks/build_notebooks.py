@@ -1,0 +1,267 @@
+"""Write the shipped analytics notebooks (``python kernelgateway_notebooks/build_notebooks.py [STORE_URL]``).
+
+The notebooks are generated so that every route has the same shape: a markdown cell that
+documents it (parameters, an example response), the route cell, and its ``ResponseInfo``
+cell. The logic lives in :mod:`hub_ext.services.events.queries` (unit-tested); a notebook
+only parses parameters and calls it. With a store URL holding the OULAD import, the
+example responses are computed from it (course ``aaa-2013j``, lists cut to two items).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+OULAD = (
+    "Examples are computed from OULAD (Kuzilek J., Hlosta M., Zdrahal Z. (2017), "
+    '"Open University Learning Analytics dataset", Scientific Data 4:170171, '
+    "doi:10.1038/sdata.2017.171, CC BY 4.0), course `aaa-2013j` (module AAA, presentation "
+    "2013J), imported with `hub-ext import oulad`."
+)
+SETUP = """import json
+
+from hub_ext.services.events import queries as q
+
+# The analytics service sets both: the store's read-only URL and this notebook's course.
+ENGINE = q.connect()  # $HUB_EXT_EVENTS_URL, opened read-only
+COURSE = q.course_from_env()  # $COURSE_ID ("*" = every course in the store)
+
+# kernel gateway sets REQUEST before each route cell; this one lets the notebook run by hand
+REQUEST = json.dumps({"args": {}, "path": {}, "headers": {}, "body": ""})"""
+
+NOTEBOOKS = {
+    "course_overview": {
+        "title": "Course overview: registrations, daily and weekly activity, progress funnel",
+        "intro": "How many learners registered, how they did, and how activity went day by day and week by week. "
+        "Weeks are counted from the course start (week 0 = its first seven days; earlier days are in negative weeks).",
+        "routes": [
+            {
+                "path": "/summary",
+                "doc": "Registrations, final results and event totals of the course.",
+                "params": [],
+                "code": "q.summary(ENGINE, COURSE)",
+                "example": ("summary", (), {}),
+            },
+            {
+                "path": "/activity/daily",
+                "doc": "Activity per day: distinct learners (default), statements or clicks.",
+                "params": [
+                    ("since", "date YYYY-MM-DD, optional", "first day included"),
+                    ("until", "date YYYY-MM-DD, optional", "last day included; not before since"),
+                    (
+                        "measure",
+                        "learners | events | clicks, default learners",
+                        "what to count per day",
+                    ),
+                ],
+                "code": 'q.daily_activity(ENGINE, COURSE, since=q.param_date(r, "since"), until=q.param_date(r, "until"), '
+                'measure=q.param_choice(r, "measure", ("learners", "events", "clicks"), "learners"))',
+                "example": ("daily_activity", (), {}),
+            },
+            {
+                "path": "/activity/weekly",
+                "doc": "Weekly engagement: per course week, active learners, their share of the enrolled, events and clicks.",
+                "params": [],
+                "code": "q.weekly_engagement(ENGINE, COURSE)",
+                "example": ("weekly_engagement", (), {}),
+            },
+            {
+                "path": "/funnel",
+                "doc": "The weekly progress funnel. `reached`: learners whose last activity is in this week or later; "
+                "`active`: learners active in this week; `active_every_week`: active in every week so far.",
+                "params": [],
+                "code": "q.funnel(ENGINE, COURSE)",
+                "example": ("funnel", (), {}),
+            },
+        ],
+    },
+    "resource_heatmap": {
+        "title": "Resources: heat-map and who has not opened a resource yet",
+        "intro": "Clicks and distinct learners per resource, as Moodle's Activity Viewer shows them, "
+        "and the enrolled learners who have not opened a given resource.",
+        "routes": [
+            {
+                "path": "/resources",
+                "doc": "Clicks, statements and distinct learners per resource, most clicked first.",
+                "params": [
+                    ("learner", "string, optional", "only this learner's activity"),
+                    (
+                        "group",
+                        "key:value, optional",
+                        "only learners whose enrolment has it, e.g. final_result:Fail, region:Scotland",
+                    ),
+                    ("since", "date YYYY-MM-DD, optional", "first day included"),
+                    ("until", "date YYYY-MM-DD, optional", "last day included"),
+                    ("limit", "integer 1-10000, optional", "at most this many resources"),
+                ],
+                "code": 'q.heatmap(ENGINE, COURSE, learner=q.param_str(r, "learner", max_length=255), '
+                'group=q.param_str(r, "group", pattern=r"[^:]+:.+"), since=q.param_date(r, "since"), '
+                'until=q.param_date(r, "until"), limit=q.param_int(r, "limit", minimum=1, maximum=10000))',
+                "example": ("heatmap", (), {"limit": 2}),
+            },
+            {
+                "path": "/resources/:resource/not-opened",
+                "doc": "Enrolled learners (not unregistered) with no statement about the resource; 404 if the course has no such resource.",
+                "params": [
+                    (
+                        "resource",
+                        "path, the resource's IRI (URL-encoded)",
+                        "e.g. urn:oulad:site:546652",
+                    )
+                ],
+                "code": 'q.not_opened(ENGINE, COURSE, q.param_str(r, "resource", required=True, pattern=r"[A-Za-z][A-Za-z0-9+.-]*:\\S+"))',
+                "example": ("not_opened", ("urn:oulad:site:546652",), {}),
+            },
+        ],
+    },
+    "know_thy_student": {
+        "title": "Know thy student: learner profile, study sessions, segments",
+        "intro": "One learner's enrolment, weekly activity and completion, assessment scores and lateness, "
+        "last activity (on the hub too); their study sessions; and the course's learner segments.",
+        "routes": [
+            {
+                "path": "/learners/:learner",
+                "doc": "The learner's profile; 404 if the course has no such learner.",
+                "params": [
+                    ("learner", "path", "the learner id (hub username, or the importer's id)")
+                ],
+                "code": 'q.learner_profile(ENGINE, COURSE, q.param_str(r, "learner", required=True, pattern=r"[A-Za-z0-9._@+-]{1,255}"))',
+                "example": ("learner_profile", ("28400",), {}),
+            },
+            {
+                "path": "/learners/:learner/sessions",
+                "doc": "Study sessions: the learner's events split where two are more than `gap` minutes apart; "
+                "offsets are seconds since the learner's first event.",
+                "params": [
+                    ("learner", "path", "the learner id"),
+                    ("gap", "integer minutes 1-1440, default 55", "the gap that ends a session"),
+                ],
+                "code": 'q.sessions(ENGINE, COURSE, q.param_str(r, "learner", required=True, pattern=r"[A-Za-z0-9._@+-]{1,255}"), '
+                'gap_minutes=q.param_int(r, "gap", default=q.DEFAULT_SESSION_GAP_MINUTES, minimum=1, maximum=1440))',
+                "example": ("sessions", ("28400",), {}),
+            },
+            {
+                "path": "/segments",
+                "doc": "Inactive, struggling and highly engaged learners. The rule (also in the response): "
+                "percentiles over the non-zero click counts (edX's rule); highly engaged at or above the 90th; "
+                "struggling at or below the 25th or a mean score below 40; inactive with no activity.",
+                "params": [
+                    ("since", "date YYYY-MM-DD, optional", "first day counted"),
+                    ("until", "date YYYY-MM-DD, optional", "last day counted"),
+                ],
+                "code": 'q.segments(ENGINE, COURSE, since=q.param_date(r, "since"), until=q.param_date(r, "until"))',
+                "example": ("segments", (), {}),
+            },
+        ],
+    },
+    "study_time_and_assessments": {
+        "title": "Time on step and assessments",
+        "intro": "Median and 75th-percentile time per step from study sessions, and per assessment the score "
+        "distribution with late and missing submissions.",
+        "routes": [
+            {
+                "path": "/time-on-step",
+                "doc": "Time on a step = time to the learner's next event in the same session (gap at most `gap` minutes).",
+                "params": [
+                    ("gap", "integer minutes 1-1440, default 55", "the gap that ends a session"),
+                    (
+                        "limit",
+                        "integer 1-10000, optional",
+                        "at most this many steps (most measured first)",
+                    ),
+                ],
+                "code": 'q.time_on_step(ENGINE, COURSE, gap_minutes=q.param_int(r, "gap", default=q.DEFAULT_SESSION_GAP_MINUTES, '
+                'minimum=1, maximum=1440), limit=q.param_int(r, "limit", minimum=1, maximum=10000))',
+                "example": ("time_on_step", (), {"limit": 2}),
+            },
+            {
+                "path": "/assessments",
+                "doc": "Per assessment: submitted, late (after the due day), missing (enrolled then, no submission), "
+                "mean, median and a 10-point score histogram.",
+                "params": [],
+                "code": "q.assessment_scores(ENGINE, COURSE)",
+                "example": ("assessment_scores", (), {}),
+            },
+        ],
+    },
+}
+
+
+def _cut(value, n=2):
+    if isinstance(value, list):
+        return [_cut(v, n) for v in value[:n]] + (["..."] if len(value) > n else [])
+    if isinstance(value, dict):
+        return {k: _cut(v, n) for k, v in value.items()}
+    return value
+
+
+def example(engine, spec) -> str | None:
+    if engine is None:
+        return None
+    from hub_ext.services.events import queries as q
+
+    name, args, kwargs = spec
+    result = getattr(q, name)(engine, "aaa-2013j", *args, **kwargs)
+    return json.dumps(_cut(json.loads(json.dumps(result, default=q._json_default))), indent=1)
+
+
+def build(name: str, spec: dict, engine=None) -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell(
+            f"# {spec['title']}\n\n{spec['intro']}\n\n"
+            "Served by jupyter-kernel-gateway in `notebook-http` mode (the analytics service publishes it "
+            "per course). It reads the event store through the read-only URL in `HUB_EXT_EVENTS_URL`, "
+            "for the course in `COURSE_ID`. Every route answers JSON; a bad parameter gets status 400 "
+            'and `{"error": "...", "parameter": "..."}`; an unknown query parameter too.\n\n'
+            "| route | what |\n|---|---|\n"
+            + "".join(f"| `GET {r['path']}` | {r['doc'].split('.')[0]} |\n" for r in spec["routes"])
+        ),
+        new_code_cell(SETUP),
+    ]
+    for route in spec["routes"]:
+        path = route["path"]
+        query = [p for p in route["params"] if p[1] != "path" and not p[1].startswith("path")]
+        rows = "".join(f"| `{p}` | {kind} | {what} |\n" for p, kind, what in route["params"])
+        table = (
+            f"| parameter | type | meaning |\n|---|---|---|\n{rows}" if rows else "No parameters.\n"
+        )
+        ex = example(engine, route["example"])
+        ex_md = f"\nExample response (200):\n\n```json\n{ex}\n```\n" if ex else ""
+        cells.append(new_markdown_cell(f"## `GET {path}`\n\n{route['doc']}\n\n{table}{ex_md}"))
+        allowed = ", ".join(repr(p[0]) for p in query)
+        allowed = f"({allowed},)" if query else "()"
+        cells.append(
+            new_code_cell(
+                f"# GET {path}\nSTATUS, BODY = q.respond(REQUEST, lambda r: {route['code']}, allowed={allowed})\nprint(BODY)"
+            )
+        )
+        cells.append(new_code_cell(f"# ResponseInfo GET {path}\nprint(q.response_info(STATUS))"))
+    if engine is not None:
+        cells.append(new_markdown_cell(OULAD))
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    return nb
+
+
+def main(argv: list[str]) -> None:
+    engine = None
+    if argv:
+        from hub_ext.services.events import queries as q
+
+        engine = q.connect(argv[0])
+    for name, spec in NOTEBOOKS.items():
+        nbformat.write(build(name, spec, engine), HERE / f"{name}.ipynb")
+        print(HERE / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,158 @@
+"""Fixtures for the event store, importers and notebooks (import them from your test module).
+
+OULAD (Kuzilek J., Hlosta M., Zdrahal Z. (2017), "Open University Learning Analytics
+dataset", Scientific Data 4:170171, doi:10.1038/sdata.2017.171, CC BY 4.0) is read from
+``../shared/data/oulad`` (``HUB_EXT_DATA`` overrides ``../shared/data``): its full small
+tables and the 13,905-row head of the click table, imported once per test session.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub_ext.services.events.importers import import_oulad
+from hub_ext.services.events.store import EventStore
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("HUB_EXT_DATA", REPO.parent / "shared" / "data"))
+OULAD = DATA / "oulad"
+NOTEBOOKS = REPO / "kernelgateway_notebooks"
+
+
+def oulad_dir() -> Path:
+    if not (OULAD / "studentInfo.csv").is_file():
+        pytest.fail(f"OULAD is not at {OULAD} (set HUB_EXT_DATA to the shared data directory)")
+    return OULAD
+
+
+@pytest.fixture(scope="session")
+def oulad_store(tmp_path_factory) -> EventStore:
+    """A SQLite store holding the OULAD import (small tables + click-table head)."""
+    path = tmp_path_factory.mktemp("oulad") / "events.db"
+    store = EventStore(f"sqlite:///{path}")
+    report = import_oulad(store, oulad_dir())
+    assert report.problem_count == 0, report.problems
+    store.report = report
+    yield store
+    store.dispose()
+
+
+class OuladFacts:
+    """Figures computed straight from the CSV files with the csv module (no importer code)."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def rows(self, name: str):
+        path = self.dir / f"{name}.csv"
+        if not path.exists():
+            path = next((self.dir / "original_format").glob(f"{name}*.csv"))
+        with open(path, newline="") as f:
+            yield from csv.DictReader(f)
+
+    def registrations(self, module=None, presentation=None) -> int:
+        return sum(1 for r in self.rows("studentRegistration") if self._in(r, module, presentation))
+
+    def final_results(self, module=None, presentation=None) -> Counter:
+        return Counter(
+            r["final_result"] for r in self.rows("studentInfo") if self._in(r, module, presentation)
+        )
+
+    @staticmethod
+    def _in(row, module, presentation) -> bool:
+        return (module is None or row["code_module"] == module) and (
+            presentation is None or row["code_presentation"] == presentation
+        )
+
+
+@pytest.fixture(scope="session")
+def oulad_facts() -> OuladFacts:
+    return OuladFacts(oulad_dir())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """A bare jupyter-kernel-gateway (notebook-http) serving one notebook, stopped by PID."""
+
+    def __init__(self, notebook: Path, env: dict[str, str], workdir: Path):
+        self.notebook, self.env, self.workdir = notebook, env, workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"kg-{notebook.stem}-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        env = {**os.environ, **self.env}
+        cmd = [
+            sys.executable, "-m", "jupyter", "kernelgateway",
+            "--KernelGatewayApp.api=kernel_gateway.notebook_http",
+            f"--KernelGatewayApp.seed_uri={self.notebook}",
+            "--KernelGatewayApp.ip=127.0.0.1",
+            f"--KernelGatewayApp.port={self.port}",
+            "--KernelGatewayApp.port_retries=0",
+        ]  # fmt: skip
+        self._logf = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._logf, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"kernel gateway exited ({self.proc.returncode}):\n{self.log_tail()}"
+                )
+            try:
+                httpx.get(self.url + "/_api/spec/swagger.json", timeout=2)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"kernel gateway did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def get(self, path: str, **params) -> httpx.Response:
+        return httpx.get(self.url + path, params=params or None, timeout=60)
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._logf.close()
+        self.proc = None
+
+
+def start_gateway(notebook: str, store: EventStore, course: str, workdir: Path) -> Gateway:
+    gw = Gateway(
+        NOTEBOOKS / notebook,
+        {"HUB_EXT_EVENTS_URL": store.readonly_url, "COURSE_ID": course},
+        workdir,
+    )
+    gw.start()
+    return gw
