@@ -33,6 +33,15 @@ def check_catalog(args) -> int:
             f"{len(course.learners)} learner(s), {len(course.teachers)} teacher(s) listed; "
             f"{len(course.notebooks)} API notebook(s)"
         )
+    if args.accounts:
+        print("\nPeople the catalog lists:")
+        for username in sorted(catalog.static_users):
+            roles = ", ".join(
+                f"{course.id} ({role})"
+                for course in catalog.values()
+                for role in sorted(course.static_roles(username))
+            )
+            print(f"  {username:<12} {roles}")
     return 0
 
 
@@ -49,4 +58,5 @@ def add_commands(subparsers) -> None:
         action="store_true",
         help="do not check kernels against those installed here (e.g. for a Docker catalog)",
     )
+    p.add_argument("--accounts", action="store_true", help="also list the people the catalog names")
     p.set_defaults(func=check_catalog)

@@ -1,0 +1,57 @@
+# The course hub's commands. `make demo` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: help setup demo test lint format bench images clean
+
+help:
+	@echo "make demo    set up, then run the hub on http://127.0.0.1:8000 with the demo courses"
+	@echo "make test    set up, then run the test suite"
+	@echo "make lint    ruff check + format check"
+	@echo "make images  build the course images (needs a running Docker engine)"
+	@echo "make bench   run the benchmarks (minutes; prints ratios against baselines)"
+
+setup: $(VENV)/.installed node_modules/.installed
+
+# The virtual environment: the package, what single-user servers run, test tools,
+# and the demo's statistics kernel.
+$(VENV)/.installed: setup.cfg pyproject.toml hub_config/kernels/stats/kernel.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[singleuser,test]"
+	$(BIN)/jupyter kernelspec install --sys-prefix hub_config/kernels/stats >/dev/null
+	touch $@
+
+# JupyterHub's proxy and the development OpenID provider, from the committed lockfile.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	@$(BIN)/hub-ext check-catalog --accounts hub_config/courses.yaml
+	@echo
+	@echo "Demo hub: http://127.0.0.1:8000   password for every account: demo   (Ctrl-C stops it)"
+	@echo
+	$(BIN)/jupyterhub -f hub_config/demo_config.py
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python -m tests.benchmarks.bench_spawn_storm
+
+images:
+	bash course_images/build.sh
+
+clean:
+	rm -rf .demo course_workspaces .pytest_cache

@@ -1,0 +1,44 @@
+"""JupyterHub configuration for a course hub: start here.
+
+Run:  jupyterhub -f hub_config/jupyterhub_config.py
+
+Everything about a course lives in the catalog (``courses.yaml`` beside this file). This
+file chooses the backend and says how the hub itself runs; edit the marked settings.
+"""
+
+import os
+from pathlib import Path
+
+from hub_ext.hubconfig import configure_course_hub
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+here = Path(__file__).resolve().parent
+
+# --- the one setting that picks the backend --------------------------------------------
+# "local":  local processes, one OS account, no isolation (demos, development)
+# "docker": one container per learner per course (a department's server)
+BACKEND = os.environ.get("HUB_EXT_BACKEND", "local")
+
+CATALOG = os.environ.get("HUB_EXT_CATALOG", str(here / "courses.yaml"))
+catalog = configure_course_hub(c, CATALOG, backend=BACKEND)
+
+# --- how people log in -------------------------------------------------------------------
+# Your institution's OpenID Connect provider. The client secret comes from the
+# environment, never from this file.
+# c.JupyterHub.authenticator_class = "course-oauth"
+# c.CourseOAuthenticator.client_id = "jupyterhub"
+# c.CourseOAuthenticator.client_secret = os.environ["OAUTH_CLIENT_SECRET"]
+# c.CourseOAuthenticator.oauth_callback_url = "https://hub.example.edu/hub/oauth_callback"
+# c.CourseOAuthenticator.authorize_url = "https://idp.example.edu/authorize"
+# c.CourseOAuthenticator.token_url = "https://idp.example.edu/token"
+# c.CourseOAuthenticator.userdata_url = "https://idp.example.edu/userinfo"
+# c.Authenticator.admin_users = {"hubadmin"}
+
+# --- where the hub keeps its state ------------------------------------------------------
+# SQLite is fine for one server; use PostgreSQL when you run several hub replicas.
+# c.JupyterHub.db_url = "postgresql://jupyterhub@db/jupyterhub"
+# c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
+# c.CourseLocalSpawner.workspace_template = "/srv/workspaces/{course}/{username}"
+
+# Keep learners' servers running across a hub restart (the spawner state finds them again).
+c.JupyterHub.cleanup_servers = False
