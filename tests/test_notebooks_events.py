@@ -1,0 +1,373 @@
+"""The shipped analytics notebooks, run by a real jupyter-kernel-gateway over the OULAD import.
+
+Every figure is checked against the dataset's published facts or against the same figure
+computed here straight from the CSV files with the csv module. Course: AAA 2013J
+(``aaa-2013j``), whose click rows are the head of studentVle the data directory ships.
+OULAD: Kuzilek, Hlosta, Zdrahal (2017), Scientific Data 4:170171, CC BY 4.0.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+
+import nbformat
+import pytest
+
+from hub_ext.services.analytics.notebook import check_notebook
+from tests.events_fixtures import NOTEBOOKS, OuladFacts, oulad_facts, oulad_store, start_gateway  # noqa: F401
+
+PUBLISHED = {"Pass": 12361, "Withdrawn": 10156, "Fail": 7052, "Distinction": 3024}
+COURSE = "aaa-2013j"
+START = date(2013, 10, 1)  # the nominal start of a J presentation (see importers.oulad_start)
+SHIPPED = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+class Aaa2013J:
+    """AAA 2013J straight from the CSV files."""
+
+    def __init__(self, facts: OuladFacts):
+        self.assessments = {
+            r["id_assessment"]: r
+            for r in facts.rows("assessments")
+            if (r["code_module"], r["code_presentation"]) == ("AAA", "2013J")
+        }
+        self.submissions = [
+            r for r in facts.rows("studentAssessment") if r["id_assessment"] in self.assessments
+        ]
+        self.clicks = [
+            r
+            for r in facts.rows("studentVle")
+            if (r["code_module"], r["code_presentation"]) == ("AAA", "2013J")
+        ]
+        self.info = {
+            r["id_student"]: r
+            for r in facts.rows("studentInfo")
+            if (r["code_module"], r["code_presentation"]) == ("AAA", "2013J")
+        }
+        self.registration = {
+            r["id_student"]: r
+            for r in facts.rows("studentRegistration")
+            if (r["code_module"], r["code_presentation"]) == ("AAA", "2013J")
+        }
+
+    def events(self):
+        """(student, day, object, clicks) for every statement the course should have."""
+        for r in self.clicks:
+            yield (
+                r["id_student"],
+                int(r["date"]),
+                f"urn:oulad:site:{r['id_site']}",
+                int(r["sum_click"]),
+            )
+        for r in self.submissions:
+            yield (
+                r["id_student"],
+                int(r["date_submitted"]),
+                f"urn:oulad:assessment:{r['id_assessment']}",
+                1,
+            )
+
+
+@pytest.fixture(scope="module")
+def aaa(oulad_facts) -> Aaa2013J:  # noqa: F811
+    return Aaa2013J(oulad_facts)
+
+
+@pytest.fixture(scope="module")
+def gateways(oulad_store, tmp_path_factory):  # noqa: F811
+    """One gateway per shipped notebook for aaa-2013j, and the overview for every course."""
+    workdir = tmp_path_factory.mktemp("kg")
+    started = {}
+    try:
+        for name in SHIPPED:
+            started[name] = start_gateway(name, oulad_store, COURSE, workdir)
+        started["all"] = start_gateway("course_overview.ipynb", oulad_store, "*", workdir)
+        yield started
+    finally:
+        for gw in started.values():
+            gw.stop()
+
+
+def ok(response) -> dict:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()
+
+
+def bad(response, parameter: str) -> dict:
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["parameter"] == parameter, body
+    return body
+
+
+# --------------------------------------------------------------------------- shape
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_notebook_passes_the_publish_check_and_documents_every_route(name):
+    checked = check_notebook(NOTEBOOKS / name)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert checked.routes
+    for route in checked.routes:
+        assert route.response_cell is not None, f"{route.path} has no ResponseInfo cell"
+        assert f"## `GET {route.path}`" in markdown
+    assert markdown.count("Example response") == len(checked.routes)
+    assert "CC BY 4.0" in markdown  # the examples come from OULAD: its citation goes with them
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_route_refuses_an_unknown_parameter_with_json_400(gateways, name):
+    for route in check_notebook(NOTEBOOKS / name).routes:
+        path = route.path.replace(":learner", "28400").replace(":resource", "urn:oulad:site:546652")
+        body = bad(gateways[name].get(path, zzz="1"), "zzz")
+        assert "unknown parameter" in body["error"]
+
+
+# --------------------------------------------------------------------------- overview
+
+
+def test_summary_over_every_course_matches_the_published_facts(gateways, oulad_facts):  # noqa: F811
+    body = ok(gateways["all"].get("/summary"))
+    assert body["courses"] == 22
+    assert body["registrations"] == 32593 == oulad_facts.registrations()
+    assert body["final_results"] == PUBLISHED == dict(oulad_facts.final_results())
+
+
+def test_summary_of_one_course_matches_the_csv(gateways, oulad_facts, aaa):  # noqa: F811
+    body = ok(gateways["course_overview.ipynb"].get("/summary"))
+    assert body["course"] == COURSE
+    assert (
+        body["registrations"] == oulad_facts.registrations("AAA", "2013J") == len(aaa.registration)
+    )
+    assert body["final_results"] == dict(oulad_facts.final_results("AAA", "2013J"))
+    assert body["clicks"] == sum(c for *_, c in aaa.events())
+    assert body["events"] == len(aaa.clicks) + len(aaa.submissions)
+
+
+def test_daily_activity_matches_the_csv(gateways, aaa):
+    gw = gateways["course_overview.ipynb"]
+    learners, clicks = defaultdict(set), Counter()
+    for student, day, _obj, n in aaa.events():
+        learners[(START + timedelta(days=day)).isoformat()].add(student)
+        clicks[(START + timedelta(days=day)).isoformat()] += n
+    body = ok(gw.get("/activity/daily"))
+    assert {d["date"]: d["value"] for d in body["days"]} == {k: len(v) for k, v in learners.items()}
+    window = ok(gw.get("/activity/daily", since="2013-09-22", until="2013-09-25", measure="clicks"))
+    expected = {k: v for k, v in clicks.items() if "2013-09-22" <= k <= "2013-09-25"}
+    assert {d["date"]: d["value"] for d in window["days"]} == expected and len(expected) == 4
+
+
+def test_daily_activity_refuses_bad_parameters(gateways):
+    gw = gateways["course_overview.ipynb"]
+    bad(gw.get("/activity/daily", since="2013-13-01"), "since")
+    bad(gw.get("/activity/daily", since="2014-01-02", until="2014-01-01"), "since")
+    bad(gw.get("/activity/daily", measure="minutes"), "measure")
+
+
+def test_weekly_engagement_and_funnel_match_the_csv(gateways, aaa):
+    gw = gateways["course_overview.ipynb"]
+    weeks = defaultdict(set)
+    for student, day, _obj, _n in aaa.events():
+        weeks[day // 7].add(student)
+    weekly = ok(gw.get("/activity/weekly"))
+    assert weekly["start"] == START.isoformat()
+    assert {w["week"]: w["active_learners"] for w in weekly["weeks"]} == {
+        k: len(v) for k, v in weeks.items()
+    }
+    assert weekly["enrolled"] == len(aaa.registration)
+    funnel = ok(gw.get("/funnel"))
+    last_week = defaultdict(lambda: -99)
+    for student, day, _obj, _n in aaa.events():
+        last_week[student] = max(last_week[student], day // 7)
+    for row in funnel["weeks"]:
+        assert row["active"] == len(weeks.get(row["week"], ()))
+        assert row["reached"] == sum(1 for w in last_week.values() if w >= row["week"])
+        assert row["active_every_week"] <= row["active"] <= row["reached"]
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_heatmap_matches_the_csv_whole_and_filtered(gateways, aaa):
+    gw = gateways["resource_heatmap.ipynb"]
+    clicks, learners = Counter(), defaultdict(set)
+    failed = {s for s, r in aaa.info.items() if r["final_result"] == "Fail"}
+    f_clicks = Counter()
+    for r in aaa.clicks:
+        site = f"urn:oulad:site:{r['id_site']}"
+        clicks[site] += int(r["sum_click"])
+        learners[site].add(r["id_student"])
+        if r["id_student"] in failed:
+            f_clicks[site] += int(r["sum_click"])
+    body = ok(gw.get("/resources"))
+    got = {
+        x["resource"]: x for x in body["resources"] if x["resource"].startswith("urn:oulad:site:")
+    }
+    assert {k: v["clicks"] for k, v in got.items()} == dict(clicks)
+    assert {k: v["learners"] for k, v in got.items()} == {k: len(v) for k, v in learners.items()}
+    top = body["resources"][0]
+    assert (
+        top["clicks"] == max(x["clicks"] for x in body["resources"]) and top["type"] == "homepage"
+    )
+
+    filtered = ok(gw.get("/resources", group="final_result:Fail"))
+    got = {
+        x["resource"]: x["clicks"]
+        for x in filtered["resources"]
+        if x["resource"].startswith("urn:oulad:site:")
+    }
+    assert got == dict(f_clicks)
+
+    one = ok(gw.get("/resources", learner="28400", limit="3"))
+    mine = Counter()
+    for r in aaa.clicks:
+        if r["id_student"] == "28400":
+            mine[f"urn:oulad:site:{r['id_site']}"] += int(r["sum_click"])
+    assert len(one["resources"]) == 3
+    for x in one["resources"]:
+        if x["resource"] in mine:
+            assert x["clicks"] == mine[x["resource"]]
+
+
+def test_heatmap_refuses_bad_parameters(gateways):
+    gw = gateways["resource_heatmap.ipynb"]
+    bad(gw.get("/resources", limit="0"), "limit")
+    bad(gw.get("/resources", limit="ten"), "limit")
+    bad(gw.get("/resources", group="Fail"), "group")
+    bad(gw.get("/resources", until="yesterday"), "until")
+
+
+def test_not_opened_lists_exactly_the_enrolled_who_never_opened_it(gateways, aaa):
+    gw = gateways["resource_heatmap.ipynb"]
+    site = "546652"
+    opened = {r["id_student"] for r in aaa.clicks if r["id_site"] == site}
+    still = {s for s, r in aaa.registration.items() if r["date_unregistration"] == ""}
+    body = ok(gw.get(f"/resources/urn:oulad:site:{site}/not-opened"))
+    assert body["learners"] == sorted(still - opened)
+    assert body["enrolled"] == len(still) and body["not_opened"] == len(still - opened) > 0
+    assert gw.get("/resources/urn:oulad:site:1/not-opened").status_code == 404
+    bad(gw.get("/resources/not-an-iri/not-opened"), "resource")
+
+
+# --------------------------------------------------------------------------- learners
+
+
+def test_learner_profile_matches_the_csv(gateways, aaa):
+    gw = gateways["know_thy_student.ipynb"]
+    student = "28400"
+    body = ok(gw.get(f"/learners/{student}"))
+    info = aaa.info[student]
+    assert body["enrolment"]["final_result"] == info["final_result"]
+    assert body["enrolment"]["attributes"]["region"] == info["region"]
+    reg = int(aaa.registration[student]["date_registration"])
+    assert body["enrolment"]["registered"].startswith((START + timedelta(days=reg)).isoformat())
+    subs = {r["id_assessment"]: r for r in aaa.submissions if r["id_student"] == student}
+    rows = {a["assessment"].rsplit(":", 1)[1]: a for a in body["assessments"]}
+    assert set(rows) == set(aaa.assessments)
+    for aid, row in rows.items():
+        if aid not in subs:
+            assert row["status"] == "missing"
+            continue
+        assert row["score"] == float(subs[aid]["score"])
+        due = aaa.assessments[aid]["date"]
+        if due:
+            late = int(subs[aid]["date_submitted"]) - int(due)
+            assert row["days_late"] == late
+            assert row["status"] == ("late" if late > 0 else "on time")
+    my_days = {day for s, day, _o, _n in aaa.events() if s == student}
+    assert body["activity"]["active_days"] == len(my_days)
+    assert body["activity"]["events"] == sum(1 for s, *_ in aaa.events() if s == student)
+    assert body["activity"]["last"].startswith((START + timedelta(days=max(my_days))).isoformat())
+    assert body["mean_score"] == pytest.approx(
+        statistics.fmean(float(r["score"]) for r in subs.values()), abs=0.01
+    )
+
+
+def test_learner_routes_answer_404_and_400(gateways):
+    gw = gateways["know_thy_student.ipynb"]
+    assert gw.get("/learners/999999999").status_code == 404
+    bad(gw.get("/learners/a b"), "learner")
+    bad(gw.get("/learners/28400/sessions", gap="0"), "gap")
+    bad(gw.get("/learners/28400/sessions", gap="an hour"), "gap")
+    bad(gw.get("/segments", since="2013-10-10", until="2013-10-01"), "since")
+
+
+def test_sessions_split_on_the_gap(gateways, aaa):
+    gw = gateways["know_thy_student.ipynb"]
+    days = sorted({day for s, day, _o, _n in aaa.events() if s == "28400"})
+    # OULAD has day resolution: every day is its own session with a 55-minute gap ...
+    body = ok(gw.get("/learners/28400/sessions"))
+    assert body["gap_minutes"] == 55 and len(body["sessions"]) == len(days)
+    assert [s["start_offset_s"] for s in body["sessions"]] == [
+        (d - days[0]) * 86400.0 for d in days
+    ]
+    # ... and consecutive days merge with a gap of a day
+    merged = ok(gw.get("/learners/28400/sessions", gap="1440"))
+    runs = 1 + sum(1 for a, b in zip(days, days[1:], strict=False) if b - a > 1)
+    assert len(merged["sessions"]) == runs
+
+
+def test_segments_follow_the_stated_rule(gateways, aaa):
+    body = ok(gateways["know_thy_student.ipynb"].get("/segments"))
+    still = {s for s, r in aaa.registration.items() if r["date_unregistration"] == ""}
+    clicks = Counter()
+    for s, _day, _o, n in aaa.events():
+        clicks[s] += n
+    assert sum(body["counts"].values()) == len(still)
+    assert set(body["segments"]["inactive"]) == {s for s in still if clicks[s] == 0}
+    nonzero = sorted(clicks[s] for s in still if clicks[s])
+    p90 = statistics.quantiles(nonzero, n=10, method="inclusive")[-1]
+    assert body["thresholds"]["p90_clicks"] == pytest.approx(p90)
+    assert set(body["segments"]["highly_engaged"]) == {
+        s for s in still if clicks[s] and clicks[s] >= p90
+    }
+    assert "90th percentile" in body["rule"]
+
+
+# --------------------------------------------------------------------------- study time, assessments
+
+
+def test_assessment_scores_match_the_csv(gateways, aaa):
+    body = ok(gateways["study_time_and_assessments.ipynb"].get("/assessments"))
+    rows = {a["assessment"].rsplit(":", 1)[1]: a for a in body["assessments"]}
+    assert set(rows) == set(aaa.assessments)
+    for aid, a in aaa.assessments.items():
+        subs = [r for r in aaa.submissions if r["id_assessment"] == aid]
+        scores = [float(r["score"]) for r in subs if r["score"]]
+        assert rows[aid]["submitted"] == len(subs)
+        if a["date"]:
+            assert rows[aid]["late"] == sum(
+                1 for r in subs if int(r["date_submitted"]) > int(a["date"])
+            )
+        assert sum(b["count"] for b in rows[aid]["histogram"]) == len(scores)
+        if scores:
+            assert rows[aid]["mean"] == pytest.approx(statistics.fmean(scores), abs=0.01)
+    assert any(r["late"] for r in rows.values()) and any(r["missing"] for r in rows.values())
+
+
+def test_time_on_step_validates_and_answers(gateways):
+    gw = gateways["study_time_and_assessments.ipynb"]
+    body = ok(gw.get("/time-on-step", limit="5"))
+    assert body["gap_minutes"] == 55 and len(body["steps"]) == 5
+    assert all(s["median_s"] <= s["p75_s"] for s in body["steps"])
+    bad(gw.get("/time-on-step", gap="-5"), "gap")
+    bad(gw.get("/time-on-step", limit="many"), "limit")
+
+
+def test_example_responses_in_the_notebooks_are_real(gateways):
+    """The documented example of /summary is what the route answers (lists aside)."""
+    nb = nbformat.read(NOTEBOOKS / "course_overview.ipynb", as_version=4)
+    doc = next(
+        c.source for c in nb.cells if c.cell_type == "markdown" and "## `GET /summary`" in c.source
+    )
+    example = json.loads(doc.split("```json", 1)[1].split("```", 1)[0])
+    live = ok(gateways["course_overview.ipynb"].get("/summary"))
+    assert {k: live[k] for k in ("registrations", "final_results", "clicks")} == {
+        k: example[k] for k in ("registrations", "final_results", "clicks")
+    }
