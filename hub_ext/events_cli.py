@@ -1,0 +1,200 @@
+"""``hub-ext import ...`` and ``hub-ext events ...``: fill the event store, manage xAPI sources.
+
+The store is ``--db URL``, else ``$HUB_EXT_EVENTS_DB``, else ``sqlite:///events.sqlite`` in
+the working directory (the events service's default too).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["add_commands"]
+
+DEFAULT_DB = "sqlite:///events.sqlite"
+
+
+def _store(args):
+    from .services.events.store import EventStore
+
+    return EventStore(args.db or os.environ.get("HUB_EXT_EVENTS_DB") or DEFAULT_DB)
+
+
+def _progress(args):
+    from .services.events.importers import Progress
+
+    return Progress(enabled=True if args.progress else None)
+
+
+def _finish(report) -> int:
+    for table in sorted(report.read):
+        print(f"{table:<12} {report.read[table]:>10,} read {report.new.get(table, 0):>10,} new")
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    if report.problem_count > len(report.problems):
+        print(f"... and {report.problem_count - len(report.problems)} more", file=sys.stderr)
+    if report.problem_count:
+        print(f"{report.problem_count} bad line(s) skipped; fix them and import again "
+              "(rows already imported are not duplicated).", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _run(func, args, *a, **kw) -> int:
+    from .services.events.importers import LineError
+
+    try:
+        report = func(_store(args), *a, progress=_progress(args), **kw)
+    except (LineError, FileNotFoundError, ValueError) as e:
+        print(f"hub-ext import: {e}", file=sys.stderr)
+        return 1
+    return _finish(report)
+
+
+def import_oulad_cmd(args) -> int:
+    from .services.events.importers import import_oulad
+
+    return _run(import_oulad, args, args.directory, student_vle=args.vle)
+
+
+def import_futurelearn_cmd(args) -> int:
+    from .services.events.importers import import_futurelearn
+
+    if not args.step_activity and not args.enrolments:
+        print(
+            "hub-ext import futurelearn: give --step-activity and/or --enrolments", file=sys.stderr
+        )
+        return 2
+    return _run(
+        import_futurelearn,
+        args,
+        args.course,
+        step_activity=args.step_activity,
+        enrolments=args.enrolments,
+    )
+
+
+def import_moodle_cmd(args) -> int:
+    from .services.events.importers import import_moodle_log
+
+    return _run(
+        import_moodle_log,
+        args,
+        args.file,
+        args.course,
+        timezone=args.timezone,
+        time_format=args.time_format,
+    )
+
+
+def add_source_cmd(args) -> int:
+    store = _store(args)
+    store.create()
+    try:
+        key, secret = store.add_source(args.name, args.course)
+    except ValueError as e:
+        print(f"hub-ext events add-source: {e}", file=sys.stderr)
+        return 1
+    print(f"source {args.name!r} added. Give these to the LMS (the secret is shown only once):")
+    print(f"  key:    {key}\n  secret: {secret}")
+    return 0
+
+
+def remove_source_cmd(args) -> int:
+    if not _store(args).remove_source(args.name):
+        print(f"hub-ext events remove-source: no source named {args.name!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def sources_cmd(args) -> int:
+    store = _store(args)
+    store.create()
+    for s in store.sources():
+        print(
+            f"{s['name']:<20} key {s['key']:<18} course {s['course_id'] or '-':<12} added {s['created']:%Y-%m-%d}"
+        )
+    return 0
+
+
+def readonly_url_cmd(args) -> int:
+    print(_store(args).readonly_url)
+    return 0
+
+
+def _common(p) -> None:
+    p.add_argument(
+        "--db",
+        help="the store's SQLAlchemy URL (default $HUB_EXT_EVENTS_DB or sqlite:///events.sqlite)",
+    )
+
+
+def add_commands(subparsers) -> None:
+    imp = subparsers.add_parser("import", help="import learning events from CSV exports",
+                                description="Import CSV exports into the event store (streaming, idempotent).")  # fmt: skip
+    sub = imp.add_subparsers(dest="format", required=True, metavar="FORMAT")
+
+    def importer(name, help_, func):
+        p = sub.add_parser(name, help=help_, description=help_)
+        _common(p)
+        p.add_argument(
+            "--progress",
+            action="store_true",
+            help="draw the progress bar even when stderr is not a terminal",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = importer(
+        "oulad",
+        "the Open University Learning Analytics Dataset (a module presentation AAA/2013J becomes course aaa-2013j)",
+        import_oulad_cmd,
+    )
+    p.add_argument("directory", help="the OULAD directory (courses.csv, studentInfo.csv, ...)")
+    p.add_argument(
+        "--vle",
+        help="the studentVle CSV (default: studentVle*.csv in the directory or its original_format/)",
+    )
+
+    p = importer(
+        "futurelearn",
+        "a FutureLearn run's step-activity and enrolments exports",
+        import_futurelearn_cmd,
+    )
+    p.add_argument("--course", required=True, help="the course id the run becomes, e.g. ds101")
+    p.add_argument("--step-activity", help="the step-activity CSV")
+    p.add_argument("--enrolments", help="the enrolments CSV")
+
+    p = importer("moodle-log", "a Moodle log export (CSV)", import_moodle_cmd)
+    p.add_argument("file", help="the log CSV")
+    p.add_argument("--course", required=True, help="the course id the log belongs to, e.g. ds101")
+    p.add_argument(
+        "--timezone", default="UTC", help="the time zone of the Time column (default UTC)"
+    )
+    p.add_argument(
+        "--time-format",
+        help="strptime format of the Time column (default: tries Moodle's usual ones)",
+    )
+
+    ev = subparsers.add_parser("events", help="manage the event store and its xAPI sources")
+    sub = ev.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = sub.add_parser(
+        "add-source",
+        help="allow a system (e.g. an LMS) to post xAPI statements; prints its key and secret",
+    )
+    _common(p)
+    p.add_argument("name", help="a name for the source, e.g. moodle")
+    p.add_argument(
+        "--course", help="statements from it belong to this course unless they name another"
+    )
+    p.set_defaults(func=add_source_cmd)
+    p = sub.add_parser("remove-source", help="revoke a source's credentials")
+    _common(p)
+    p.add_argument("name")
+    p.set_defaults(func=remove_source_cmd)
+    p = sub.add_parser("sources", help="list the sources (never their secrets)")
+    _common(p)
+    p.set_defaults(func=sources_cmd)
+    p = sub.add_parser("readonly-url", help="print the read-only URL the analytics notebooks get")
+    _common(p)
+    p.set_defaults(func=readonly_url_cmd)
