@@ -1,0 +1,515 @@
+"""Launch it: run, watch and restart the kernel gateways the launch specs describe.
+
+:class:`LocalLauncher` runs a :class:`~hub_ext.services.analytics.launch.GatewaySpec` as
+a local process (its own process group, output to a log file). A container launcher
+(the Docker backend) provides the same two things: ``launch(spec, log_path)`` returning
+a handle with ``pid``, ``returncode``, ``wait()``, ``kill()``, ``terminate()`` and
+``log_tail()``.
+
+:class:`Gateway` is one supervised gateway: started and awaited until its health check
+runs code, restarted (with back-off) when it exits, killed and restarted when its health
+checks fail ``health_failures`` times in a row. :class:`GatewaySupervisor` holds one per
+published (course, API) and implements publish / replace / withdraw: a replacement is
+started and must be healthy before it takes the old one's place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Float, Instance, Integer, Type, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from .launch import GatewaySpec, gateway_spec
+from .notebook import CheckedNotebook
+from .personality import HEALTH_PATH, SETUP_ERROR_EXIT, SETUP_ERROR_MARK
+
+__all__ = ["Gateway", "GatewayFailed", "GatewaySupervisor", "LocalLauncher", "free_port"]
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the gateway binds it with port_retries=0)."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+class GatewayFailed(Exception):
+    """A gateway that could not start; ``detail`` is JSON-able (setup cell and error)."""
+
+    def __init__(self, message: str, detail: dict | None = None):
+        self.detail = detail or {}
+        super().__init__(message)
+
+
+class LocalProcess:
+    """A gateway running as a local process group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path):
+        self.proc = proc
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    def _signal(self, sig) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def log_tail(self, size: int = 20000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - size))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+class LocalLauncher(LoggingConfigurable):
+    """Runs a gateway spec as a local subprocess in its own process group."""
+
+    async def launch(self, spec: GatewaySpec, log_path: Path) -> LocalProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if spec.runtime_dir:
+            spec.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = await asyncio.to_thread(open, log_path, "ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                env=dict(spec.env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=str(spec.notebook.parent),
+            )
+        finally:
+            log.close()
+        self.log.info("Gateway %s started as pid %d on port %d", spec.key, proc.pid, spec.port)
+        return LocalProcess(proc, log_path)
+
+
+def setup_error(log_text: str) -> dict | None:
+    """The setup error a gateway reported on its way out, if any."""
+    for line in reversed(log_text.splitlines()):
+        if line.startswith(SETUP_ERROR_MARK):
+            try:
+                return json.loads(line[len(SETUP_ERROR_MARK) :])
+            except ValueError:
+                return None
+    return None
+
+
+@dataclass
+class _Health:
+    ok: bool
+    status: int
+    body: dict
+
+
+class Gateway:
+    """One supervised kernel gateway serving one (course, notebook)."""
+
+    def __init__(self, supervisor: GatewaySupervisor, spec: GatewaySpec, notebook: CheckedNotebook):
+        self.supervisor = supervisor
+        self.spec = spec
+        self.notebook = notebook
+        self.log = supervisor.log
+        self.process: LocalProcess | None = None
+        self.state = "new"
+        self.message = ""
+        self.detail: dict = {}
+        self.restarts = 0
+        self.failures = 0
+        self.ready = asyncio.Event()
+        self._watcher: asyncio.Task | None = None
+        self._restarting: asyncio.Task | None = None
+        self.log_path = supervisor.log_dir / f"{spec.course_id}--{spec.api_name}.log"
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    def describe(self) -> dict:
+        return {
+            "course": self.spec.course_id,
+            "name": self.spec.api_name,
+            "version": self.notebook.version,
+            "state": self.state,
+            "message": self.message,
+            "restarts": self.restarts,
+            "routes": [{"verb": r.verb, "path": r.path} for r in self.notebook.routes],
+        }
+
+    async def health(self, timeout: float) -> _Health:
+        req = HTTPRequest(
+            self.spec.url + HEALTH_PATH,
+            headers={"Authorization": f"token {self.spec.token}"},
+            request_timeout=timeout,
+            connect_timeout=timeout,
+        )
+        try:
+            resp = await self.supervisor.http.fetch(req, raise_error=False)
+        except Exception as e:  # connection refused, timeout
+            return _Health(False, 0, {"message": str(e)})
+        try:
+            body = json.loads(resp.body or b"{}")
+        except ValueError:
+            body = {}
+        return _Health(resp.code == 200, resp.code, body)
+
+    async def start(self) -> None:
+        """Launch and wait until the health check runs code; GatewayFailed otherwise."""
+        sup = self.supervisor
+        self.state = "starting"
+        self.ready.clear()
+        self.process = await sup.launcher.launch(self.spec, self.log_path)
+        deadline = time.monotonic() + sup.ready_timeout
+        while True:
+            if self.process.returncode is not None:
+                break
+            health = await self.health(min(sup.health_timeout, 5.0))
+            if health.ok:
+                self.state, self.message, self.failures = "running", "", 0
+                self.ready.set()
+                self._watch()
+                return
+            if time.monotonic() > deadline:
+                self.process.kill()
+                await self.process.wait()
+                break
+            await asyncio.sleep(0.2)
+        # it exited (or never became healthy): say why
+        await self.process.wait()
+        detail = setup_error(self.process.log_tail())
+        if self.process.returncode == SETUP_ERROR_EXIT and detail:
+            message = detail.get("message") or "a setup cell raised"
+        elif self.process.returncode == -signal.SIGKILL and time.monotonic() > deadline:
+            message = f"the gateway did not answer its health check within {sup.ready_timeout:g}s"
+        else:
+            tail = self.process.log_tail(2000).strip().splitlines()[-3:]
+            message = f"the gateway exited with status {self.process.returncode}: " + " | ".join(
+                tail
+            )
+        self.state, self.message, self.detail = "failed", message, detail or {}
+        raise GatewayFailed(message, detail)
+
+    def _watch(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.ensure_future(self._watch_loop())
+
+    async def _watch_loop(self) -> None:
+        """The watchdog: restart on exit, kill and restart after failed health checks."""
+        sup = self.supervisor
+        proc = self.process
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            while self.state == "running" and self.process is proc:
+                done, _ = await asyncio.wait({exited}, timeout=sup.health_interval)
+                if self.state != "running" or self.process is not proc:
+                    return
+                if done:
+                    self.log.warning("Gateway %s exited with status %s", self.key, proc.returncode)
+                    return self._restart_soon(f"exited with status {proc.returncode}")
+                health = await self.health(sup.health_timeout)
+                if health.ok:
+                    self.failures = 0
+                    continue
+                self.failures += 1
+                self.log.warning(
+                    "Gateway %s: health check failed (%d/%d): %s",
+                    self.key,
+                    self.failures,
+                    sup.health_failures,
+                    health.body.get("message") or health.status,
+                )
+                if self.failures >= sup.health_failures:
+                    proc.kill()
+                    await proc.wait()
+                    return self._restart_soon(f"{self.failures} failed health checks")
+        finally:
+            if not exited.done():
+                exited.cancel()
+
+    def _restart_soon(self, reason: str) -> None:
+        self.ready.clear()
+        self.state = "restarting"
+        self.message = reason
+        self._restarting = asyncio.ensure_future(self._restart_loop(reason))
+
+    async def _restart_loop(self, reason: str) -> None:
+        delay = 0.0
+        while (
+            self.state in ("restarting", "failed")
+            and self.supervisor.gateways.get(self.key) is self
+        ):
+            if delay:
+                await asyncio.sleep(delay)
+            self.restarts += 1
+            self.log.warning(
+                "Gateway %s: restarting (%s), attempt %d", self.key, reason, self.restarts
+            )
+            try:
+                # a fresh port: the old one may linger in TIME_WAIT or be taken meanwhile
+                self.spec = self.supervisor.respec(self.spec)
+                await self.start()
+                return
+            except Exception as e:
+                reason = str(e)
+                self.state, self.message = "failed", reason
+                if not isinstance(e, GatewayFailed):
+                    self.log.exception("Gateway %s: restart failed", self.key)
+                else:
+                    self.log.error("Gateway %s: restart failed: %s", self.key, e)
+                if self.process is not None and self.process.returncode is None:
+                    self.process.kill()
+                delay = min(max(1.0, delay * 2), self.supervisor.max_backoff)
+
+    async def stop(self) -> None:
+        self.state = "stopped"
+        self.ready.clear()
+        for task in (self._watcher, self._restarting):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), self.supervisor.stop_timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+class GatewaySupervisor(LoggingConfigurable):
+    """The published APIs' gateways: publish, replace, withdraw, watch."""
+
+    pool_size = Integer(
+        2,
+        config=True,
+        help="""Kernels per gateway (one gateway per published notebook); requests are spread
+        over them. Default: 2. Example: ``c.GatewaySupervisor.pool_size = 4``""",
+    )
+    execution_timeout = Float(
+        30.0,
+        config=True,
+        help="""Seconds a request's cells may run before the caller gets 504 and the kernel
+        is interrupted. Default: 30. Example: ``c.GatewaySupervisor.execution_timeout = 10``""",
+    )
+    queue_timeout = Float(
+        10.0,
+        config=True,
+        help="""Seconds a request may wait for a free kernel (or for a restarting gateway)
+        before the caller gets 503. Default: 10.
+        Example: ``c.GatewaySupervisor.queue_timeout = 5``""",
+    )
+    interrupt_grace = Float(
+        5.0,
+        config=True,
+        help="""Seconds an interrupted kernel has to stop before it is replaced. Default: 5.
+        Example: ``c.GatewaySupervisor.interrupt_grace = 2``""",
+    )
+    setup_timeout = Float(
+        300.0,
+        config=True,
+        help="""Seconds a notebook's setup cells may take when a kernel starts. Default: 300.
+        Example: ``c.GatewaySupervisor.setup_timeout = 60``""",
+    )
+    max_requests_per_kernel = Integer(
+        5000,
+        config=True,
+        help="""Requests a kernel serves before it is recycled (0: never). Default: 5000.
+        Example: ``c.GatewaySupervisor.max_requests_per_kernel = 2000``""",
+    )
+    ready_timeout = Float(
+        120.0,
+        config=True,
+        help="""Seconds a new gateway has to start its kernels, run the setup cells and pass
+        a health check. Default: 120. Example: ``c.GatewaySupervisor.ready_timeout = 60``""",
+    )
+    health_interval = Float(
+        10.0,
+        config=True,
+        help="""Seconds between the watchdog's health checks of each gateway. Default: 10.
+        Example: ``c.GatewaySupervisor.health_interval = 5``""",
+    )
+    health_timeout = Float(
+        10.0,
+        config=True,
+        help="""Seconds a health check may take (it runs code on a kernel). Default: 10.
+        Example: ``c.GatewaySupervisor.health_timeout = 5``""",
+    )
+    health_failures = Integer(
+        3,
+        config=True,
+        help="""Consecutive failed health checks after which the watchdog kills and restarts a
+        gateway. Default: 3. Example: ``c.GatewaySupervisor.health_failures = 2``""",
+    )
+    max_backoff = Float(
+        60.0,
+        config=True,
+        help="""Longest wait, in seconds, between attempts to restart a failed gateway.
+        Default: 60. Example: ``c.GatewaySupervisor.max_backoff = 30``""",
+    )
+    stop_timeout = Float(
+        5.0,
+        config=True,
+        help="""Seconds a gateway has to stop after SIGTERM before SIGKILL. Default: 5.
+        Example: ``c.GatewaySupervisor.stop_timeout = 2``""",
+    )
+    runtime_dir = Unicode(
+        config=True,
+        help="""Directory for the gateways' notebooks, logs and kernel connection files
+        (created, mode 0700). Default: ``analytics-runtime`` in the working directory.
+        Example: ``c.GatewaySupervisor.runtime_dir = "/srv/jupyterhub/analytics"``""",
+    )
+
+    @default("runtime_dir")
+    def _default_runtime_dir(self):
+        return os.path.abspath("analytics-runtime")
+
+    events_url = Unicode(
+        "",
+        config=True,
+        help="""Read-only SQLAlchemy URL of the event store, given to every notebook as
+        ``HUB_EXT_EVENTS_URL``; ``{course}`` is replaced by the course id. For SQLite use the
+        read-only URI form. Default: empty.
+        Example: ``c.GatewaySupervisor.events_url = "sqlite:///file:/srv/events.db?mode=ro&uri=true"``""",
+    )
+    launcher_class = Type(
+        LocalLauncher,
+        config=True,
+        help="""What runs a gateway spec: local processes by default; a container launcher
+        runs the same spec in a container. Example:
+        ``c.GatewaySupervisor.launcher_class = "hub_ext.services.analytics.docker.DockerLauncher"``""",
+    )
+    launcher = Instance(LoggingConfigurable)
+
+    @default("launcher")
+    def _default_launcher(self):
+        return self.launcher_class(parent=self, log=self.log)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.gateways: dict[str, Gateway] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.http = AsyncHTTPClient(force_instance=True, max_clients=64)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.runtime_dir)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def _notebook_path(self, course_id: str, name: str, nb: CheckedNotebook) -> Path:
+        path = self.root / "notebooks" / course_id / f"{name}--{nb.version}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_bytes(nb.raw)
+        return path
+
+    def build_spec(
+        self, course_id: str, name: str, nb: CheckedNotebook, course_env=None
+    ) -> GatewaySpec:
+        return gateway_spec(
+            course_id,
+            name,
+            self._notebook_path(course_id, name, nb),
+            version=nb.version,
+            port=free_port(),
+            token=secrets.token_urlsafe(32),
+            events_url=self.events_url.replace("{course}", course_id),
+            pool_size=self.pool_size,
+            execution_timeout=self.execution_timeout,
+            queue_timeout=self.queue_timeout,
+            interrupt_grace=self.interrupt_grace,
+            setup_timeout=self.setup_timeout,
+            max_requests_per_kernel=self.max_requests_per_kernel,
+            course_env=course_env,
+            runtime_dir=self.root / "jupyter-runtime" / course_id / name,
+        )
+
+    def respec(self, spec: GatewaySpec) -> GatewaySpec:
+        """The same gateway on a new port with a new token (used for restarts)."""
+        port = free_port(spec.ip)
+        argv = tuple(
+            f"--KernelGatewayApp.port={port}" if a.startswith("--KernelGatewayApp.port=") else a
+            for a in spec.argv
+        )
+        token = secrets.token_urlsafe(32)
+        env = {**spec.env, "KG_AUTH_TOKEN": token}
+        return GatewaySpec(
+            spec.course_id,
+            spec.api_name,
+            spec.notebook,
+            spec.version,
+            spec.ip,
+            port,
+            argv,
+            env,
+            token,
+            spec.runtime_dir,
+        )
+
+    async def publish(
+        self, course_id: str, name: str, nb: CheckedNotebook, course_env=None
+    ) -> Gateway:
+        """Start a gateway for ``nb``; once healthy it replaces any gateway of that name."""
+        key = f"{course_id}/{name}"
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            spec = self.build_spec(course_id, name, nb, course_env)
+            gateway = Gateway(self, spec, nb)
+            try:
+                await gateway.start()
+            except GatewayFailed:
+                await gateway.stop()
+                raise
+            old = self.gateways.get(key)
+            self.gateways[key] = gateway
+            if old is not None:
+                self.log.info(
+                    "Gateway %s: version %s replaces %s", key, nb.version, old.notebook.version
+                )
+                await old.stop()
+            return gateway
+
+    async def withdraw(self, course_id: str, name: str) -> bool:
+        key = f"{course_id}/{name}"
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            gateway = self.gateways.pop(key, None)
+            if gateway is None:
+                return False
+            await gateway.stop()
+            return True
+
+    async def stop_all(self) -> None:
+        gateways, self.gateways = list(self.gateways.values()), {}
+        await asyncio.gather(*(g.stop() for g in gateways), return_exceptions=True)
+        self.http.close()

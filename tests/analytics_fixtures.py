@@ -1,0 +1,144 @@
+"""Fixtures for the analytics tests: a small event store, a gateway supervisor, helpers.
+
+Import the fixtures in a test module (``from tests.analytics_fixtures import *``); they are
+not in conftest.py so the other suites do not load them.
+
+The event store here is a stand-in the tests create: one SQLite file with a
+``statements`` table (actor, verb, stored). The notebooks read it through the read-only
+URL the service passes as ``HUB_EXT_EVENTS_URL``; the events service plugs its own URL in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub_ext.services.analytics.notebook import check_notebook
+from hub_ext.services.analytics.supervisor import GatewaySupervisor
+
+__all__ = [
+    "NOTEBOOKS",
+    "add_events",
+    "events_db",
+    "pid_alive",
+    "supervisor",
+    "supervisor_factory",
+    "gw_get",
+    "kill",
+    "publish",
+    "readonly_url",
+    "wait_until",
+]
+
+NOTEBOOKS = Path(__file__).parent / "notebooks"
+
+
+def add_events(path: Path, rows) -> None:
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO statements (actor, verb, stored) VALUES (?, ?, ?)", rows)
+
+
+@pytest.fixture
+def events_db(tmp_path) -> Path:
+    path = tmp_path / "events.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE statements (id INTEGER PRIMARY KEY, actor TEXT, verb TEXT, stored TEXT)"
+        )
+    add_events(
+        path,
+        [("alice", "viewed", "2026-10-01T10:00:00"), ("alice", "answered", "2026-10-01T10:05:00")],
+    )
+    return path
+
+
+def readonly_url(path: Path) -> str:
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+@pytest.fixture
+async def supervisor_factory(tmp_path, events_db):
+    """Make GatewaySupervisors with short timeouts; every gateway is stopped afterwards."""
+    made = []
+
+    def make(**overrides) -> GatewaySupervisor:
+        options = dict(
+            pool_size=1,
+            execution_timeout=3.0,
+            queue_timeout=1.5,
+            interrupt_grace=2.0,
+            setup_timeout=60.0,
+            ready_timeout=60.0,
+            health_interval=0.5,
+            health_timeout=3.0,
+            health_failures=2,
+            max_backoff=2.0,
+            runtime_dir=str(tmp_path / f"runtime{len(made)}"),
+            events_url=readonly_url(events_db),
+        )
+        options.update(overrides)
+        sup = GatewaySupervisor(**options)
+        made.append(sup)
+        return sup
+
+    yield make
+    for sup in made:
+        await sup.stop_all()
+
+
+@pytest.fixture
+async def supervisor(supervisor_factory):
+    return supervisor_factory()
+
+
+async def publish(sup: GatewaySupervisor, name: str, course: str = "ds101", api: str | None = None):
+    nb = check_notebook(NOTEBOOKS / f"{name}.ipynb")
+    return await sup.publish(course, api or name.replace("_", "-"), nb)
+
+
+async def gw_get(
+    gateway, path: str, method: str = "GET", timeout: float = 30.0, **kwargs
+) -> httpx.Response:
+    """Call a gateway directly, with its token (what the front door does)."""
+    headers = {"Authorization": f"token {gateway.spec.token}", **kwargs.pop("headers", {})}
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        return await client.request(method, gateway.spec.url + path, headers=headers, **kwargs)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def wait_until(
+    predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"
+):
+    """Poll an (async or plain) predicate; fail the test with ``what`` if it never holds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > end:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def kill(pid: int, sig=signal.SIGKILL) -> None:
+    os.kill(pid, sig)
