@@ -17,11 +17,14 @@ setup: $(VENV)/.installed node_modules/.installed
 
 # The virtual environment: the package, what single-user servers run, test tools,
 # and the demo's statistics kernel.
-$(VENV)/.installed: setup.cfg pyproject.toml hub_config/kernels/stats/kernel.json
+# Learners' JupyterLab does not phone home for news (hub_config/lab/overrides.json).
+$(VENV)/.installed: setup.cfg pyproject.toml hub_config/kernels/stats/kernel.json hub_config/lab/overrides.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ".[singleuser,test]"
 	$(BIN)/jupyter kernelspec install --sys-prefix hub_config/kernels/stats >/dev/null
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp hub_config/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 # JupyterHub's proxy and the development OpenID provider, from the committed lockfile.
