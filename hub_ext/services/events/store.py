@@ -253,7 +253,11 @@ class EventStore:
     def check_source(self, key: str, secret: str) -> dict | None:
         """The source (name, key, course_id) whose credentials these are, else None."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(Source).where(Source.key == key)).scalars().first()
+            row = conn.execute(
+                select(Source.name, Source.key, Source.secret_hash, Source.course_id).where(
+                    Source.key == key
+                )
+            ).first()
         if row is None:
             # spend the same time as a real check, so keys cannot be probed by timing
             verify_secret(secret, _DUMMY_HASH)

@@ -1,0 +1,468 @@
+"""The events service: the xAPI 1.0.3 Statements resource, as a JupyterHub-managed service.
+
+An LMS that speaks xAPI (Moodle's logstore_xapi, for instance) posts statements to
+``https://<hub>/services/events/xAPI/statements`` with HTTP Basic credentials made by
+``hub-ext events add-source NAME`` (only a scrypt hash of the secret is stored)::
+
+    POST /xAPI/statements                 one statement or a list -> 200 [ids]
+    PUT  /xAPI/statements?statementId=ID  one statement -> 204
+    GET  /xAPI/statements?statementId=ID  (or voidedStatementId) -> the statement
+    GET  /xAPI/statements?agent=&verb=&activity=&since=&until=&limit=&ascending=
+         -> {"statements": [...], "more": "<IRL of the next page>" or ""}
+    GET  /xAPI/about                      -> {"version": ["1.0.3"]} (no credentials needed)
+
+Every request but ``about`` needs ``X-Experience-API-Version: 1.0.x``. A bad statement gets
+400 with the reason (and which statement of a batch); an id stored with other content 409;
+nothing of a rejected batch is stored. The service also records the hub's own activity
+(:mod:`.hubevents`) when it runs under the hub with an API token.
+
+Run it as ``python -m hub_ext.services.events.service`` (``hubconfig.events_service``
+builds the ``c.JupyterHub.services`` entry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+from urllib.parse import urlencode, urlparse
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
+from traitlets.config import Application
+
+from .store import Conflict, EventStore
+from .xapi import (
+    VERSION,
+    StatementError,
+    actor_key,
+    course_of,
+    learner_of,
+    parse_timestamp,
+    to_row,
+    validate_statement,
+)
+
+__all__ = ["EventsService", "main"]
+
+_VERSION_HEADER = "X-Experience-API-Version"
+_VERSION_RE = re.compile(r"^1\.0(\.\d+)?$")
+_GET_PARAMS = {
+    "statementId", "voidedStatementId", "agent", "verb", "activity", "registration",
+    "related_activities", "related_agents", "since", "until", "limit", "format",
+    "attachments", "ascending", "more",
+}  # fmt: skip
+
+
+class XAPIHandler(web.RequestHandler):
+    """Common to the xAPI handlers: version header, Basic credentials, JSON errors."""
+
+    service: EventsService
+
+    def initialize(self, service):
+        self.service = service
+
+    def set_default_headers(self):
+        self.set_header(_VERSION_HEADER, VERSION)
+        self.set_header("Content-Type", "application/json")
+
+    def write_error(self, status_code, **kwargs):
+        reason = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            reason = exc.log_message % exc.args if exc.args else exc.log_message
+        self.finish(json.dumps({"error": reason, "status": status_code}))
+
+    def fail(self, status: int, message: str, **extra):
+        self.set_status(status)
+        self.finish(json.dumps({"error": message, "status": status, **extra}))
+
+    async def prepare(self):
+        version = self.request.headers.get(_VERSION_HEADER)
+        if version is None:
+            return self.fail(400, f"missing {_VERSION_HEADER} header (this LRS speaks 1.0.x)")
+        if not _VERSION_RE.match(version.strip()):
+            return self.fail(
+                400, f"{_VERSION_HEADER} {version!r} is not supported (this LRS speaks 1.0.x)"
+            )
+        self.source = await self.service.authenticate(self.request.headers.get("Authorization"))
+        if self.source is None:
+            self.set_header("WWW-Authenticate", 'Basic realm="xAPI"')
+            return self.fail(401, "valid HTTP Basic credentials of an xAPI source are required")
+
+    def json_body(self):
+        try:
+            return json.loads(self.request.body or b"null")
+        except ValueError as e:
+            raise web.HTTPError(400, "the body is not JSON: %s", e) from None
+
+
+class StatementsHandler(XAPIHandler):
+    async def post(self):
+        if self.get_query_argument("method", None):
+            return self.fail(400, "alternate request syntax (method=...) is not supported")
+        body = self.json_body()
+        statements = body if isinstance(body, list) else [body]
+        ids = await self._store(statements, batch=isinstance(body, list))
+        if ids is not None:
+            self.finish(json.dumps(ids))
+
+    async def put(self):
+        statement_id = self.get_query_argument("statementId", None)
+        if not statement_id:
+            return self.fail(400, "PUT needs the statementId parameter")
+        body = self.json_body()
+        if not isinstance(body, dict):
+            return self.fail(400, "PUT takes one statement (a JSON object)")
+        if "id" in body and str(body["id"]).lower() != statement_id.lower():
+            return self.fail(
+                400, f"the statement's id {body['id']!r} is not the statementId {statement_id!r}"
+            )
+        body["id"] = statement_id
+        if await self._store([body], batch=False) is not None:
+            self.set_status(204)
+            self.finish()
+
+    async def _store(self, statements: list, *, batch: bool) -> list[str] | None:
+        if not statements:
+            return []
+        if len(statements) > self.service.max_batch:
+            self.fail(
+                400,
+                f"{len(statements)} statements in one request; at most {self.service.max_batch}",
+            )
+            return None
+        stored = datetime.now(UTC)
+        rows, seen = [], set()
+        authority = self.service.authority(self.source)
+        for i, statement in enumerate(statements):
+            where = f"statements[{i}]" if batch else "statement"
+            try:
+                validate_statement(statement, where)
+            except StatementError as e:
+                self.fail(400, str(e), statement=i if batch else None, field=e.path)
+                return None
+            sid = str(statement.get("id", "")).lower()
+            if sid and sid in seen:
+                self.fail(400, f"{where}.id: {sid} appears twice in the batch", statement=i)
+                return None
+            seen.add(sid)
+            statement.pop("stored", None)
+            statement["authority"] = authority
+            course = course_of(statement, self.service.activity_courses) or self.source.get(
+                "course_id"
+            )
+            rows.append(
+                to_row(
+                    statement,
+                    stored=stored,
+                    source=self.source["name"],
+                    course_id=course,
+                    learner=learner_of(statement["actor"]),
+                )
+            )
+        try:
+            await asyncio.to_thread(self.service.store.store_statements, rows)
+        except Conflict as e:
+            self.fail(409, str(e), statement_id=e.statement_id)
+            return None
+        return [r["id"] for r in rows]
+
+    async def get(self):
+        args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        unknown = sorted(set(args) - _GET_PARAMS)
+        if unknown:
+            return self.fail(400, f"unknown parameter {unknown[0]!r}")
+        for key in ("statementId", "voidedStatementId"):
+            if key in args:
+                others = set(args) - {key, "format", "attachments"}
+                if others:
+                    return self.fail(
+                        400, f"{key} cannot be combined with {', '.join(sorted(others))}"
+                    )
+                statement = await asyncio.to_thread(
+                    self.service.store.get_statement, args[key], voided=key == "voidedStatementId"
+                )
+                if statement is None:
+                    return self.fail(404, f"no statement {args[key]}")
+                return self.finish(json.dumps(statement))
+        if "more" in args:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(args["more"].encode()))
+                filters, after = state["f"], int(state["a"])
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                return self.fail(400, "more: not a token this LRS gave")
+        else:
+            filters, after = args, None
+        try:
+            query = self._filters(filters)
+        except ValueError as e:
+            return self.fail(400, str(e))
+        statements, next_pk, _newest = await asyncio.to_thread(
+            self.service.store.query_statements, after_pk=after, **query
+        )
+        more = ""
+        if next_pk is not None:
+            token = base64.urlsafe_b64encode(
+                json.dumps({"f": filters, "a": next_pk}).encode()
+            ).decode()
+            more = f"{self.service.prefix}xAPI/statements?{urlencode({'more': token})}"
+        self.set_header(
+            "X-Experience-API-Consistent-Through",
+            datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        )
+        self.finish(json.dumps({"statements": statements, "more": more}))
+
+    def _filters(self, args: dict) -> dict:
+        query: dict = {}
+        for key in ("registration",):
+            if key in args:
+                raise ValueError(f"{key}: filtering on it is not supported by this LRS")
+        for key in ("related_activities", "related_agents", "attachments"):
+            if args.get(key, "false") not in ("true", "false"):
+                raise ValueError(f"{key}: {args[key]!r} is not true or false")
+            if args.get(key) == "true":
+                raise ValueError(f"{key}=true is not supported by this LRS")
+        if args.get("format", "exact") not in ("ids", "exact", "canonical"):
+            raise ValueError(f"format: {args['format']!r} is not ids, exact or canonical")
+        if "agent" in args:
+            try:
+                agent = json.loads(args["agent"])
+                from .xapi import _agent
+
+                _agent(agent, "agent")
+            except (ValueError, StatementError) as e:
+                raise ValueError(f"agent: not an Agent or Group in JSON ({e})") from None
+            query["agent_key"] = actor_key(agent)
+        if "verb" in args:
+            query["verb"] = args["verb"]
+        if "activity" in args:
+            query["activity"] = args["activity"]
+        for key in ("since", "until"):
+            if key in args:
+                try:
+                    query[key] = parse_timestamp(args[key], key)
+                except StatementError as e:
+                    raise ValueError(str(e)) from None
+        limit = args.get("limit", "0")
+        if not str(limit).isdigit():
+            raise ValueError(f"limit: {limit!r} is not a non-negative whole number")
+        limit = int(limit)
+        query["limit"] = min(limit, self.service.page_size) if limit else self.service.page_size
+        ascending = args.get("ascending", "false")
+        if ascending not in ("true", "false"):
+            raise ValueError(f"ascending: {ascending!r} is not true or false")
+        query["ascending"] = ascending == "true"
+        return query
+
+
+class AboutHandler(XAPIHandler):
+    async def prepare(self):  # no version header nor credentials needed
+        pass
+
+    def get(self):
+        self.finish(json.dumps({"version": [VERSION]}))
+
+
+class EventsService(Application):
+    """The events service (an LRS for the hub): xAPI in, the event store behind it."""
+
+    name = "hub-ext-events"
+    description = "The hub's learning-event store: xAPI 1.0.3 Statements resource and hub activity"
+
+    db_url = Unicode(
+        help="""SQLAlchemy URL of the event store.
+
+        Default: ``$HUB_EXT_EVENTS_DB``, else ``sqlite:///events.sqlite`` (in the working
+        directory). Example: ``c.EventsService.db_url = "postgresql+psycopg://events@db/events"``
+        """,
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db(self):
+        return os.environ.get("HUB_EXT_EVENTS_DB", "sqlite:///events.sqlite")
+
+    url = Unicode(
+        help="""Where to listen, as a URL (only host and port are used).
+
+        Default: ``$JUPYTERHUB_SERVICE_URL`` (the hub sets it), else ``http://127.0.0.1:10102``.
+        Example: ``c.EventsService.url = "http://127.0.0.1:10102"``
+        """,
+    ).tag(config=True)
+
+    @default("url")
+    def _default_url(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")
+
+    prefix = Unicode(
+        help="""URL prefix the service answers under, with a trailing slash.
+
+        Default: ``$JUPYTERHUB_SERVICE_PREFIX`` (``/services/events/`` under the hub), else ``/``.
+        """,
+    ).tag(config=True)
+
+    @default("prefix")
+    def _default_prefix(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    @validate("prefix")
+    def _slash(self, proposal):
+        value = proposal["value"]
+        return "/" + value.strip("/") + "/" if value.strip("/") else "/"
+
+    max_batch = Integer(
+        1000,
+        help="""Most statements accepted in one POST (more gets 400). Default 1000.
+        Example: ``c.EventsService.max_batch = 500``""",
+    ).tag(config=True)
+
+    page_size = Integer(
+        500,
+        help="""Most statements in one GET page (a ``limit`` above it is lowered; ``more`` pages on).
+        Default 500. Example: ``c.EventsService.page_size = 100``""",
+    ).tag(config=True)
+
+    max_body_size = Integer(
+        16 * 1024 * 1024,
+        help="""Largest request body, in bytes. Default 16 MiB. Example: ``c.EventsService.max_body_size = 4 * 1024 * 1024``""",
+    ).tag(config=True)
+
+    activity_courses = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="""Context activities that name a course: IRI -> course id.
+
+        A statement belongs to the course named by a ``urn:hub-ext:course:<id>`` activity in its
+        ``context.contextActivities`` (grouping, parent, other, category), else by one of these,
+        else to its source's course. Default: empty.
+        Example: ``c.EventsService.activity_courses = {"https://moodle.example.org/course/view.php?id=7": "ds101"}``
+        """,
+    ).tag(config=True)
+
+    auth_cache_seconds = Float(
+        300,
+        help="""How long a verified credential is remembered, in seconds (scrypt costs ~50 ms
+        per check; a remembered one is compared by HMAC). 0 checks every request. Default 300.
+        Example: ``c.EventsService.auth_cache_seconds = 60``""",
+    ).tag(config=True)
+
+    record_hub_activity = Bool(
+        True,
+        help="""Record the hub's course servers' activity (polling the hub API; needs the
+        service's role, see ``hubconfig.events_role``). Ignored when no hub API token is set.
+        Default True. Example: ``c.EventsService.record_hub_activity = False``""",
+    ).tag(config=True)
+
+    hub_poll_interval = Float(
+        60,
+        help="""Seconds between two polls of the hub's users and servers. Default 60.
+        Example: ``c.EventsService.hub_poll_interval = 30``""",
+    ).tag(config=True)
+
+    hub_url = Unicode(
+        help="""The hub's public URL, the homePage of the accounts of hub activity statements.
+        Default: ``$HUB_EXT_PUBLIC_URL``, else ``$JUPYTERHUB_PUBLIC_HUB_URL``, else ``http://localhost:8000``.
+        Example: ``c.EventsService.hub_url = "https://hub.example.edu"``""",
+    ).tag(config=True)
+
+    @default("hub_url")
+    def _default_hub_url(self):
+        url = (
+            os.environ.get("HUB_EXT_PUBLIC_URL")
+            or os.environ.get("JUPYTERHUB_PUBLIC_HUB_URL")
+            or "http://localhost:8000"
+        )
+        return url.rstrip("/").removesuffix("/hub")
+
+    clock = staticmethod(time.monotonic)
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        self.store = EventStore(self.db_url)
+        self.store.create()
+        self._verified: dict[str, tuple[bytes, float, dict]] = {}
+        self._cache_key = os.urandom(32)
+
+    def authority(self, source: dict) -> dict:
+        return {
+            "objectType": "Agent",
+            "name": source["name"],
+            "account": {"homePage": self.hub_url, "name": source["key"]},
+        }
+
+    async def authenticate(self, header: str | None) -> dict | None:
+        """The source whose Basic credentials ``header`` carries, else None."""
+        if not header or not header.startswith("Basic "):
+            return None
+        try:
+            key, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if not key or not secret:
+            return None
+        digest = hmac.new(self._cache_key, secret.encode(), hashlib.sha256).digest()
+        cached = self._verified.get(key)
+        if cached and cached[1] > self.clock() and hmac.compare_digest(cached[0], digest):
+            return cached[2]
+        source = await asyncio.to_thread(self.store.check_source, key, secret)
+        if source is not None and self.auth_cache_seconds > 0:
+            self._verified[key] = (digest, self.clock() + self.auth_cache_seconds, source)
+        return source
+
+    def make_app(self) -> web.Application:
+        prefix = self.prefix
+        kw = {"service": self}
+        return web.Application(
+            [
+                (rf"{prefix}xAPI/statements/?", StatementsHandler, kw),
+                (rf"{prefix}xAPI/about/?", AboutHandler, kw),
+            ],
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler):
+        # never the query string (agents' e-mail addresses) nor the Authorization header
+        status = handler.get_status()
+        level = self.log.info if status < 400 else self.log.warning
+        level("%d %s %s %.1fms", status, handler.request.method, handler.request.path,
+              1000 * handler.request.request_time())  # fmt: skip
+
+    async def start_async(self) -> HTTPServer:
+        parsed = urlparse(self.url)
+        server = HTTPServer(self.make_app(), max_body_size=self.max_body_size, xheaders=True)
+        server.listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
+        self.log.info(
+            "xAPI statements at %s%sxAPI/statements (store %s)",
+            self.url.rstrip("/"),
+            self.prefix,
+            self.store,
+        )
+        self._tasks = []
+        if self.record_hub_activity and os.environ.get("JUPYTERHUB_API_TOKEN"):
+            from .hubevents import HubActivityPoller
+
+            poller = HubActivityPoller(
+                parent=self, store=self.store, interval=self.hub_poll_interval, home=self.hub_url
+            )
+            self._tasks.append(asyncio.ensure_future(poller.run()))
+        return server
+
+    def start(self):
+        loop = IOLoop.current()
+        loop.run_sync(self.start_async)
+        loop.start()
+
+
+main = EventsService.launch_instance
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""The xAPI 1.0.3 Statements resource of the events service, over real HTTP.
+
+The service runs in this process (a real tornado server on a loopback port, its store a
+SQLite file); requests go through httpx as an LMS's would.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import uuid
+
+import httpx
+import pytest
+import pytest_asyncio
+from traitlets.config import Config
+
+from hub_ext.services.events.models import Statement
+from hub_ext.services.events.service import EventsService
+from hub_ext.services.events.xapi import StatementError, validate_statement
+from tests.events_fixtures import free_port
+
+V = {"X-Experience-API-Version": "1.0.3"}
+ACTIVITY = {
+    "actor": {"objectType": "Agent", "name": "Ada", "mbox": "mailto:ada@example.org"},
+    "verb": {
+        "id": "http://adlnet.gov/expapi/verbs/experienced",
+        "display": {"en-US": "experienced"},
+    },
+    "object": {
+        "objectType": "Activity",
+        "id": "https://moodle.example.org/mod/page/view.php?id=12",
+        "definition": {
+            "name": {"en": "Week 1"},
+            "type": "http://adlnet.gov/expapi/activities/lesson",
+        },
+    },
+    "result": {
+        "score": {"raw": 7, "min": 0, "max": 10, "scaled": 0.7},
+        "completion": True,
+        "duration": "PT4M30S",
+    },
+    "context": {
+        "contextActivities": {"grouping": [{"id": "urn:hub-ext:course:ds101"}]},
+        "platform": "Moodle",
+        "language": "en-GB",
+    },
+    "timestamp": "2026-09-14T10:15:00.123+02:00",
+}
+AGENT = {
+    "objectType": "Agent",
+    "account": {"homePage": "https://moodle.example.org", "name": "bob"},
+}
+
+
+def objects() -> dict[str, dict]:
+    """One valid statement per object type."""
+    ref_target = str(uuid.uuid4())
+    made = {
+        "Activity": copy.deepcopy(ACTIVITY),
+        "Agent": {**copy.deepcopy(ACTIVITY), "object": AGENT},
+        "Group": {
+            **copy.deepcopy(ACTIVITY),
+            "object": {
+                "objectType": "Group",
+                "name": "team A",
+                "member": [AGENT, {"mbox": "mailto:c@example.org"}],
+            },
+        },
+        "StatementRef": {
+            **copy.deepcopy(ACTIVITY),
+            "object": {"objectType": "StatementRef", "id": ref_target},
+        },
+        "SubStatement": {
+            **copy.deepcopy(ACTIVITY),
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/planned"},
+            "object": {
+                "objectType": "SubStatement",
+                "actor": AGENT,
+                "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"},
+                "object": {"id": "https://moodle.example.org/mod/quiz/view.php?id=3"},
+            },
+        },
+    }
+    for kind, statement in made.items():
+        if kind != "Activity":  # context.platform is only allowed with an Activity object
+            del statement["context"]["platform"]
+    return made
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lrs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lrs") / "events.db"
+    c = Config()
+    c.EventsService.db_url = f"sqlite:///{path}"
+    c.EventsService.url = f"http://127.0.0.1:{free_port()}"
+    c.EventsService.prefix = "/services/events/"
+    c.EventsService.page_size = 50
+    c.EventsService.record_hub_activity = False
+    app = EventsService(config=c)
+    app.initialize([])
+    server = await app.start_async()
+    key, secret = app.store.add_source("moodle", course_id="stat200")
+    auth = httpx.BasicAuth(key, secret)
+    async with httpx.AsyncClient(
+        base_url=app.url + "/services/events/xAPI", headers=V, auth=auth, timeout=30
+    ) as client:
+        client.app, client.secret = app, secret
+        yield client
+    server.stop()
+    await server.close_all_connections()
+    app.store.dispose()
+
+
+def count(app) -> int:
+    return app.store.count(Statement)
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+async def test_about_needs_no_credentials(lrs):
+    r = await lrs.get("/about", headers={}, auth=None)
+    assert r.status_code == 200 and r.json() == {"version": ["1.0.3"]}
+    assert r.headers["X-Experience-API-Version"] == "1.0.3"
+
+
+@pytest.mark.parametrize(
+    "version,status", [(None, 400), ("0.95", 400), ("2.0.0", 400), ("1.0.1", 200)]
+)
+async def test_version_header(lrs, version, status):
+    headers = {"X-Experience-API-Version": version} if version else {}
+    r = await lrs.get("/statements", headers=headers)
+    if version is None:  # httpx merges headers: drop the default one explicitly
+        r = await lrs.request("GET", "/statements", headers={"X-Experience-API-Version": ""})
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert "X-Experience-API-Version" in r.json()["error"]
+
+
+async def test_credentials_are_required_and_checked(lrs):
+    r = await lrs.post("/statements", json=ACTIVITY, auth=None)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    wrong = httpx.BasicAuth(lrs.app.store.sources()[0]["key"], "not-the-secret")
+    assert (await lrs.post("/statements", json=ACTIVITY, auth=wrong)).status_code == 401
+    # the secret is kept hashed only
+    from sqlalchemy import select
+
+    from hub_ext.services.events.models import Source
+
+    with lrs.app.store.engine.connect() as conn:
+        stored = conn.execute(select(Source.secret_hash)).scalar()
+    assert lrs.secret not in stored and stored.startswith("scrypt$")
+
+
+# --------------------------------------------------------------------------- POST / PUT / GET
+
+
+@pytest.mark.parametrize("kind", ["Activity", "Agent", "Group", "StatementRef", "SubStatement"])
+async def test_every_object_type_is_accepted_and_read_back(lrs, kind):
+    statement = objects()[kind]
+    r = await lrs.post("/statements", json=statement)
+    assert r.status_code == 200, r.text
+    (sid,) = r.json()
+    got = (await lrs.get("/statements", params={"statementId": sid})).json()
+    assert got["id"] == sid and got["object"] == statement["object"]
+    assert got["version"] == "1.0.3" and "stored" in got
+    assert got["authority"]["name"] == "moodle"
+
+
+async def test_statements_map_to_course_and_learner(lrs):
+    body = copy.deepcopy(ACTIVITY)
+    sid = (await lrs.post("/statements", json=body)).json()[0]
+    plain = copy.deepcopy(ACTIVITY)
+    del plain["context"]
+    sid2 = (await lrs.post("/statements", json=plain)).json()[0]
+    from sqlalchemy import select
+
+    with lrs.app.store.engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                select(Statement.id, Statement.course_id).where(Statement.id.in_([sid, sid2]))
+            ).all()
+        )
+        learner = conn.execute(select(Statement.learner).where(Statement.id == sid)).scalar()
+    assert rows == {sid: "ds101", sid2: "stat200"}  # named in context / the source's course
+    assert learner == "ada@example.org"
+
+
+BAD = {
+    "missing actor": (lambda s: s.pop("actor"), "missing required property 'actor'"),
+    "bad verb IRI": (lambda s: s["verb"].update(id="experienced"), "verb.id"),
+    "bad timestamp": (lambda s: s.update(timestamp="14/09/2026 10:15"), "timestamp"),
+    "unknown top-level property": (lambda s: s.update(foo=1), "unknown property 'foo'"),
+    "two identifiers": (
+        lambda s: s["actor"].update(openid="https://ada.example.org"),
+        "exactly one identifier",
+    ),
+    "score out of range": (lambda s: s["result"]["score"].update(raw=11), "above max"),
+    "bad duration": (lambda s: s["result"].update(duration="4 minutes"), "duration"),
+    "bad language map": (lambda s: s["verb"].update(display={"not a tag!": "x"}), "language tag"),
+    "negative zero offset": (lambda s: s.update(timestamp="2026-09-14T10:15:00-00:00"), "-00:00"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+async def test_malformed_statements_get_400_with_the_reason(lrs, case):
+    statement = copy.deepcopy(ACTIVITY)
+    mutate, reason = BAD[case]
+    mutate(statement)
+    before = count(lrs.app)
+    r = await lrs.post("/statements", json=statement)
+    assert r.status_code == 400, r.text
+    assert reason in r.json()["error"]
+    assert count(lrs.app) == before
+
+
+async def test_a_rejected_batch_stores_nothing(lrs):
+    good = [copy.deepcopy(ACTIVITY) for _ in range(5)]
+    broken = copy.deepcopy(ACTIVITY)
+    broken["verb"]["id"] = "not an iri"
+    before = count(lrs.app)
+    r = await lrs.post("/statements", json=[*good, broken])
+    assert r.status_code == 400 and r.json()["statement"] == 5
+    assert "statements[5].verb.id" in r.json()["error"]
+    assert count(lrs.app) == before
+    sid = str(uuid.uuid4())
+    twice = [{**copy.deepcopy(ACTIVITY), "id": sid}, {**copy.deepcopy(ACTIVITY), "id": sid}]
+    assert (await lrs.post("/statements", json=twice)).status_code == 400
+    assert count(lrs.app) == before
+
+
+async def test_put_and_conflicts(lrs):
+    sid = str(uuid.uuid4())
+    r = await lrs.put("/statements", params={"statementId": sid}, json=ACTIVITY)
+    assert r.status_code == 204, r.text
+    # the same statement again is no change
+    assert (
+        await lrs.put("/statements", params={"statementId": sid}, json=ACTIVITY)
+    ).status_code == 204
+    other = copy.deepcopy(ACTIVITY)
+    other["verb"]["id"] = "http://adlnet.gov/expapi/verbs/attempted"
+    before = count(lrs.app)
+    r = await lrs.put("/statements", params={"statementId": sid}, json=other)
+    assert r.status_code == 409 and r.json()["statement_id"] == sid
+    # a batch with a conflicting id stores nothing of the batch
+    r = await lrs.post("/statements", json=[copy.deepcopy(ACTIVITY), {**other, "id": sid}])
+    assert r.status_code == 409
+    assert count(lrs.app) == before
+    assert (await lrs.put("/statements", json=ACTIVITY)).status_code == 400  # no statementId
+    mismatch = {**copy.deepcopy(ACTIVITY), "id": str(uuid.uuid4())}
+    assert (
+        await lrs.put("/statements", params={"statementId": sid}, json=mismatch)
+    ).status_code == 400
+
+
+async def test_voiding(lrs):
+    sid = (await lrs.post("/statements", json=copy.deepcopy(ACTIVITY))).json()[0]
+    void = {
+        "actor": ACTIVITY["actor"],
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
+        "object": {"objectType": "StatementRef", "id": sid},
+    }
+    assert (await lrs.post("/statements", json=void)).status_code == 200
+    assert (await lrs.get("/statements", params={"statementId": sid})).status_code == 404
+    got = await lrs.get("/statements", params={"voidedStatementId": sid})
+    assert got.status_code == 200 and got.json()["id"] == sid
+    bad_void = {**void, "object": {"id": "https://example.org/x"}}
+    assert (await lrs.post("/statements", json=bad_void)).status_code == 400
+
+
+async def test_get_filters_and_more_paging(lrs):
+    verb = f"http://example.org/verbs/paged-{uuid.uuid4().hex[:8]}"
+    batch = []
+    for i in range(120):
+        s = copy.deepcopy(ACTIVITY)
+        s["verb"] = {"id": verb}
+        s["object"] = {"id": f"https://example.org/page/{i % 3}"}
+        s["actor"] = {"mbox": f"mailto:p{i % 4}@example.org"}
+        batch.append(s)
+    ids = (await lrs.post("/statements", json=batch)).json()
+    assert len(ids) == 120
+    seen, url, pages = [], "/statements", 0
+    params = {"verb": verb, "ascending": "true"}
+    while url:
+        r = await lrs.get(url, params=params)
+        assert r.status_code == 200, r.text
+        assert "X-Experience-API-Consistent-Through" in r.headers
+        body = r.json()
+        seen += [s["id"] for s in body["statements"]]
+        pages += 1
+        url, params = (
+            body["more"].removeprefix("/services/events/xAPI") if body["more"] else "",
+            None,
+        )
+    assert seen == ids and pages == 3  # page size 50, oldest first
+    newest = (await lrs.get("/statements", params={"verb": verb, "limit": "5"})).json()
+    assert [s["id"] for s in newest["statements"]] == ids[::-1][:5]
+    agent = '{"mbox": "mailto:p1@example.org"}'
+    r = await lrs.get(
+        "/statements",
+        params={"verb": verb, "agent": agent, "activity": "https://example.org/page/1"},
+    )
+    expected = [sid for i, sid in enumerate(ids) if i % 4 == 1 and i % 3 == 1]
+    assert sorted(s["id"] for s in r.json()["statements"]) == sorted(expected)
+    stored = (await lrs.get("/statements", params={"statementId": ids[0]})).json()["stored"]
+    r = await lrs.get("/statements", params={"verb": verb, "since": stored})
+    assert r.json()["statements"] == []  # one request stored them all at the same moment
+    r = await lrs.get("/statements", params={"verb": verb, "until": stored, "limit": "1"})
+    assert len(r.json()["statements"]) == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "-1"}, {"since": "yesterday"}, {"agent": "{not json"}, {"ascending": "maybe"}, {"colour": "red"},
+     {"statementId": str(uuid.uuid4()), "verb": "http://x.org/v"}, {"more": "garbage"}],
+)  # fmt: skip
+async def test_bad_get_parameters_get_400(lrs, params):
+    r = await lrs.get("/statements", params=params)
+    assert r.status_code == 400, r.text
+
+
+def test_validator_names_the_field():
+    s = copy.deepcopy(ACTIVITY)
+    s["context"]["contextActivities"]["grouping"][0]["id"] = "no scheme"
+    with pytest.raises(StatementError) as e:
+        validate_statement(s)
+    assert e.value.path == "statement.context.contextActivities.grouping[0].id"
+    s = objects()["SubStatement"]
+    s["object"]["object"] = {
+        "objectType": "SubStatement",
+        "actor": AGENT,
+        "verb": {"id": "http://x.org/v"},
+        "object": {"id": "http://x.org/a"},
+    }
+    with pytest.raises(StatementError, match="cannot contain another SubStatement"):
+        validate_statement(s)
+    s = copy.deepcopy(ACTIVITY)
+    s["object"] = AGENT
+    with pytest.raises(StatementError, match="only allowed when the object is an Activity"):
+        validate_statement(s)  # context.platform with an Agent object
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic !!!notbase64",
+        "Bearer abc",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+        "Basic " + base64.b64encode(b":").decode(),
+    ],
+)
+async def test_garbage_credentials_get_401(lrs, header):
+    r = await lrs.get("/statements", headers={"Authorization": header}, auth=None)
+    assert r.status_code == 401
