@@ -17,6 +17,7 @@ __all__ = ["main"]
 COMMANDS = [
     "hub_ext.courses_cli",
     "hub_ext.analytics_cli",
+    "hub_ext.roster_cli",
     "hub_ext.events_cli",
 ]
 

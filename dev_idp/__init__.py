@@ -1,0 +1,1 @@
+"""The development OpenID Connect provider (panva's oidc-provider) for tests and the demo."""
