@@ -19,7 +19,7 @@ from pathlib import Path
 from .courses import Catalog, CatalogError, CourseCatalog
 from .rbac import course_roles, course_scopes
 
-__all__ = ["BACKENDS", "configure_course_hub", "courses_for_user"]
+__all__ = ["BACKENDS", "add_service", "configure_course_hub", "courses_for_user"]
 
 #: backend name -> the spawner entry point (``jupyterhub.spawners`` in setup.cfg)
 BACKENDS = {"local": "course-local", "docker": "course-docker"}
@@ -42,6 +42,38 @@ def load_catalog_or_exit(path: str | Path, *, backend: str) -> Catalog:
         sys.exit(
             f"The course catalog has {len(e.problems)} problem(s); the hub will not start:\n{e}"
         )
+
+
+def add_service(c, service: dict, scopes: list[str]) -> None:
+    """Add a hub-managed service and a role of its own with exactly ``scopes``."""
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
+    role = {"name": f"service-{service['name']}", "scopes": scopes, "services": [service["name"]]}
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), role]
+
+
+def idle_culler_service(catalog: Catalog) -> tuple[dict, list[str]] | None:
+    """jupyterhub-idle-culler, as the hub-wide backstop for the courses' idle timeouts.
+
+    Each course server also shuts itself down after its course's ``idle_timeout``
+    (see :meth:`CourseSpawnerMixin.get_args`); the culler, at the longest course timeout,
+    catches servers that cannot (a hung server, one started before a catalog change).
+    Scopes: the least the culler documents for culling servers (not users).
+    """
+    timeouts = [course.idle_timeout for course in catalog.values() if course.idle_timeout]
+    if not timeouts:
+        return None
+    every = min(300, max(30, min(timeouts) // 4))
+    service = {
+        "name": "idle-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={max(timeouts)}",
+            f"--cull-every={every}",
+        ],
+    }
+    return service, ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
 def courses_for_user(catalog: Catalog, user, now=None) -> list[dict]:
@@ -97,6 +129,10 @@ def configure_course_hub(c, catalog_path: str | Path, *, backend: str = "local")
     c.JupyterHub.template_paths = [TEMPLATES]
     c.JupyterHub.template_vars = {"courses": partial(courses_for_user, catalog)}
     c.Authenticator.manage_groups = True
+
+    culler = idle_culler_service(catalog)
+    if culler is not None:
+        add_service(c, *culler)
 
     c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), **course_scopes(catalog)}
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(catalog)]

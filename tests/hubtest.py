@@ -47,7 +47,11 @@ class HubProcess:
         backend: str = "local",
         extra_config: str = "",
         admin_users: tuple[str, ...] = ("admin",),
+        base_config: str | None = None,
     ):
+        """``base_config`` replaces the course-hub part of the generated config (the catalog,
+        login, database and workspaces), e.g. to run ``hub_config/demo_config.py`` itself;
+        the loopback ports, the proxy and the admin service token are always the harness's."""
         if not PROXY.exists():
             raise RuntimeError(f"{PROXY} is missing: run `make setup` (npm ci) first")
         self.workdir = Path(workdir)
@@ -58,45 +62,46 @@ class HubProcess:
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
         self.admin_token = secrets.token_hex(32)
+        self.password = DEV_PASSWORD  # what login() uses unless told otherwise
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "hub.log"
         self.config_path = self.workdir / "jupyterhub_config.py"
-        self.config_path.write_text(self._config(extra_config, admin_users))
+        self.config_path.write_text(self._config(extra_config, admin_users, base_config))
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def _config(self, extra: str, admin_users) -> str:
+    def _config(self, extra: str, admin_users, base: str | None) -> str:
         w = self.workdir
-        return textwrap.dedent(
-            f"""\
-            from hub_ext.hubconfig import configure_course_hub
-            c = get_config()  # noqa
-            configure_course_hub(c, {str(self.catalog)!r}, backend={self.backend!r})
-            c.JupyterHub.ip = "127.0.0.1"
-            c.JupyterHub.port = {self.port}
+        if base is None:
+            base = f"""\
+                configure_course_hub(c, {str(self.catalog)!r}, backend={self.backend!r})
+                c.JupyterHub.db_url = "sqlite:///{w / "jupyterhub.sqlite"}"
+                c.JupyterHub.cookie_secret_file = {str(w / "cookie_secret")!r}
+                c.JupyterHub.cleanup_servers = False
+                c.JupyterHub.authenticator_class = "course-dev"
+                c.CourseDevAuthenticator.password = {DEV_PASSWORD!r}
+                c.Authenticator.admin_users = {set(admin_users)!r}
+                c.CourseLocalSpawner.workspace_template = {str(w / "workspaces" / "{course}" / "{username}")!r}
+                """
+        harness = f"""\
+            c.JupyterHub.bind_url = "http://127.0.0.1:{self.port}"
             c.JupyterHub.hub_ip = "127.0.0.1"
             c.JupyterHub.hub_port = {self.hub_port}
             c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
             c.ConfigurableHTTPProxy.command = [{str(PROXY)!r}]
             c.ConfigurableHTTPProxy.pid_file = {str(w / "proxy.pid")!r}
-            c.JupyterHub.db_url = "sqlite:///{w / "jupyterhub.sqlite"}"
-            c.JupyterHub.cookie_secret_file = {str(w / "cookie_secret")!r}
             c.JupyterHub.pid_file = {str(w / "hub.pid")!r}
-            c.JupyterHub.cleanup_servers = False
-            c.JupyterHub.authenticator_class = "course-dev"
-            c.CourseDevAuthenticator.password = {DEV_PASSWORD!r}
-            c.Authenticator.admin_users = {set(admin_users)!r}
-            c.CourseLocalSpawner.workspace_template = {str(w / "workspaces" / "{course}" / "{username}")!r}
             c.Spawner.start_timeout = 60
             c.Spawner.http_timeout = 60
-            c.JupyterHub.services = [{{"name": "test-admin", "api_token": {self.admin_token!r}}}]
-            c.JupyterHub.load_roles = c.JupyterHub.load_roles + [
-                {{"name": "test-admin", "scopes": ["admin:users", "admin:servers", "tokens", "list:users",
-                  "read:users", "admin:groups", "shares", "read:shares", "list:groups", "read:groups"],
-                  "services": ["test-admin"]}},
-            ]
+            add_service(
+                c,
+                {{"name": "test-admin", "api_token": {self.admin_token!r}}},
+                ["admin:users", "admin:servers", "admin:server_state", "tokens", "list:users", "read:users",
+                 "admin:groups", "shares", "read:shares", "list:groups", "read:groups", "read:roles", "list:services"],
+            )
             """
-        ) + textwrap.dedent(extra)
+        head = "from hub_ext.hubconfig import add_service, configure_course_hub\nc = get_config()  # noqa\n"
+        return head + textwrap.dedent(base) + textwrap.dedent(harness) + textwrap.dedent(extra)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,7 +201,7 @@ class HubProcess:
         ) as c:
             return await c.request(method, path, **kwargs)
 
-    async def login(self, username: str, password: str = DEV_PASSWORD) -> httpx.AsyncClient:
+    async def login(self, username: str, password: str | None = None) -> httpx.AsyncClient:
         """A browser-like client logged in as ``username`` (the caller closes it)."""
         client = httpx.AsyncClient(base_url=self.url, timeout=30, follow_redirects=True)
         await client.get("/hub/login")
@@ -204,7 +209,7 @@ class HubProcess:
             "/hub/login",
             data={
                 "username": username,
-                "password": password,
+                "password": self.password if password is None else password,
                 "_xsrf": client.cookies.get("_xsrf", ""),
             },
         )

@@ -78,6 +78,57 @@ async def test_learner_sees_and_starts_both_open_courses(hub):
         assert env["JUPYTERHUB_ROOT_DIR"].endswith(f"workspaces/{course}/alice")
 
 
+async def test_idle_timeouts_per_course_and_hub_wide_culler(hub):
+    token = await hub.user_token("bob")
+    await hub.start_server("bob", "ds101", token=token)
+    pid = (await server_state(hub, "bob", "ds101"))["state"]["pid"]
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert "--ServerApp.shutdown_no_activity_timeout=5400" in cmdline
+    assert "--MappingKernelManager.cull_idle_timeout=5400" in cmdline
+    # the culler runs as a hub service, at the longest course timeout, with only its scopes
+    services = (await hub.api("GET", "/services")).json()
+    assert "idle-culler" in services
+    culler = [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _is_service_of(p, "jupyterhub_idle_culler", hub)
+    ]
+    assert culler, "no idle-culler process for this hub"
+    assert "--timeout=5400" in (culler[0] / "cmdline").read_bytes().decode().split("\0")
+    environ = dict(
+        e.split("=", 1)
+        for e in (culler[0] / "environ").read_bytes().decode().split("\0")
+        if "=" in e
+    )
+    me = (await hub.api("GET", "/user", token=environ["JUPYTERHUB_API_TOKEN"])).json()
+    granted = {
+        scope
+        for scope in me["scopes"]
+        if not scope.startswith(("read:services!service=", "access:services!service="))
+    }
+    assert granted == {
+        "delete:servers",
+        "list:users",
+        "read:servers",
+        "read:users:activity",
+        "read:users:name",
+    }, granted
+    await hub.api("DELETE", "/users/bob/servers/ds101")
+
+
+def _is_service_of(proc: Path, module: str, hub) -> bool:
+    """Is ``proc`` a ``python -m module`` started by this test's hub?"""
+    try:
+        cmdline = (proc / "cmdline").read_bytes().decode().split("\0")
+        environ = (proc / "environ").read_bytes().decode().split("\0")
+    except OSError:
+        return False
+    return (
+        module in cmdline
+        and f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/hub/api" in environ
+    )
+
+
 async def test_home_page_lists_only_own_courses(hub):
     home = await hub.page("bob", "/hub/home")
     assert "Data analysis with Python" in home.text
