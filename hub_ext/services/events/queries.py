@@ -732,7 +732,7 @@ def sessions(
                     S.c.learner == learner,
                     S.c.voided.is_(False),
                 )
-                .order_by(S.c.timestamp)
+                .order_by(S.c.timestamp, S.c.pk)
             ).scalars()
         )
     if not times:
@@ -781,7 +781,7 @@ def time_on_step(
                 S.c.voided.is_(False),
                 S.c.object_type == "Activity",
             )
-            .order_by(S.c.learner, S.c.timestamp)
+            .order_by(S.c.learner, S.c.timestamp, S.c.pk)
         )
         prev = None
         for learner, ts, obj in rows:
