@@ -1,0 +1,188 @@
+"""The event store on SQLite and PostgreSQL: read-only URLs, WAL, the hub's server-action
+events through jupyter_events, and the query plumbing the notebooks rely on."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import DBAPIError
+
+from hub_ext.services.events import queries as q
+from hub_ext.services.events.hubevents import SERVER_ACTION_SCHEMA, ServerActionHandler
+from hub_ext.services.events.models import Source, Statement
+from hub_ext.services.events.store import Conflict, EventStore, make_engine
+from hub_ext.services.events.xapi import to_row, validate_statement
+from tests.events_fixtures import postgres_url  # noqa: F401
+
+STATEMENT = {
+    "actor": {"account": {"homePage": "https://hub.example.edu", "name": "alice"}},
+    "verb": {"id": "http://id.tincanapi.com/verb/viewed"},
+    "object": {"id": "https://hub.example.edu/materials/ds101/week01"},
+    "result": {"score": {"raw": 55, "min": 0, "max": 100}},
+    "context": {"contextActivities": {"grouping": [{"id": "urn:hub-ext:course:ds101"}]}},
+    "timestamp": "2026-09-14T10:15:00Z",
+}
+
+
+def rows(n: int, learner="alice") -> list[dict]:
+    out = []
+    for i in range(n):
+        s = copy.deepcopy(STATEMENT)
+        s["actor"]["account"]["name"] = f"{learner}{i % 3}"
+        validate_statement(s)
+        out.append(to_row(s, stored=datetime.now(UTC), source="test", course_id="ds101"))
+    return out
+
+
+def exercise(store: EventStore) -> None:
+    """What every backend must do: atomic batches, conflicts, queries."""
+    store.create()
+    batch = rows(10)
+    assert store.store_statements(batch) == 10
+    assert store.store_statements(batch) == 0  # the same statements again: nothing new
+    changed = copy.deepcopy(batch[:2])
+    changed[1]["raw"]["verb"]["id"] = "http://adlnet.gov/expapi/verbs/attempted"
+    changed[0] = rows(1)[0]  # a new one, stored only if the batch is
+    with pytest.raises(Conflict):
+        store.store_statements(changed)
+    assert store.count(Statement) == 10
+    s = q.summary(store.engine, "ds101")
+    assert (s["events"], s["active_learners"]) == (10, 3)
+    heat = q.heatmap(store.engine, "ds101")["resources"]
+    assert heat == [
+        {
+            "resource": STATEMENT["object"]["id"],
+            "type": "",
+            "title": "",
+            "clicks": 10,
+            "events": 10,
+            "learners": 3,
+        }
+    ]
+
+
+def test_sqlite_store_uses_wal_and_its_readonly_url_refuses_writes(tmp_path):
+    store = EventStore(f"sqlite:///{tmp_path / 'events.sqlite'}")
+    exercise(store)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    assert store.readonly_url == f"sqlite:///file:{tmp_path / 'events.sqlite'}?mode=ro&uri=true"
+    ro = make_engine(store.readonly_url)
+    with ro.connect() as conn:
+        assert conn.execute(select(Statement.id)).first() is not None
+        with pytest.raises(DBAPIError, match="readonly|read-only"):
+            conn.execute(
+                insert(Source).values(name="x", key="x", secret_hash="x", created=datetime.now())
+            )
+    ro.dispose()
+    with pytest.raises(ValueError, match="in-memory"):
+        EventStore("sqlite://").readonly_url  # noqa: B018
+
+
+def test_postgresql_store_and_a_select_only_role(postgres_url):  # noqa: F811
+    store = EventStore(postgres_url)
+    exercise(store)
+    store.add_source("lms")
+    ro_url = store.create_readonly_role("notebooks", "pw-for-test")
+    assert "default_transaction_read_only" in ro_url and "notebooks" in ro_url
+    ro = make_engine(ro_url)
+    with ro.connect() as conn:
+        assert conn.execute(select(Statement.id)).first() is not None
+        with pytest.raises(DBAPIError):
+            conn.execute(select(Source.secret_hash)).all()  # the credentials table is not theirs
+    with ro.connect() as conn:
+        with pytest.raises(DBAPIError):
+            conn.execute(text("SET default_transaction_read_only = off"))
+            conn.execute(
+                insert(Statement.__table__).values(**{k: v for k, v in rows(1)[0].items()})
+            )
+    ro.dispose()
+    store.dispose()
+
+
+def test_server_action_events_through_jupyter_events(tmp_path):
+    """JupyterHub's own schema file, registered in a jupyter_events EventLogger as the hub
+    does, and the exact emit call of jupyterhub/handlers/base.py."""
+    import jupyterhub
+    from jupyter_events import EventLogger
+
+    db = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    handler = ServerActionHandler(db, home="https://hub.example.edu")
+    logger = EventLogger(handlers=[handler])
+    for schema in (Path(jupyterhub.__file__).parent / "event-schemas").glob("**/*.yaml"):
+        logger.register_event_schema(schema)
+    logger.emit(
+        schema_id=SERVER_ACTION_SCHEMA,
+        data={"action": "start", "username": "alice", "servername": "ds101"},
+    )
+    logger.emit(
+        schema_id=SERVER_ACTION_SCHEMA,
+        data={"action": "stop", "username": "alice", "servername": "ds101"},
+    )
+    logger.emit(
+        schema_id=SERVER_ACTION_SCHEMA,
+        data={"action": "start", "username": "bob", "servername": ""},
+    )
+    handler.flush()
+    store = EventStore(db)
+    with store.engine.connect() as conn:
+        got = conn.execute(
+            select(Statement.learner, Statement.course_id, Statement.verb).order_by(Statement.pk)
+        ).all()
+    assert got == [
+        ("alice", "ds101", "http://adlnet.gov/expapi/verbs/launched"),
+        ("alice", "ds101", "http://adlnet.gov/expapi/verbs/exited"),
+        ("bob", None, "http://adlnet.gov/expapi/verbs/launched"),  # the default server is no course
+    ]
+    handler.close()
+    store.dispose()
+
+
+def test_handler_ignores_other_events_and_never_raises(tmp_path):
+    handler = ServerActionHandler(f"sqlite:///{tmp_path / 'e.db'}")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, {"__schema__": "other"}, None, None)
+    handler.emit(record)
+    bad = logging.LogRecord(
+        "x",
+        logging.INFO,
+        __file__,
+        1,
+        {"__schema__": SERVER_ACTION_SCHEMA, "action": "start"},
+        None,
+        None,
+    )
+    handler.handleError = lambda r: setattr(handler, "failed", r)  # logging's default prints
+    handler.emit(bad)  # no username: reported through handleError, not raised
+    assert handler.failed is bad and handler._thread is None
+
+
+def test_respond_never_leaks_a_traceback():
+    def broken(_request):
+        raise RuntimeError("password=hunter2 in a connection string")
+
+    status, body = q.respond({"args": {}}, broken)
+    assert status == 500 and "hunter2" not in body and json.loads(body)["error"]
+    status, body = q.respond('{"args": {"x": ["1"]}, "path": {}}', lambda r: {}, allowed=("y",))
+    assert status == 400 and json.loads(body)["parameter"] == "x"
+    assert q.respond({"args": {}}, lambda r: None)[0] == 404
+
+
+@pytest.mark.parametrize(
+    "args,call,message",
+    [
+        ({"n": ["x"]}, lambda r: q.param_int(r, "n"), "not a whole number"),
+        ({"n": ["0"]}, lambda r: q.param_int(r, "n", minimum=1), "below the minimum"),
+        ({"d": ["2026-02-30"]}, lambda r: q.param_date(r, "d"), "not a date"),
+        ({"m": ["x"]}, lambda r: q.param_choice(r, "m", ("a", "b"), "a"), "not one of a, b"),
+        ({}, lambda r: q.param_str(r, "s", required=True), "is required"),
+    ],
+)
+def test_parameter_helpers(args, call, message):
+    with pytest.raises(q.BadParameter, match=message):
+        call({"args": args, "path": {}})
