@@ -1,24 +1,89 @@
 """JupyterHub RBAC from the course catalog: teacher roles, custom scopes, server shares.
 
-Roles reach a user's servers all at once (a ``!group=`` filter covers every server of
-every member), so "looking over a learner's shoulder" is limited to the one course
-server through JupyterHub's shares instead: see :func:`share_course_server`.
+What a course's teachers (group ``course:<id>:teacher``) may do, and through what:
+
+=====================================================  =========================================
+may                                                    granted by
+=====================================================  =========================================
+list the course's learners, read their names and       role ``teacher-<id>`` (:func:`course_roles`),
+activity, read the learner group                       filtered ``!group=course:<id>:learner``
+call the course's analytics APIs                       role ``teacher-<id>`` (the custom scope)
+read, start, stop and open a learner's server          a **share** of that one server
+*for this course* (``/user/alice/ds101/``)             (:func:`share_course_server`)
+=====================================================  =========================================
+
+A role cannot say "alice's ds101 server but not her stat200 server": scopes on servers are
+static strings, and a ``!group=`` filter reaches every server of every member. JupyterHub's
+shares can: a share carries scopes filtered to ``!server=<owner>/<name>``, and a share with a
+group applies to each of its members. So when a learner's course server starts, it is shared
+with the course's teacher group with :data:`SHARE_SCOPES` (JupyterHub 6 splits ``servers``
+into ``start:servers`` and ``delete:servers``, so start and stop can be shared). The share
+stays with the server (stopped or running) until the server is deleted.
+
+**Group shares do not reach tokens in JupyterHub 6.1.1**: a token's scopes take only its
+owner's *direct* shares (``jupyterhub/scopes.py``: ``owner.shared_with_me``), so a group
+share works for the hub's cookie-authenticated pages but not for API tokens, nor for the
+OAuth tokens with which a browser opens a single-user server. So each teacher also gets
+a user share of every server the group share covers, kept in step with the teacher
+group's membership by SQLAlchemy events on ``orm.User.groups``
+(:func:`install_share_sync`): a user added to ``course:<id>:teacher`` (at login, refresh,
+or through the admin API) is given the course's shares in the same transaction, and a
+user removed from it loses them. The group share is the record of which servers are the
+course's; the user shares follow it.
+
+Deliberately not granted: ``read:users`` (it would show a learner's other courses through
+their groups), ``read:servers`` by group (all of a learner's servers), any admin scope.
+
+Limits, stated honestly:
+
+- a learner's server can be started by a teacher only once it exists (after the learner's
+  first start of that course): the share is made on the first start;
+- ``start:servers`` also lets its holder rename the server (PATCH); the course spawner must
+  refuse renames (``Spawner.rename``), or a share could follow ``alice/ds101`` to a new name;
+- ``delete:servers`` lets its holder delete the server's record (``remove``); the course
+  spawners never delete a learner's workspace when that happens.
 """
 
 from __future__ import annotations
 
-from .courses import Catalog, Course, analytics_scope, teacher_role
+from jupyterhub import orm
+from sqlalchemy import event
+from sqlalchemy.orm import object_session
 
-__all__ = ["course_roles", "course_scopes", "share_course_server"]
+from .courses import (
+    Catalog,
+    Course,
+    analytics_scope,
+    enrollments_from_groups,
+    parse_group,
+    teacher_role,
+)
+
+__all__ = [
+    "SHARE_SCOPES",
+    "course_roles",
+    "course_scopes",
+    "install_share_sync",
+    "share_course_server",
+    "share_scopes",
+]
+
+#: What a course's teachers may do with a learner's server of that course (each scope is
+#: filtered to that one server by JupyterHub): open it, read its model, start and stop it.
+SHARE_SCOPES = ("access:servers", "read:servers", "start:servers", "delete:servers")
+
+
+def share_scopes(username: str, course_id: str) -> list[str]:
+    """The share's scopes for ``username``'s server of ``course_id`` (one server only)."""
+    return [f"{scope}!server={username}/{course_id}" for scope in SHARE_SCOPES]
 
 
 def course_roles(catalog: Catalog) -> list[dict]:
     """One role per course, granted to the course's teacher group.
 
-    A teacher may list and read the course's learners and their activity, and call the
-    course's analytics APIs. Opening a learner's course server goes through JupyterHub's
-    shares of that one server, not through a role: a role's ``!group=`` filter would reach
-    all of the learner's servers, in every course.
+    A teacher may list the course's learners, read their names and activity and the
+    learner group, and call the course's analytics APIs. Servers are not in the role:
+    see :func:`share_course_server`.
     """
     roles = []
     for course in catalog.values():
@@ -29,10 +94,9 @@ def course_roles(catalog: Catalog) -> list[dict]:
                 "description": f"Teachers of {course.id}: its learners, their activity, its analytics",
                 "scopes": [
                     f"list:users!{learners}",
-                    f"read:users!{learners}",
+                    f"read:users:name!{learners}",
                     f"read:users:activity!{learners}",
                     f"read:groups!{learners}",
-                    f"read:servers!{learners}",
                     analytics_scope(course.id),
                 ],
                 "groups": [course.teacher_group],
@@ -50,7 +114,84 @@ def course_scopes(catalog: Catalog) -> dict[str, dict]:
 
 
 async def share_course_server(spawner, course: Course) -> None:
-    """Called by the course spawner once ``spawner`` (a learner's ``course`` server) has started.
+    """Share a learner's ``course`` server with the course's teacher group.
 
-    Placeholder seam: shares with the course's teacher group land with the identity work.
+    Called by the course spawner once ``spawner`` has started. A teacher's own server
+    is not shared. Creates the teacher group if no teacher has logged in yet, and adds
+    any missing scope to an existing share (idempotent). Runs on the hub's event loop:
+    JupyterHub's database session is not thread-safe, and these are a few small queries.
     """
+    user = spawner.user
+    role = enrollments_from_groups(g.name for g in user.groups).get(course.id)
+    if role != "learner":
+        return
+    install_share_sync()
+    db = user.db
+    group = orm.Group.find(db, course.teacher_group)
+    if group is None:
+        group = orm.Group(name=course.teacher_group)
+        db.add(group)
+        db.commit()
+    scopes = share_scopes(user.name, course.id)
+    orm.Share.grant(db, spawner.orm_spawner, group, scopes=scopes)
+    # the per-teacher copies (group shares do not reach tokens: see the module's docstring)
+    for teacher in group.users:
+        orm.Share.grant(db, spawner.orm_spawner, teacher, scopes=scopes)
+
+
+def _is_teacher_group(group) -> bool:
+    parsed = parse_group(group.name)
+    return parsed is not None and parsed[1] == "teacher"
+
+
+def _teacher_added(user, group, initiator):
+    """``user`` joined ``group``: if it is a teacher group, copy the group's shares to them."""
+    if not _is_teacher_group(group):
+        return
+    session = object_session(user) or object_session(group)
+    if session is None:
+        return
+    with session.no_autoflush:
+        have = {share.spawner_id for share in user.shared_with_me}
+        for group_share in list(group.shared_with_me):
+            if group_share.spawner_id in have:
+                continue
+            user.shared_with_me.append(
+                orm.Share(
+                    created_at=orm.Share.now(),
+                    owner=group_share.owner,
+                    spawner=group_share.spawner,
+                    scopes=sorted(group_share.scopes),
+                )
+            )
+
+
+def _teacher_removed(user, group, initiator):
+    """``user`` left ``group``: if it is a teacher group, remove their copies of its shares."""
+    if not _is_teacher_group(group):
+        return
+    session = object_session(user) or object_session(group)
+    if session is None:
+        return
+    with session.no_autoflush:
+        shared = {share.spawner_id for share in group.shared_with_me}
+        for share in list(user.shared_with_me):
+            if share.spawner_id in shared:
+                user.shared_with_me.remove(share)  # delete-orphan: the row goes too
+
+
+def install_share_sync() -> None:
+    """Keep teachers' user shares in step with teacher-group membership (idempotent).
+
+    Registers SQLAlchemy attribute events on ``orm.User.groups`` in this process (the
+    hub's). :func:`hub_ext.hubconfig.configure_course_hub` should call it; the course
+    spawner's first share calls it too.
+    """
+    for name, listener in (("append", _teacher_added), ("remove", _teacher_removed)):
+        if not event.contains(orm.User.groups, name, listener):
+            event.listen(orm.User.groups, name, listener)
+
+
+# Registered on import: this module is imported by the hub's config (hubconfig) and by the
+# course spawner, i.e. in the hub process, before any login can change a group.
+install_share_sync()
