@@ -33,6 +33,8 @@ __all__ = [
     "kill",
     "publish",
     "readonly_url",
+    "analytics_catalog",
+    "analytics_hub_config",
     "wait_until",
 ]
 
@@ -142,3 +144,75 @@ async def wait_until(
 
 def kill(pid: int, sig=signal.SIGKILL) -> None:
     os.kill(pid, sig)
+
+
+# ------------------------------------------------------------------ a real hub with the service
+
+
+def analytics_catalog(directory: Path) -> Path:
+    """ds101 (teacher tina, learner alice) publishes trivial.ipynb as 'know'; stat200 (sam) none."""
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    import yaml
+
+    def day(offset):
+        return (datetime.now(UTC) + timedelta(days=offset)).strftime("%Y-%m-%d")
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(NOTEBOOKS / "trivial.ipynb", directory / "know.ipynb")
+    courses = [
+        {
+            "id": "ds101",
+            "title": "Data analysis with Python",
+            "opens": day(-30),
+            "closes": day(60),
+            "learners": ["alice"],
+            "teachers": ["tina"],
+            "notebooks": [{"path": "know.ipynb", "name": "know"}],
+        },
+        {
+            "id": "stat200",
+            "title": "Statistical inference",
+            "opens": day(-10),
+            "closes": day(90),
+            "learners": ["carol"],
+            "teachers": ["sam"],
+        },
+    ]
+    path = directory / "courses.yaml"
+    path.write_text(yaml.safe_dump({"courses": courses}, sort_keys=False))
+    return path
+
+
+def analytics_hub_config(
+    catalog: Path, runtime_dir: Path, events_db: Path, port: int, **options
+) -> str:
+    """Extra hub config (appended to tests.hubtest's): the analytics service, as the lead wires it."""
+    settings = {
+        "GatewaySupervisor.pool_size": 2,
+        "GatewaySupervisor.execution_timeout": 3.0,
+        "GatewaySupervisor.queue_timeout": 2.0,
+        "GatewaySupervisor.interrupt_grace": 2.0,
+        "GatewaySupervisor.health_interval": 0.5,
+        "GatewaySupervisor.health_failures": 2,
+        "GatewaySupervisor.max_backoff": 2.0,
+        "AnalyticsService.watermark_interval": 0.2,
+        "AnalyticsService.hub_cache_max_age": 5,
+        "Application.log_level": "DEBUG",
+        **options,
+    }
+    return f"""
+from hub_ext.courses import Catalog
+from hub_ext.services.analytics.hubconfig import configure_analytics
+configure_analytics(
+    c,
+    Catalog.load({str(catalog)!r}),
+    catalog_path={str(catalog)!r},
+    admin_users={{"admin"}},
+    port={port},
+    runtime_dir={str(runtime_dir)!r},
+    events_url={readonly_url(events_db)!r},
+    options={settings!r},
+)
+"""

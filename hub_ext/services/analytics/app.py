@@ -1,0 +1,724 @@
+"""The analytics service: the hub-managed front door of the course notebooks' JSON APIs.
+
+Run by JupyterHub as a managed service (see :mod:`hub_ext.services.analytics.hubconfig`)::
+
+    python -m hub_ext.services.analytics --CourseCatalog.path=courses.yaml
+
+Routes, under the service prefix (``/services/analytics/``):
+
+``GET  /`` or ``/_api/catalog``
+    The APIs the caller may call (courses whose analytics scope they hold), with routes.
+``PUT  /_api/courses/<course>/apis/<name>`` (body: the ``.ipynb``)
+    Check, start, and publish (or replace) a notebook; 400 with every problem if refused,
+    422 naming the setup cell if it raises. ``DELETE`` withdraws; ``GET`` describes.
+``<VERB> /<course>/<name>/<route>``
+    Call the API: proxied to the notebook's gateway with the gateway's own token (which
+    never leaves the server); GET answers cached with ETag / 304.
+
+Callers are identified by the hub: OAuth for browsers (``HubOAuthenticated``), hub API
+tokens for scripts. Access to a course's APIs needs ``analytics_scope(course)``
+(``custom:analytics:course:<id>``), which the hub grants the course's teachers and the
+admins. Every error is JSON ``{error, message, request_id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+from jupyterhub.services.auth import (
+    HubOAuth,
+    HubOAuthCallbackHandler,
+    HubOAuthenticated,
+    UserNotAllowed,
+)
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpserver import HTTPServer
+from traitlets import Any, Bool, Float, Integer, Unicode, default
+from traitlets.config import Application
+
+from ...courses import COURSE_ID_PATTERN, CatalogError, CourseCatalog, analytics_scope
+from .cache import (
+    CachedResponse,
+    ResponseCache,
+    SQLWatermark,
+    ThrottledWatermark,
+    cache_key,
+    make_etag,
+)
+from .notebook import CheckedNotebook, NotebookError, check_notebook
+from .supervisor import GatewayFailed, GatewaySupervisor
+
+__all__ = ["AnalyticsService", "main"]
+
+_NAME = re.compile(COURSE_ID_PATTERN)
+#: headers of a gateway's answer that are the front door's business, not the notebook's
+_HOP_HEADERS = {
+    "connection",
+    "content-length",
+    "date",
+    "etag",
+    "server",
+    "transfer-encoding",
+    "x-request-id",
+    "set-cookie",
+    "cache-control",
+    "vary",
+}
+
+
+class AnalyticsService(Application):
+    """Publishes course notebooks as JSON APIs behind the hub's identity and scopes."""
+
+    name = "hub-ext-analytics"
+    description = __doc__.splitlines()[0]
+    classes = [GatewaySupervisor, CourseCatalog]
+    aliases = {
+        "catalog": "CourseCatalog.path",
+        "port": "AnalyticsService.port",
+        "config": "AnalyticsService.config_file",
+    }
+
+    config_file = Unicode(
+        "", config=True, help="A Python config file to load (``c.AnalyticsService...``)."
+    )
+
+    service_name = Unicode(
+        config=True,
+        help="""The service's name in the hub. Default: ``$JUPYTERHUB_SERVICE_NAME`` or
+        ``analytics``. Example: ``c.AnalyticsService.service_name = "analytics"``""",
+    )
+
+    @default("service_name")
+    def _default_service_name(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME", "analytics")
+
+    base_url = Unicode(
+        config=True,
+        help="""URL prefix the hub's proxy routes to this service. Default:
+        ``$JUPYTERHUB_SERVICE_PREFIX`` or ``/services/analytics/``.""",
+    )
+
+    @default("base_url")
+    def _default_base_url(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.service_name}/")
+
+    ip = Unicode(
+        config=True,
+        help="""Address to listen on. Default: the host of ``$JUPYTERHUB_SERVICE_URL``, else
+        127.0.0.1. Example: ``c.AnalyticsService.ip = "127.0.0.1"``""",
+    )
+
+    @default("ip")
+    def _default_ip(self):
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).hostname if url else None) or "127.0.0.1"
+
+    port = Integer(
+        config=True,
+        help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else 10101.
+        Example: ``c.AnalyticsService.port = 10101``""",
+    )
+
+    @default("port")
+    def _default_port(self):
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).port if url else None) or 10101
+
+    publish_catalog_notebooks = Bool(
+        True,
+        config=True,
+        help="""Publish the notebooks the catalog lists for each course at start.
+        Default: True. Example: ``c.AnalyticsService.publish_catalog_notebooks = False``""",
+    )
+    data_dir = Unicode(
+        config=True,
+        help="""Where notebooks published at runtime are kept, so a restart of the service
+        serves them again (and withdrawn catalog notebooks stay withdrawn). Default:
+        ``published`` under ``c.GatewaySupervisor.runtime_dir``.
+        Example: ``c.AnalyticsService.data_dir = "/srv/jupyterhub/analytics-published"``""",
+    )
+    cache_entries = Integer(
+        2000,
+        config=True,
+        help="""Most GET answers kept in the cache. 0 turns the cache off. Default: 2000.
+        Example: ``c.AnalyticsService.cache_entries = 10000``""",
+    )
+    cache_bytes = Integer(
+        64 * 1024 * 1024,
+        config=True,
+        help="""Most bytes of GET answers kept in the cache. Default: 64 MiB.
+        Example: ``c.AnalyticsService.cache_bytes = 256 * 1024 * 1024``""",
+    )
+    cache_ttl = Float(
+        300.0,
+        config=True,
+        help="""Seconds a cached answer may be served even if the watermark did not move
+        (a bound for data the watermark does not see). 0: no bound. Default: 300.
+        Example: ``c.AnalyticsService.cache_ttl = 60``""",
+    )
+    watermark = Any(
+        None,
+        allow_none=True,
+        config=True,
+        help="""The data watermark: a callable ``f(course_id) -> str`` (or an awaitable str)
+        that changes whenever the data the notebooks read changes; it is part of every cache
+        key. Default: a query of ``c.GatewaySupervisor.events_url`` (``SELECT MAX(pk),
+        MAX(stored) FROM statements``) if set, else none (answers then live ``cache_ttl``).
+        Example: ``c.AnalyticsService.watermark = FileWatermark("/srv/events.db", "/srv/events.db-wal")``""",
+    )
+    watermark_interval = Float(
+        1.0,
+        config=True,
+        help="""Seconds between two readings of the watermark for one course: new events
+        reach callers within this time. Default: 1. Example:
+        ``c.AnalyticsService.watermark_interval = 5``""",
+    )
+    hub_cache_max_age = Integer(
+        60,
+        config=True,
+        help="""Seconds the service trusts the hub's answer about a token (its owner and
+        scopes) before asking again. Default: 60.
+        Example: ``c.AnalyticsService.hub_cache_max_age = 30``""",
+    )
+    publish_max_bytes = Integer(
+        20 * 1024 * 1024,
+        config=True,
+        help="""Largest notebook accepted by the publish API, in bytes. Default: 20 MiB.""",
+    )
+
+    # ------------------------------------------------------------------ setup
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        self.catalog = CourseCatalog.instance(parent=self).catalog
+        self.supervisor = GatewaySupervisor(parent=self, log=self.log)
+        if not self.data_dir:
+            self.data_dir = str(Path(self.supervisor.runtime_dir) / "published")
+        source = self.watermark
+        if source is None and self.supervisor.events_url:
+            source = SQLWatermark(self.supervisor.events_url)
+        self.watermark_source = (
+            ThrottledWatermark(source, self.watermark_interval) if source else None
+        )
+        self.cache = ResponseCache(
+            max_entries=self.cache_entries, max_bytes=self.cache_bytes, ttl=self.cache_ttl
+        )
+        self.http = AsyncHTTPClient(force_instance=True, max_clients=512)
+        #: (course, name) -> {"state": "starting"|"failed", "message": ..., "problems": [...]}
+        self.pending: dict[str, dict] = {}
+        self.hub_auth = HubOAuth(
+            api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+            cache_max_age=self.hub_cache_max_age,
+        )
+        # a scope in a hub token is enough: access to the service is decided per course
+        self.hub_auth.access_scopes = {f"access:services!service={self.service_name}"} | {
+            analytics_scope(cid) for cid in self.catalog
+        }
+        self.web_app = self.make_app()
+
+    def make_app(self) -> web.Application:
+        prefix = self.base_url.rstrip("/")
+        name = r"([a-z][a-z0-9-]{0,30}[a-z0-9])"
+        handlers = [
+            (prefix + r"/?", CatalogHandler),
+            (prefix + r"/_api/catalog", CatalogHandler),
+            (prefix + r"/_api/courses/([^/]+)/apis/([^/]+)", PublishHandler),
+            (prefix + r"/oauth_callback", HubOAuthCallbackHandler),
+            (prefix + rf"/{name}/{name}(/.*)?", APIHandler),
+            (prefix + r"/.*", NotFoundHandler),
+        ]
+        return web.Application(
+            handlers,
+            service=self,
+            hub_auth=self.hub_auth,
+            cookie_secret=secrets.token_bytes(32),
+            login_url=self.hub_auth.login_url,
+            xsrf_cookies=False,
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler):
+        status = handler.get_status()
+        log = self.log.info if status < 400 else self.log.warning
+        if status < 300 and handler.request.method == "GET":
+            log = self.log.debug
+        user = getattr(handler, "_hub_user_name", "-")
+        # the path only: a query string could hold a token
+        log(
+            "%d %s %s (%s) %.1fms",
+            status,
+            handler.request.method,
+            handler.request.path,
+            user,
+            1000 * handler.request.request_time(),
+        )
+
+    # ------------------------------------------------------------------ publishing
+
+    def key(self, course: str, name: str) -> str:
+        return f"{course}/{name}"
+
+    def url_for(self, course: str, name: str) -> str:
+        return url_path_join(self.base_url, course, name) + "/"
+
+    def _stored(self, course: str, name: str) -> Path:
+        return Path(self.data_dir) / course / f"{name}.ipynb"
+
+    def _withdrawn_marker(self, course: str, name: str) -> Path:
+        return Path(self.data_dir) / course / f"{name}.withdrawn"
+
+    async def publish(self, course: str, name: str, nb: CheckedNotebook, *, store: bool = True):
+        key = self.key(course, name)
+        self.pending[key] = {"state": "starting", "message": "", "version": nb.version}
+        try:
+            gateway = await self.supervisor.publish(
+                course, name, nb, course_env=self.catalog[course].env
+            )
+        except GatewayFailed as e:
+            self.pending[key] = {
+                "state": "failed",
+                "message": str(e),
+                "detail": e.detail,
+                "version": nb.version,
+            }
+            raise
+        self.pending.pop(key, None)
+        self.cache.drop_api(course, name)
+        if store:
+            await asyncio.to_thread(self._store, course, name, nb.raw)
+        return gateway
+
+    def _store(self, course: str, name: str, raw: bytes) -> None:
+        path = self._stored(course, name)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.with_suffix(".tmp").write_bytes(raw)
+        path.with_suffix(".tmp").replace(path)
+        self._withdrawn_marker(course, name).unlink(missing_ok=True)
+
+    async def withdraw(self, course: str, name: str) -> bool:
+        found = await self.supervisor.withdraw(course, name)
+        found = self.pending.pop(self.key(course, name), None) is not None or found
+        self.cache.drop_api(course, name)
+
+        def forget():
+            self._stored(course, name).unlink(missing_ok=True)
+            marker = self._withdrawn_marker(course, name)
+            marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            marker.touch()
+
+        await asyncio.to_thread(forget)
+        return found
+
+    def startup_notebooks(self) -> list[tuple[str, str, Path, bool]]:
+        """(course, name, path, from_catalog) to publish at start: the catalog's, then runtime ones."""
+        todo: dict[tuple[str, str], tuple[Path, bool]] = {}
+        if self.publish_catalog_notebooks:
+            for course in self.catalog.values():
+                for nb in course.notebooks:
+                    todo[(course.id, nb.name)] = (nb.path, True)
+        root = Path(self.data_dir)
+        if root.is_dir():
+            for course_dir in sorted(
+                p for p in root.iterdir() if p.is_dir() and p.name in self.catalog
+            ):
+                for marker in course_dir.glob("*.withdrawn"):
+                    todo.pop((course_dir.name, marker.stem), None)
+                for path in course_dir.glob("*.ipynb"):
+                    todo[(course_dir.name, path.stem)] = (path, False)
+        return [(c, n, p, f) for (c, n), (p, f) in todo.items()]
+
+    async def publish_startup_notebooks(self) -> None:
+        limit = asyncio.Semaphore(2)  # kernels are CPU-heavy to start
+
+        async def one(course, name, path, from_catalog):
+            key = self.key(course, name)
+            try:
+                nb = check_notebook(path, str(path))
+            except (OSError, NotebookError) as e:
+                problems = [p.as_dict() for p in getattr(e, "problems", [])]
+                self.pending[key] = {"state": "failed", "message": str(e), "problems": problems}
+                self.log.error("Analytics API %s refused: %s", key, e)
+                return
+            async with limit:
+                try:
+                    await self.publish(course, name, nb, store=False)
+                    self.log.info("Analytics API %s published (version %s)", key, nb.version)
+                except GatewayFailed as e:
+                    self.log.error("Analytics API %s failed to start: %s", key, e)
+
+        todo = self.startup_notebooks()
+        for course, name, _, _ in todo:
+            self.pending[self.key(course, name)] = {"state": "starting", "message": ""}
+        await asyncio.gather(*(one(*item) for item in todo))
+
+    # ------------------------------------------------------------------ running
+
+    async def watermark_for(self, course: str) -> str | None:
+        if self.watermark_source is None:
+            return ""
+        try:
+            return await self.watermark_source(course)
+        except Exception as e:
+            self.log.warning("Watermark of %s unavailable (%s): not caching", course, e)
+            return None
+
+    async def serve(self) -> None:
+        server = HTTPServer(self.web_app, xheaders=True)
+        server.listen(self.port, self.ip)
+        self.log.info("Analytics service at http://%s:%d%s", self.ip, self.port, self.base_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        startup = asyncio.ensure_future(self.publish_startup_notebooks())
+        await stop.wait()
+        self.log.info("Stopping: every gateway")
+        server.stop()
+        startup.cancel()
+        await self.supervisor.stop_all()
+        self.http.close()
+
+    def start(self):
+        asyncio.run(self.serve())
+
+
+# ------------------------------------------------------------------------ handlers
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Identify the caller through the hub (token or OAuth cookie); JSON errors."""
+
+    @property
+    def service(self) -> AnalyticsService:
+        return self.settings["service"]
+
+    @property
+    def log(self):
+        return self.service.log
+
+    def initialize(self):
+        self.request_id = uuid.uuid4().hex[:16]
+        self.set_header("X-Request-Id", self.request_id)
+
+    async def prepare(self):
+        # the hub is asked asynchronously (HubAuthenticated.get_current_user would block)
+        model = await self.hub_auth.get_user(self, sync=False)
+        user = None
+        if model:
+            try:
+                user = self.check_hub_user(model)
+            except UserNotAllowed:
+                self._hub_user_name = model.get("name", "?")
+                return self.fail(
+                    403, "forbidden", f"{model.get('name')} may not use the analytics service"
+                )
+        self._hub_auth_user_cache = user
+        self.current_user = user
+        if user:
+            self._hub_user_name = user["name"]
+
+    def require_user(self) -> dict | None:
+        """The caller, or None after answering (a login redirect for browsers, else 401)."""
+        if self.current_user:
+            return self.current_user
+        if self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", ""):
+            self.redirect(self.get_login_url())
+        else:
+            self.fail(
+                401,
+                "unauthorized",
+                "log in to the hub, or send a hub API token (Authorization: token ...)",
+            )
+        return None
+
+    def may_call(self, user: dict, course: str) -> bool:
+        return bool(self.hub_auth.check_scopes({analytics_scope(course)}, user))
+
+    def fail(self, status: int, error: str, message: str, **extra) -> None:
+        if self._finished:
+            return
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("X-Request-Id", self.request_id)
+        if status == 503:
+            self.set_header("Retry-After", "1")
+        self.finish(
+            json.dumps({"error": error, "message": message, "request_id": self.request_id, **extra})
+        )
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = (
+            exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        )
+        self.fail(status_code, self._reason.lower().replace(" ", "_"), message)
+
+    def describe(self, gateway) -> dict:
+        return {
+            **gateway.describe(),
+            "url": self.service.url_for(gateway.spec.course_id, gateway.spec.api_name),
+        }
+
+
+class NotFoundHandler(BaseHandler):
+    async def prepare(self):
+        await super().prepare()
+        self.fail(404, "not_found", f"no such path {self.request.path}")
+
+
+class CatalogHandler(BaseHandler):
+    """The APIs the caller may use, with their routes."""
+
+    async def get(self):
+        user = self.require_user()
+        if not user:
+            return
+        service = self.service
+        apis = []
+        for gateway in service.supervisor.gateways.values():
+            if self.may_call(user, gateway.spec.course_id):
+                apis.append(self.describe(gateway))
+        for key, state in service.pending.items():
+            course, name = key.split("/", 1)
+            if key not in service.supervisor.gateways and self.may_call(user, course):
+                apis.append(
+                    {
+                        "course": course,
+                        "name": name,
+                        "url": service.url_for(course, name),
+                        "routes": [],
+                        **state,
+                    }
+                )
+        apis.sort(key=lambda a: (a["course"], a["name"]))
+        courses = [c for c in service.catalog if self.may_call(user, c)]
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"user": user["name"], "courses": courses, "apis": apis}))
+
+
+class PublishHandler(BaseHandler):
+    """PUT publishes or replaces, DELETE withdraws, GET describes one API."""
+
+    def _allowed(self, course: str, name: str) -> dict | None:
+        user = self.require_user()
+        if not user:
+            return None
+        if not _NAME.match(name):
+            self.fail(
+                400,
+                "bad_name",
+                f"API name {name!r}: use lowercase letters, digits and dashes, 2-32 characters",
+            )
+            return None
+        if course not in self.service.catalog or not self.may_call(user, course):
+            # the same answer for "no such course" and "not yours": no course enumeration
+            self.fail(
+                403, "forbidden", f"{user['name']} may not publish analytics for course {course!r}"
+            )
+            return None
+        return user
+
+    async def get(self, course, name):
+        if not self._allowed(course, name):
+            return
+        gateway = self.service.supervisor.gateways.get(self.service.key(course, name))
+        if gateway is None:
+            state = self.service.pending.get(self.service.key(course, name))
+            if state:
+                return self.finish({"course": course, "name": name, **state})
+            return self.fail(404, "not_found", f"no API {name!r} in course {course!r}")
+        self.finish(self.describe(gateway))
+
+    async def put(self, course, name):
+        user = self._allowed(course, name)
+        if not user:
+            return
+        if len(self.request.body) > self.service.publish_max_bytes:
+            return self.fail(
+                413,
+                "too_large",
+                f"the notebook is larger than {self.service.publish_max_bytes} bytes",
+            )
+        try:
+            nb = check_notebook(self.request.body, f"{course}/{name}.ipynb")
+        except NotebookError as e:
+            return self.fail(
+                400,
+                "notebook_refused",
+                f"the notebook was refused: {len(e.problems)} problem(s)",
+                problems=[p.as_dict() for p in e.problems],
+            )
+        existed = self.service.key(course, name) in self.service.supervisor.gateways
+        self.log.info("%s publishes %s/%s (version %s)", user["name"], course, name, nb.version)
+        try:
+            gateway = await self.service.publish(course, name, nb)
+        except GatewayFailed as e:
+            return self.fail(422, "setup_failed", str(e), detail=e.detail)
+        self.set_status(200 if existed else 201)
+        self.finish(self.describe(gateway))
+
+    async def delete(self, course, name):
+        user = self._allowed(course, name)
+        if not user:
+            return
+        if not await self.service.withdraw(course, name):
+            return self.fail(404, "not_found", f"no API {name!r} in course {course!r}")
+        self.log.info("%s withdrew %s/%s", user["name"], course, name)
+        self.set_status(204)
+        self.finish()
+
+
+class APIHandler(BaseHandler):
+    """Proxy a call to the API's gateway; cache GET answers."""
+
+    SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+    async def _call(self, course, name, route):
+        user = self.require_user()
+        if not user:
+            return
+        service = self.service
+        if not self.may_call(user, course):
+            return self.fail(
+                403, "forbidden", f"{user['name']} may not call the analytics of course {course!r}"
+            )
+        route = route or "/"
+        gateway = service.supervisor.gateways.get(service.key(course, name))
+        if gateway is None:
+            state = service.pending.get(service.key(course, name))
+            if state and state.get("state") == "starting":
+                return self.fail(503, "starting", f"API {name!r} of {course!r} is starting")
+            return self.fail(404, "not_found", f"no API {name!r} in course {course!r}")
+        nb = gateway.notebook
+        method = self.request.method
+        if not any(r.matches(route) is not None for r in nb.routes):
+            return self.fail(404, "not_found", f"API {name!r} has no route {route}")
+        if nb.route_for(method, route) is None:
+            allowed = sorted({r.verb for r in nb.routes if r.matches(route) is not None})
+            self.set_header("Allow", ", ".join(allowed))
+            return self.fail(405, "method_not_allowed", f"{route} answers {', '.join(allowed)}")
+
+        query = [
+            (k, v.decode("utf-8", "replace"))
+            for k, vs in self.request.query_arguments.items()
+            for v in vs
+        ]
+        use_cache = method == "GET" and service.cache.max_entries > 0
+        watermark = await service.watermark_for(course) if use_cache else None
+        if watermark is None:
+            use_cache = False
+
+        async def fetch():
+            return await self._forward(gateway, user, route, query)
+
+        if use_cache:
+            key = cache_key(course, name, route, query, nb.version, watermark)
+            entry, hit = await service.cache.get_or_fetch(key, fetch)
+        else:
+            (entry, _), hit = await fetch(), False
+        if entry is None:
+            return  # _forward answered with an error
+        self._answer(entry, hit)
+
+    get = post = put = delete = _call
+
+    def _answer(self, entry: CachedResponse, hit: bool) -> None:
+        self.set_header("X-Cache", "hit" if hit else "miss")
+        self.set_header("Cache-Control", "private, no-cache")
+        self.set_header("Vary", "Authorization, Cookie")
+        if self.request.method == "GET" and entry.status == 200:
+            self.set_header("ETag", entry.etag)
+            inm = self.request.headers.get("If-None-Match", "")
+            if entry.etag in [t.strip() for t in inm.split(",")] or inm.strip() == "*":
+                self.set_status(304)
+                return self.finish()
+        self.set_status(entry.status)
+        for k, v in entry.headers.items():
+            self.set_header(k, v)
+        self.finish(entry.body)
+
+    def compute_etag(self):
+        return None  # ours is set explicitly (version + body)
+
+    async def _forward(self, gateway, user, route, query) -> tuple[CachedResponse | None, bool]:
+        """Call the gateway; (answer, cacheable), or (None, False) after answering an error."""
+        service, sup = self.service, self.service.supervisor
+        if not gateway.ready.is_set():
+            try:
+                await asyncio.wait_for(gateway.ready.wait(), sup.queue_timeout)
+            except TimeoutError:
+                self.fail(
+                    503, "restarting", f"the API is restarting ({gateway.message}); try again"
+                )
+                return None, False
+        headers = {
+            "Authorization": f"token {gateway.spec.token}",
+            "X-Request-Id": self.request_id,
+            "X-Hub-User": user["name"],
+        }
+        for h in ("Content-Type", "Accept", "Accept-Language"):
+            if h in self.request.headers:
+                headers[h] = self.request.headers[h]
+        url = gateway.spec.url + route + ("?" + urlencode(query) if query else "")
+        body = self.request.body if self.request.method in ("POST", "PUT") else None
+        if body is None and self.request.method in ("POST", "PUT"):
+            body = b""
+        # the gateway answers 503/504 itself within these; the slack is for the network
+        timeout = sup.queue_timeout + sup.execution_timeout + 1.0
+        req = HTTPRequest(
+            url,
+            method=self.request.method,
+            headers=headers,
+            body=body,
+            request_timeout=timeout,
+            connect_timeout=min(timeout, 5.0),
+            allow_nonstandard_methods=True,
+            follow_redirects=False,
+        )
+        try:
+            resp = await service.http.fetch(req, raise_error=False)
+        except Exception as e:
+            self.log.warning(
+                "request %s: gateway %s unreachable: %s", self.request_id, gateway.key, e
+            )
+            self.fail(
+                502,
+                "gateway_unavailable",
+                "the API's gateway did not answer; it is being restarted",
+            )
+            return None, False
+        if resp.code == 599:
+            self.log.warning("request %s: gateway %s: %s", self.request_id, gateway.key, resp.error)
+            self.fail(504, "gateway_timeout", "the API's gateway did not answer in time")
+            return None, False
+        out_headers = {k: v for k, v in resp.headers.get_all() if k.lower() not in _HOP_HEADERS}
+        entry = CachedResponse(
+            resp.code,
+            out_headers,
+            resp.body or b"",
+            make_etag(gateway.notebook.version, resp.body or b""),
+        )
+        no_store = "no-store" in resp.headers.get("Cache-Control", "").lower()
+        return entry, resp.code == 200 and not no_store
+
+
+def main(argv=None):
+    app = AnalyticsService.instance()
+    try:
+        app.initialize(argv)
+    except CatalogError as e:
+        raise SystemExit(f"The analytics service cannot read the course catalog:\n{e}") from None
+    app.start()
