@@ -1,7 +1,6 @@
 """Pure parts of the analytics service: cache, watermarks, the hub config it asks for."""
 
 import asyncio
-import sqlite3
 
 from hub_ext.courses import Catalog, analytics_scope
 from hub_ext.services.analytics.cache import (
