@@ -100,15 +100,15 @@ def _fail(path: str, message: str):
 def _obj(value, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
     if not isinstance(value, dict):
         _fail(path, f"must be an object, not {type(value).__name__}")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
+    if not allowed.issuperset(value):
+        unknown = sorted(set(value) - allowed)
         _fail(path, f"unknown property {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
     for key in required:
         if key not in value:
             _fail(path, f"missing required property {key!r}")
-    for key, item in value.items():
-        if item is None:
-            _fail(f"{path}.{key}", "must not be null")
+    if None in value.values():
+        key = next(k for k, v in value.items() if v is None)
+        _fail(f"{path}.{key}", "must not be null")
     return value
 
 
@@ -449,6 +449,18 @@ def canonical(statement: dict) -> str:
 
 
 _EPOCH = date(1970, 1, 1)
+_last_stored: tuple[datetime, str] | None = None
+
+
+def _stored_text(stored: datetime) -> str:
+    """``stored`` as ISO text (the same instant for a whole batch: computed once)."""
+    global _last_stored
+    cached = _last_stored
+    if cached is not None and cached[0] is stored:
+        return cached[1]
+    text = stored.isoformat().replace("+00:00", "Z")
+    _last_stored = (stored, text)
+    return text
 
 
 def _naive(moment: datetime) -> datetime:
@@ -476,7 +488,7 @@ def to_row(
     )
     if "timestamp" not in statement:
         statement["timestamp"] = moment.isoformat().replace("+00:00", "Z")
-    statement["stored"] = stored.isoformat().replace("+00:00", "Z")
+    statement["stored"] = _stored_text(stored)
     statement["version"] = VERSION
     obj = statement["object"]
     kind = obj.get("objectType", "Activity")
