@@ -216,9 +216,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         workdir = Path(tmp)
         print(f"{args.statements:,} statements, batches of {BATCH}")
-        bench_backend(
-            "SQLite", lambda tag: f"sqlite:///{workdir / f'{tag}.sqlite'}", args.statements, workdir
-        )
+        sqlite_url = lambda tag: f"sqlite:///{workdir / f'{tag}.sqlite'}"  # noqa: E731
+        bench_backend("SQLite", sqlite_url, args.statements, workdir, args.repeat)
         if not args.skip_postgres:
             if not PostgresServer.available():
                 print("PostgreSQL: not installed (apt-get install postgresql); skipped")
