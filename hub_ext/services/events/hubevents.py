@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import re
 import threading
@@ -32,7 +33,7 @@ import uuid
 from datetime import UTC, datetime
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Any, Float, Unicode
+from traitlets import Any, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ...courses import COURSE_ID_PATTERN
@@ -212,15 +213,16 @@ class HubActivityPoller(LoggingConfigurable):
     api_url = Unicode(help="The hub API URL. Default: $JUPYTERHUB_API_URL.").tag(config=True)
     api_token = Unicode(help="The token. Default: $JUPYTERHUB_API_TOKEN.").tag(config=True)
 
-    def _env(self, name):
-        import os
+    @default("api_url")
+    def _default_api_url(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "")
 
-        return os.environ.get(name, "")
+    @default("api_token")
+    def _default_api_token(self):
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.api_url = self.api_url or self._env("JUPYTERHUB_API_URL")
-        self.api_token = self.api_token or self._env("JUPYTERHUB_API_TOKEN")
         self._seen: dict[tuple[str, str], str] = {}
 
     async def fetch_users(self) -> list[dict]:

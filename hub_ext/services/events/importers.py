@@ -30,7 +30,6 @@ and line number; the import then ends with a non-zero status.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import sys
@@ -131,7 +130,7 @@ class Progress:
             self.stream.flush()
 
 
-class _CountingFile(io.TextIOBase):
+class _CountingFile:
     """A text file that counts the characters read (for the progress bar)."""
 
     def __init__(self, f):

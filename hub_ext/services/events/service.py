@@ -49,6 +49,7 @@ from .xapi import (
     learner_of,
     parse_timestamp,
     to_row,
+    validate_agent,
     validate_statement,
 )
 
@@ -178,6 +179,10 @@ class StatementsHandler(XAPIHandler):
         return [r["id"] for r in rows]
 
     async def get(self):
+        self.set_header(
+            "X-Experience-API-Consistent-Through",
+            datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        )
         args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         unknown = sorted(set(args) - _GET_PARAMS)
         if unknown:
@@ -237,9 +242,7 @@ class StatementsHandler(XAPIHandler):
         if "agent" in args:
             try:
                 agent = json.loads(args["agent"])
-                from .xapi import _agent
-
-                _agent(agent, "agent")
+                validate_agent(agent, "agent")
             except (ValueError, StatementError) as e:
                 raise ValueError(f"agent: not an Agent or Group in JSON ({e})") from None
             query["agent_key"] = actor_key(agent)

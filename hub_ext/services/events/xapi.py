@@ -27,6 +27,7 @@ __all__ = [
     "course_iri",
     "parse_timestamp",
     "to_row",
+    "validate_agent",
     "validate_statement",
     "VERSION",
 ]
@@ -228,6 +229,11 @@ def _agent(value, path: str, *, group_ok: bool = True) -> dict:
         _iri(account["homePage"], f"{path}.account.homePage")
         _str(account["name"], f"{path}.account.name")
     return value
+
+
+def validate_agent(value: Any, path: str = "agent") -> dict:
+    """Check an Agent or Group (e.g. the ``agent`` parameter of a statements query)."""
+    return _agent(value, path)
 
 
 def _verb(value, path: str) -> dict:
