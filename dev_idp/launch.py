@@ -70,13 +70,15 @@ def start_idp(
     accounts: os.PathLike | str = DEFAULT_ACCOUNTS,
     client_id: str = "course-hub",
     client_secret: str | None = None,
+    access_token_ttl: int = 3600,
     timeout: float = 20,
 ) -> DevIdP:
     """Start the provider; return once its discovery document answers.
 
     ``redirect_uris`` are the hub's OAuth callback URLs
     (``http://127.0.0.1:<port>/hub/oauth_callback``). A new random client secret is made
-    unless one is given. Raises ``RuntimeError`` with the provider's log if it fails.
+    unless one is given. ``access_token_ttl`` (seconds) is how long an access token lasts
+    before the hub must use its refresh token. Raises ``RuntimeError`` with the provider's log if it fails.
     """
     node = shutil.which("node")
     if node is None:
@@ -104,7 +106,16 @@ def start_idp(
     log_path = state / "idp.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [node, str(SERVER), "--accounts", str(accounts), "--clients", str(clients)],
+            [
+                node,
+                str(SERVER),
+                "--accounts",
+                str(accounts),
+                "--clients",
+                str(clients),
+                "--access-token-ttl",
+                str(access_token_ttl),
+            ],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@
 //
 // Usage:
 //   node dev_idp/server.mjs --accounts dev_idp/accounts.json --clients CLIENTS.json [--port 0]
+//       [--access-token-ttl SECONDS]   (default 3600; tests use a few seconds to exercise refresh)
 //
 // It listens on 127.0.0.1 only (a free port with --port 0) and prints one line when ready:
 //   issuer=http://127.0.0.1:PORT
@@ -28,6 +29,7 @@ const { values: args } = parseArgs({
     clients: { type: 'string' },
     port: { type: 'string', default: '0' },
     host: { type: 'string', default: '127.0.0.1' },
+    'access-token-ttl': { type: 'string', default: '3600' },
   },
 });
 if (!args.accounts || !args.clients) {
@@ -123,6 +125,9 @@ const provider = new Provider(issuer, {
   jwks: { keys: [jwk] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   pkce: { required: () => true },
+  // one machine, one clock: an expired access token is refused at once (the default
+  // tolerance of 15 s would hide the refresh-token path from short-lived test tokens)
+  clockTolerance: 0,
   features: {
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true },
@@ -147,7 +152,7 @@ const provider = new Provider(issuer, {
   // refresh tokens for every client allowed the grant, without offline_access + prompt=consent
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: {
-    AccessToken: 3600,
+    AccessToken: Number(args['access-token-ttl']),
     AuthorizationCode: 60,
     IdToken: 3600,
     RefreshToken: 14 * 24 * 3600,

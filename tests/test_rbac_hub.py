@@ -9,6 +9,7 @@ carol; teacher sam).
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 
 import httpx
@@ -53,10 +54,14 @@ async def through_proxy(hub, path, token, method="GET"):
 async def open_in_browser(browser: httpx.AsyncClient, path: str) -> httpx.Response:
     """GET a single-user server page as a logged-in browser: follow the OAuth redirects and
     accept the hub's "authorize access to a shared server" form if it is shown."""
-    r = await browser.get(path)
+    r = await browser.get(path, follow_redirects=True)
     if r.status_code == 200 and "/hub/api/oauth2/authorize" in str(r.url) and "<form" in r.text:
-        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', r.text))
-        r = await browser.post(str(r.url), data=fields)
+        fields: dict[str, list[str]] = {}
+        for name, value in re.findall(
+            r'<input type="hidden" name="([^"]+)" value="([^"]*)"', r.text
+        ):
+            fields.setdefault(name, []).append(html.unescape(value))
+        r = await browser.post(str(r.url), data=fields, follow_redirects=True)
     return r
 
 
