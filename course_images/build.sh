@@ -125,6 +125,7 @@ build_image() {
         return
     fi
     say "$name: building (recipe $recipe)"
+    old_id=$(image_id "$name")
     start=$(date +%s)
     created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     if ! "$DOCKER" build --pull=false --rm --force-rm \
@@ -139,6 +140,10 @@ build_image() {
         die "$name: docker build failed"
     fi
     say "$name: built in $(($(date +%s) - start))s"
+    # the image this one replaces, unless a container or another tag still uses it
+    if [ -n "$old_id" ] && [ "$old_id" != "$(image_id "$name")" ]; then
+        "$DOCKER" image rm "$old_id" >/dev/null 2>&1 || true
+    fi
     BUILT="$BUILT $1"
     mkdir -p "$HERE/manifests"
     "$DOCKER" run --rm --network none --entrypoint sh "$name" -c \

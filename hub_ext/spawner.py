@@ -381,3 +381,272 @@ class CourseLocalSpawner(CourseSpawnerMixin, SimpleLocalProcessSpawner):
                 shlex.join(self.shell_cmd[:4]),
             )
         return ip_port
+
+
+# ---- Docker backend (below this line: CourseDockerSpawner; its builders are in docker_backend.py)
+
+import inspect  # noqa: E402
+
+import docker.errors  # noqa: E402
+from dockerspawner import DockerSpawner  # noqa: E402
+from tornado import web  # noqa: E402
+from traitlets import Int  # noqa: E402
+
+from .docker_backend import (  # noqa: E402
+    DEFAULT_NETWORK,
+    ContainerSpec,
+    ensure_network,
+    object_labels,
+    workspace_volume_name,
+)
+
+__all__ += ["CourseDockerSpawner"]
+
+
+class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
+    """Course servers as Docker containers: one department server.
+
+    - image: the course's ``image`` from the catalog, and only that (no image choice,
+      no options form); locally built images are not pulled (:attr:`pull_policy`);
+    - limits: the course's ``mem_limit`` (no swap beyond it) and ``cpu_limit``, a
+      process-count limit, no Linux capabilities, no privilege gain;
+    - workspace: a named volume per learner per course (:attr:`workspace_volume_template`)
+      mounted at :attr:`workspace_path`, the server's root. Containers are removed when
+      they stop; the volume is never removed by the hub;
+    - materials: bind-mounted read-only at :attr:`materials_path`;
+    - network: the learners' network (:data:`~hub_ext.docker_backend.DEFAULT_NETWORK`),
+      a bridge without inter-container communication: a container reaches the hub, not
+      another learner's container. :func:`hub_ext.docker_backend.docker_hub_config` sets
+      the hub side.
+
+    What a container is made of is computed by :meth:`container_spec` (pure, see
+    :class:`~hub_ext.docker_backend.ContainerSpec`); :meth:`create_object` creates it.
+    """
+
+    workspace_volume_template = Unicode(
+        "hub-ext_{course}_{username}",
+        help="""Name of the Docker volume holding a learner's workspace for one course.
+
+        ``{course}`` is the course id, ``{username}`` the escaped username. The volume is
+        created at first start (labelled with the course and user) and never removed by
+        the hub: stop, restart, container removal and the course closing leave it.
+        Default: ``hub-ext_{course}_{username}``.
+        Example: ``c.CourseDockerSpawner.workspace_volume_template = "ws_{course}_{username}"``
+        """,
+    ).tag(config=True)
+
+    workspace_path = Unicode(
+        "/home/jovyan/work",
+        help="""Where the workspace volume is mounted in the container; the server's root.
+
+        Default: ``/home/jovyan/work`` (docker-stacks' convention: the images own it as
+        uid 1000, so a new volume is writable by the learner).
+        Example: ``c.CourseDockerSpawner.workspace_path = "/home/jovyan"``
+        """,
+    ).tag(config=True)
+
+    materials_path = Unicode(
+        help="""Where the course materials are mounted, read-only, in the container.
+
+        Default: ``materials`` inside :attr:`workspace_path`, so they show in the file
+        browser. Example: ``c.CourseDockerSpawner.materials_path = "/srv/materials"``
+        """,
+    ).tag(config=True)
+
+    @default("materials_path")
+    def _default_materials_path(self):
+        return self.workspace_path.rstrip("/") + "/materials"
+
+    pids_limit = Int(
+        1024,
+        allow_none=True,
+        help="""Most processes and threads a course container may run (None: no limit).
+
+        Stops a fork bomb in one learner's container from starving the machine.
+        Default: 1024. Example: ``c.CourseDockerSpawner.pids_limit = 512``
+        """,
+    ).tag(config=True)
+
+    @default("pull_policy")
+    def _default_pull_policy(self):
+        # course images are built on the machine (course_images/build.sh); a missing one
+        # is an administrator's error to report, not a pull to attempt
+        return "never"
+
+    @default("network_name")
+    def _default_network_name(self):
+        return DEFAULT_NETWORK
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        return True
+
+    @default("remove")
+    def _default_remove(self):
+        return True
+
+    @default("prefix")
+    def _default_prefix(self):
+        return "hub-ext"
+
+    @default("options_form")
+    def _default_options_form(self):
+        return ""
+
+    @default("image")
+    def _default_image(self):
+        course = self.course
+        return course.image if course is not None and course.image else ""
+
+    # ------------------------------------------------------------------ the course
+
+    @property
+    def workspace_volume(self) -> str:
+        return workspace_volume_name(
+            self.workspace_volume_template, course=self.name, username=self.user.name
+        )
+
+    def apply_course(self, course: Course) -> None:
+        super().apply_course(course)
+        if not course.image:
+            raise SpawnException(
+                f"{course.id} ({course.title}) has no image in the course catalog; "
+                "ask the hub's administrators to add one.",
+                reason="no_image",
+                status_code=500,
+            )
+        self.image = course.image
+        self.notebook_dir = self.workspace_path
+
+    async def _blocking(self, fn, *args):
+        """Run ``fn(self.client, *args)`` on DockerSpawner's executor (off the event loop)."""
+        return await asyncio.wrap_future(self.executor.submit(fn, self.client, *args))
+
+    _networks_ready: set[str] = set()
+
+    async def prepare_workspace(self, course: Course) -> str:
+        if self.network_name not in CourseDockerSpawner._networks_ready:
+            await self._blocking(ensure_network, self.network_name)
+            CourseDockerSpawner._networks_ready.add(self.network_name)
+        volume = self.workspace_volume
+        try:
+            await self.docker("inspect_volume", volume)
+        except docker.errors.NotFound:
+            labels = object_labels(course=course.id, user=self.user.name, kind="workspace")
+            await self.docker("create_volume", volume, labels=labels)
+            self.log.info("Created workspace volume %s for %s", volume, self._log_name)
+        return f"volume {volume}, at {self.workspace_path}"
+
+    def container_spec(
+        self,
+        course: Course,
+        command: list[str],
+        *,
+        extra_create: dict | None = None,
+        extra_host_config: dict | None = None,
+    ) -> ContainerSpec:
+        """What to create for ``course`` (pure: no Docker call)."""
+        return ContainerSpec(
+            name=self.container_name,
+            image=course.image,
+            command=tuple(command),
+            environment=self.get_env(),
+            port=self.port,
+            network=self.network_name,
+            workspace_volume=self.workspace_volume,
+            workspace_path=self.workspace_path,
+            materials=str(course.materials) if course.materials is not None else None,
+            materials_path=self.materials_path,
+            mem_limit=self.mem_limit,
+            cpu_limit=self.cpu_limit,
+            pids_limit=self.pids_limit,
+            remove=self.remove,
+            publish_host_ip=None if self.use_internal_ip else self.host_ip,
+            labels=object_labels(
+                course=course.id, user=self.user.name, server=self.name, kind="course-server"
+            ),
+            extra_create=extra_create or {},
+            extra_host_config=extra_host_config or {},
+        )
+
+    async def _extra(self, value):
+        value = self._eval_if_callable(value)
+        if inspect.isawaitable(value):
+            value = await value
+        return self._render_templates(value or {})
+
+    # ------------------------------------------------------------------ create it
+
+    async def start(self):
+        # The image comes from the catalog. JupyterHub keeps a server's user_options for its
+        # next starts, so an image asked for once is dropped (and said so), not refused.
+        asked = self.user_options.get("image")
+        self._ignored_image = asked
+        if asked is not None:
+            self.user_options = {k: v for k, v in self.user_options.items() if k != "image"}
+            self.log.warning("Ignoring image %r asked for %s", asked, self._log_name)
+        return await super().start()
+
+    async def check_allowed(self, image):
+        raise web.HTTPError(
+            400,
+            f"{self.name} runs the image its course catalog names; choosing another image "
+            "is not allowed.",
+        )
+
+    async def pull_image(self, image):
+        if getattr(self, "_ignored_image", None):
+            self._report(
+                42,
+                f"{self.name} runs the image its course catalog names, not {self._ignored_image}",
+            )
+        self._report(45, f"Looking for the image {image}")
+        try:
+            await super().pull_image(image)
+        except docker.errors.NotFound:
+            raise SpawnException(
+                f"The image {image} of {self.name} is not on this machine; the hub's "
+                "administrators build it with `make images`.",
+                reason="image_missing",
+                status_code=503,
+            ) from None
+
+    async def create_object(self):
+        course = self.course
+        spec = self.container_spec(
+            course,
+            await self.get_command(),
+            extra_create=await self._extra(self.extra_create_kwargs),
+            extra_host_config=await self._extra(self.extra_host_config),
+        )
+        self._report(
+            55,
+            f"Creating your container from {spec.image}"
+            + (f" ({_bytes_text(spec.mem_limit)} memory" if spec.mem_limit else " (")
+            + (f", {spec.cpu_limit:g} CPU)" if spec.cpu_limit else ")"),
+        )
+        # the environment holds the server's API token: never logged
+        self.log.info(
+            "Creating %s from %s for %s: workspace %s, materials %s, memory %s, cpu %s, network %s",
+            spec.name,
+            spec.image,
+            self._log_name,
+            spec.workspace_volume,
+            spec.materials,
+            spec.mem_limit,
+            spec.cpu_limit,
+            spec.network,
+        )
+        host_config = self.client.create_host_config(**spec.host_config_kwargs())
+        return await self.docker("create_container", host_config=host_config, **spec.create_kwargs())
+
+    async def start_object(self):
+        self._report(70, "Starting your container")
+        await super().start_object()
+
+
+def _bytes_text(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"

@@ -1,0 +1,314 @@
+"""CourseDockerSpawner on a real JupyterHub, its real proxy and a real Docker engine.
+
+Every course server here is a container of a course image built by course_images/build.sh.
+Nothing is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+pytest.register_assert_rewrite("tests.docker_fixtures")
+
+from tests.docker_fixtures import (  # noqa: E402
+    DS101_IMAGE,
+    NETWORK,
+    STAT200_IMAGE,
+    VOLUME_TEMPLATE,
+    container_of,
+    docker_exec,
+    docker_hub_extra,
+    kernel_run,
+    server_model,
+    server_request,
+    stop_server,
+    text_file,
+)
+from tests.hubtest import HubProcess  # noqa: E402
+
+pytest_plugins = ["tests.docker_fixtures"]
+pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
+
+
+def env_of(container: dict) -> dict:
+    return dict(item.split("=", 1) for item in container["Config"]["Env"])
+
+
+async def test_each_course_gets_its_image_and_kernel(docker_hub, docker_client):
+    hub = docker_hub
+    token = await hub.user_token("alice")
+    for course in ("ds101", "stat200"):
+        r = await hub.start_server("alice", course, token=token, timeout=120)
+        assert r.status_code in (201, 202), r.text
+        status = await server_request(hub, "GET", "alice", course, "api/status", token)
+        assert status.status_code == 200, status.text
+
+    ds101 = await asyncio.to_thread(container_of, docker_client, "alice", "ds101")
+    stat200 = await asyncio.to_thread(container_of, docker_client, "alice", "stat200")
+    assert ds101["Config"]["Image"] == DS101_IMAGE
+    assert stat200["Config"]["Image"] == STAT200_IMAGE
+    assert env_of(ds101)["COURSE_ID"] == "ds101" and env_of(ds101)["DATASET_DIR"] == "/srv/data"
+    assert env_of(stat200)["COURSE_ID"] == "stat200"
+    # the catalog's limits, enforced by the engine; no capabilities; the learners' network
+    assert ds101["HostConfig"]["Memory"] == 1024**3
+    assert ds101["HostConfig"]["MemorySwap"] == 1024**3
+    assert ds101["HostConfig"]["NanoCpus"] == 10**9
+    assert ds101["HostConfig"]["CapDrop"] == ["ALL"]
+    assert list(ds101["NetworkSettings"]["Networks"]) == [NETWORK]
+    assert ds101["Config"]["User"] in ("1000", "")  # the image's jovyan
+    code, out = await docker_exec(docker_client, ds101["Id"], ["id", "-u"])
+    assert (code, out.strip()) == (0, "1000")
+
+    specs = (await server_request(hub, "GET", "alice", "ds101", "api/kernelspecs", token)).json()
+    assert specs["default"] == "python3" and set(specs["kernelspecs"]) == {"python3"}
+    specs = (await server_request(hub, "GET", "alice", "stat200", "api/kernelspecs", token)).json()
+    assert specs["default"] == "ir" and set(specs["kernelspecs"]) == {"ir"}
+
+    # the other kernel really runs: R in stat200
+    r = await server_request(
+        hub, "POST", "alice", "stat200", "api/kernels", token, json={"name": "ir"}
+    )
+    assert r.status_code == 201, r.text
+    out, statuses = await kernel_run(hub, "alice", "stat200", token, r.json()["id"], "cat(6 * 7)")
+    assert out == "42", (out, statuses)
+
+    for course in ("ds101", "stat200"):
+        await stop_server(hub, "alice", course)
+
+
+async def test_image_comes_from_the_catalog_only(docker_hub, docker_client):
+    """An image in the start request is ignored: the container runs the catalog's image."""
+    hub = docker_hub
+    token = await hub.user_token("bob")
+    r = await hub.api(
+        "POST", "/users/bob/servers/ds101", token=token, json={"image": "hub-ext/base:2026.11"}
+    )
+    assert r.status_code in (201, 202), r.text
+    await hub.wait_ready("bob", "ds101", timeout=120)
+    container = await asyncio.to_thread(container_of, docker_client, "bob", "ds101")
+    assert container["Config"]["Image"] == DS101_IMAGE
+    assert "Ignoring image 'hub-ext/base:2026.11' asked for bob:ds101" in hub.log_tail(400)
+    await stop_server(hub, "bob", "ds101")
+
+
+async def test_progress_reports_container_steps(docker_hub, docker_catalog, tmp_path):
+    """On a second hub that answers start requests at once, so the progress can be followed."""
+    hub = HubProcess(
+        tmp_path,
+        docker_catalog,
+        backend="docker",
+        extra_config=docker_hub_extra(answer_at_once=True),
+    )
+    await hub.start()
+    try:
+        await _follow_progress(hub)
+    finally:
+        await hub.shutdown()
+
+
+async def _follow_progress(hub):
+    token = await hub.user_token("bob")
+    r = await hub.api("POST", "/users/bob/servers/ds101", token=token)
+    assert r.status_code == 202, r.text
+    messages = []
+    async with httpx.AsyncClient(timeout=120) as c:
+        async with c.stream(
+            "GET",
+            f"{hub.url}/hub/api/users/bob/servers/ds101/progress",
+            headers={"Authorization": f"token {token}"},
+        ) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    messages.append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        break
+    text = "\n".join(messages)
+    volume = VOLUME_TEMPLATE.format(course="ds101", username="bob")
+    assert f"Your workspace: volume {volume}, at /home/jovyan/work" in text
+    assert f"Creating your container from {DS101_IMAGE} (1 GiB memory, 1 CPU)" in text
+    assert "Starting your container" in text
+    assert messages[-1].startswith("Server ready"), text
+    await stop_server(hub, "bob", "ds101")
+
+
+async def test_workspace_survives_stop_start_hub_restart_and_removal(docker_hub, docker_client):
+    hub = docker_hub
+    token = await hub.user_token("carol")
+
+    async def read_notes():
+        r = await server_request(hub, "GET", "carol", "ds101", "api/contents/notes.txt", token)
+        assert r.status_code == 200, r.text
+        return r.json()["content"]
+
+    await hub.start_server("carol", "ds101", token=token, timeout=120)
+    r = await server_request(
+        hub, "PUT", "carol", "ds101", "api/contents/notes.txt", token, json=text_file("week 1")
+    )
+    assert r.status_code in (200, 201), r.text
+    first = await asyncio.to_thread(container_of, docker_client, "carol", "ds101")
+
+    # stop -> start: the container is removed at stop, the workspace volume stays
+    await stop_server(hub, "carol", "ds101")
+    assert not docker_client.containers(all=True, filters={"id": first["Id"]})
+    volume = VOLUME_TEMPLATE.format(course="ds101", username="carol")
+    labels = docker_client.inspect_volume(volume)["Labels"]
+    assert labels["org.hub-ext.course"] == "ds101" and labels["org.hub-ext.user"] == "carol"
+    await hub.start_server("carol", "ds101", token=token, timeout=120)
+    assert await read_notes() == "week 1"
+
+    # a hub restart with the container running: found again, same container, same workspace
+    running = await asyncio.to_thread(container_of, docker_client, "carol", "ds101")
+    await hub.restart()
+    model = await server_model(hub, "carol", "ds101")
+    assert model["ready"] and model["state"]["object_id"] == running["Id"]
+    assert model["state"]["course"] == "ds101"
+    assert await read_notes() == "week 1"
+
+    # the container removed behind the hub's back: the next start makes a new one, same work
+    docker_client.remove_container(running["Id"], force=True)
+    await stop_server(hub, "carol", "ds101")
+    await hub.start_server("carol", "ds101", token=token, timeout=120)
+    again = await asyncio.to_thread(container_of, docker_client, "carol", "ds101")
+    assert again["Id"] != running["Id"]
+    assert await read_notes() == "week 1"
+    await stop_server(hub, "carol", "ds101")
+
+
+async def test_materials_are_read_only(docker_hub, docker_catalog, docker_client):
+    hub = docker_hub
+    token = await hub.user_token("bob")
+    await hub.start_server("bob", "ds101", token=token, timeout=120)
+    r = await server_request(hub, "GET", "bob", "ds101", "api/contents/materials/README.md", token)
+    assert r.status_code == 200, r.text
+    assert "Read-only course materials" in r.json()["content"]
+    r = await server_request(
+        hub, "PUT", "bob", "ds101", "api/contents/materials/mine.txt", token, json=text_file("x")
+    )
+    assert r.status_code >= 400 and "Read-only file system" in r.text, r.text
+    r = await server_request(
+        hub,
+        "PUT",
+        "bob",
+        "ds101",
+        "api/contents/materials/README.md",
+        token,
+        json=text_file("defaced"),
+    )
+    assert r.status_code >= 400, r.text
+    container = await asyncio.to_thread(container_of, docker_client, "bob", "ds101")
+    mounts = {m["Destination"]: m for m in container["Mounts"]}
+    assert mounts["/home/jovyan/work/materials"]["RW"] is False
+    assert (
+        mounts["/home/jovyan/work"]["RW"] is True
+        and mounts["/home/jovyan/work"]["Type"] == "volume"
+    )
+    materials = docker_catalog.parent / "materials" / "ds101"
+    assert sorted(p.name for p in materials.iterdir()) == ["README.md"]
+    assert "Read-only course materials" in (materials / "README.md").read_text()
+    # the rest of the workspace is writable
+    r = await server_request(
+        hub, "PUT", "bob", "ds101", "api/contents/mine.txt", token, json=text_file("x")
+    )
+    assert r.status_code == 201, r.text
+    await stop_server(hub, "bob", "ds101")
+
+
+async def test_memory_limit_kills_the_kernel_not_the_server_or_hub(docker_hub, docker_client):
+    """tiny101 has 400M: a kernel asking for 800M is killed by the kernel's OOM killer in the
+    container's memory cgroup; the server restarts it and tells the frontend ("restarting":
+    JupyterLab's "the kernel appears to have died" dialog); server and hub carry on."""
+    hub = docker_hub
+    token = await hub.user_token("dave")
+    await hub.start_server("dave", "tiny101", token=token, timeout=120)
+    container = await asyncio.to_thread(container_of, docker_client, "dave", "tiny101")
+    assert container["HostConfig"]["Memory"] == 400 * 1024**2
+    r = await server_request(
+        hub, "POST", "dave", "tiny101", "api/kernels", token, json={"name": "python3"}
+    )
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["id"]
+    out, _ = await kernel_run(hub, "dave", "tiny101", token, kernel_id, "print('small', 1 + 1)")
+    assert out == "small 2\n"
+
+    out, statuses = await kernel_run(
+        hub,
+        "dave",
+        "tiny101",
+        token,
+        kernel_id,
+        "x = b'x' * (800 * 1024 * 1024)\nprint('survived')",
+    )
+    assert "survived" not in out
+    assert "restarting" in statuses or "dead" in statuses, statuses
+
+    # the server and the hub are fine; the container still runs; the kernel is back
+    r = await server_request(hub, "GET", "dave", "tiny101", "api/status", token)
+    assert r.status_code == 200, r.text
+    assert (await hub.api("GET", "/")).status_code == 200
+    assert docker_client.inspect_container(container["Id"])["State"]["Running"]
+    out = ""
+    for _ in range(60):
+        try:
+            out, _ = await kernel_run(
+                hub, "dave", "tiny101", token, kernel_id, "print('back')", timeout=10
+            )
+        except (AssertionError, TimeoutError, OSError):
+            out = ""
+        if out == "back\n":
+            break
+        await asyncio.sleep(1)
+    assert out == "back\n"
+    await stop_server(hub, "dave", "tiny101")
+
+
+async def test_learners_containers_cannot_reach_each_other(docker_hub, docker_client):
+    hub = docker_hub
+    tokens = {u: await hub.user_token(u) for u in ("alice", "bob")}
+    for user in ("alice", "bob"):
+        await hub.start_server(user, "ds101", token=tokens[user], timeout=120)
+    alice = await asyncio.to_thread(container_of, docker_client, "alice", "ds101")
+    bob = await asyncio.to_thread(container_of, docker_client, "bob", "ds101")
+    bob_ip = bob["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+    hub_api = env_of(alice)["JUPYTERHUB_API_URL"]  # http://<gateway>:<hub port>/hub/api
+    hub_host, hub_port = hub_api.split("//")[1].split("/")[0].split(":")
+
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(); s.settimeout(3)\n"
+        "try:\n"
+        "    s.connect((sys.argv[1], int(sys.argv[2]))); print('connected')\n"
+        "except OSError as e:\n"
+        "    print('refused', type(e).__name__)\n"
+    )
+    # alice's container reaches the hub ...
+    code, out = await docker_exec(
+        docker_client, alice["Id"], ["python", "-c", probe, hub_host, hub_port]
+    )
+    assert out.strip() == "connected", out
+    # ... and the host (the proxy) reaches bob's server on the learners' network ...
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.get(f"http://{bob_ip}:8888/user/bob/ds101/api/status")
+    # an HTTP answer from bob's server (it asks the host to log in): the connection was made
+    assert r.status_code in (302, 401, 403), r.text
+    # ... but alice's container cannot open a connection to bob's
+    code, out = await docker_exec(
+        docker_client, alice["Id"], ["python", "-c", probe, bob_ip, "8888"]
+    )
+    assert out.strip().startswith("refused"), out
+    for user in ("alice", "bob"):
+        await stop_server(hub, user, "ds101")
+
+
+async def test_closed_course_is_refused_before_any_container(docker_hub, docker_client):
+    hub = docker_hub
+    token = await hub.user_token("erin")
+    r = await hub.api("POST", "/users/erin/servers/hist100", token=token)
+    assert r.status_code == 403, r.text
+    assert "hist100 (Digital history) is closed" in r.json()["message"]
+    volume = VOLUME_TEMPLATE.format(course="hist100", username="erin")
+    assert volume not in [v["Name"] for v in docker_client.volumes().get("Volumes") or []]
