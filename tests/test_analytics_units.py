@@ -157,3 +157,37 @@ def test_hubconfig_least_privilege(tmp_path):
     assert [s["name"] for s in c.JupyterHub.services] == ["other", "analytics"]
     assert set(c.JupyterHub.custom_scopes) == {analytics_scope("ds101"), analytics_scope("stat200")}
     assert [r["name"] for r in c.JupyterHub.load_roles] == ["analytics-callers"]
+
+
+async def test_published_notebooks_survive_a_restart(tmp_path, monkeypatch):
+    """What the service publishes at start: the catalog's notebooks, runtime ones, not withdrawn ones."""
+    from hub_ext.courses import CourseCatalog
+    from hub_ext.services.analytics.app import AnalyticsService
+    from tests.analytics_fixtures import analytics_catalog
+
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-token-for-a-unit-test")
+    cat = analytics_catalog(tmp_path / "cat")
+
+    def fresh_app():
+        CourseCatalog.clear_instance()
+        AnalyticsService.clear_instance()
+        app = AnalyticsService()
+        app.initialize(
+            [f"--CourseCatalog.path={cat}", f"--GatewaySupervisor.runtime_dir={tmp_path / 'rt'}"]
+        )
+        return app
+
+    app = fresh_app()
+    assert app.base_url == "/services/analytics/"
+    assert [(c, n, f) for c, n, _, f in app.startup_notebooks()] == [("ds101", "know", True)]
+    app._store("stat200", "extra", b"{}")
+    assert await app.withdraw("ds101", "know") is False  # not running, but withdrawn for good
+    app = fresh_app()
+    assert [(c, n, f) for c, n, _, f in app.startup_notebooks()] == [("stat200", "extra", False)]
+    app._store("ds101", "know", b"{}")  # published again at runtime: the withdrawal is lifted
+    assert sorted((c, n) for c, n, _, _ in fresh_app().startup_notebooks()) == [
+        ("ds101", "know"),
+        ("stat200", "extra"),
+    ]
+    CourseCatalog.clear_instance()
+    AnalyticsService.clear_instance()

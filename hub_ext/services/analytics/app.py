@@ -218,8 +218,13 @@ class AnalyticsService(Application):
         self.http = AsyncHTTPClient(force_instance=True, max_clients=512)
         #: (course, name) -> {"state": "starting"|"failed", "message": ..., "problems": [...]}
         self.pending: dict[str, dict] = {}
+        if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+            raise SystemExit(
+                "JUPYTERHUB_API_TOKEN is not set: run the analytics service as a JupyterHub-managed "
+                "service (see hub_ext.services.analytics.hubconfig)"
+            )
         self.hub_auth = HubOAuth(
-            api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+            api_token=os.environ["JUPYTERHUB_API_TOKEN"],
             cache_max_age=self.hub_cache_max_age,
         )
         # a scope in a hub token is enough: access to the service is decided per course
