@@ -319,11 +319,14 @@ class CourseOAuthenticator(CourseGroupsMixin, GenericOAuthenticator):
     # ------------------------------------------------------------------ the provider
 
     async def fetch(self, req, label="fetching", parse_json=True, **kwargs):
-        """As oauthenticator's, with a provider that cannot be reached turned into a 503 page."""
+        """As oauthenticator's, with a provider that cannot be reached or fails (5xx)
+        turned into a 503 page that says so, instead of a 500 page."""
         try:
             return await super().fetch(req, label=label, parse_json=parse_json, **kwargs)
         except HTTPClientError as e:
-            if e.code == 599:  # timeout or connection closed: no HTTP answer at all
+            # 599: timeout or connection closed, no HTTP answer at all; 5xx: the provider
+            # (or a proxy in front of it) is failing. 4xx are answers: oauthenticator's.
+            if e.code == 599 or e.code >= 500:
                 raise ProviderUnavailable(_url_without_query(req.url)) from None
             raise
         except OSError as e:  # connection refused, unreachable, DNS

@@ -207,3 +207,36 @@ def test_configure_oidc_from_discovery(tmp_path):
         configure_oidc(Config(), idp.issuer, "course-hub", "s3cret", timeout=2)
     assert "Cannot read the OpenID provider's discovery document" in str(e.value)
     assert "s3cret" not in str(e.value)
+
+
+async def test_failing_provider_is_a_503_but_its_4xx_answers_are_kept(catalog):
+    """A real HTTP server on loopback standing in for a provider behind a failing proxy."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(502 if self.path.startswith("/bad") else 401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": "x"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        a = make(catalog)
+        with pytest.raises(ProviderUnavailable):
+            await a.fetch(HTTPRequest(f"{base}/bad/token"))
+        with pytest.raises(HTTPClientError) as e:  # e.g. an expired token: refresh handles it
+            await a.fetch(HTTPRequest(f"{base}/me"))
+        assert e.value.code == 401
+    finally:
+        server.shutdown()
+        server.server_close()
