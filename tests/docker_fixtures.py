@@ -133,7 +133,7 @@ def docker_courses() -> list[dict]:
             "mem_limit": "1G",
             "cpu_limit": 1,
             "env": {"DATASET_DIR": "/srv/data"},
-            "learners": ["alice", "bob", "carol"],
+            "learners": ["alice", "bob", "carol", "gina"],
             "teachers": ["tina"],
         },
         {

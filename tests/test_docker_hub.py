@@ -312,3 +312,24 @@ async def test_closed_course_is_refused_before_any_container(docker_hub, docker_
     assert "hist100 (Digital history) is closed" in r.json()["message"]
     volume = VOLUME_TEMPLATE.format(course="hist100", username="erin")
     assert volume not in [v["Name"] for v in docker_client.volumes().get("Volumes") or []]
+
+
+def test_learners_network_is_created_once_and_must_isolate(docker_client):
+    from hub_ext.docker_backend import NetworkError, ensure_network
+    from tests.docker_fixtures import SESSION
+
+    name = f"{SESSION}-net"
+    try:
+        gateway = ensure_network(docker_client, name)
+        assert ensure_network(docker_client, name) == gateway
+        options = docker_client.inspect_network(name)["Options"]
+        assert options["com.docker.network.bridge.enable_icc"] == "false"
+    finally:
+        docker_client.remove_network(name)
+    # a network that lets containers talk to each other is refused, not used
+    docker_client.create_network(name, driver="bridge")
+    try:
+        with pytest.raises(NetworkError, match="lets containers reach each other"):
+            ensure_network(docker_client, name)
+    finally:
+        docker_client.remove_network(name)
