@@ -215,6 +215,14 @@ class CourseSpawnerMixin(LoggingConfigurable):
             except TimeoutError:
                 pass
 
+    async def rename(self, old_name, new_name):
+        """Refuse: a course server is named after its course (and shares follow the name)."""
+        raise SpawnException(
+            f"{old_name} is a course server: its name is the course's and cannot change.",
+            reason="rename_course_server",
+            status_code=400,
+        )
+
     # ------------------------------------------------------------------ state
 
     def get_state(self):

@@ -279,3 +279,15 @@ async def wait_stopped(hub, user, server):
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{user}/{server} did not stop")
+
+
+async def test_course_servers_cannot_be_renamed(hub):
+    token = await hub.user_token("bob")
+    await hub.start_server("bob", "ds101", token=token)
+    await hub.api("DELETE", "/users/bob/servers/ds101")
+    await wait_stopped(hub, "bob", "ds101")
+    r = await hub.api("PATCH", "/users/bob/servers/ds101", token=token, json={"name": "mine"})
+    assert r.status_code == 400, r.text
+    assert "ds101 is a course server: its name is the course's and cannot change." in r.json()["message"]
+    r = await hub.api("GET", "/users/bob", params={"include_stopped_servers": "1"})
+    assert "ds101" in r.json()["servers"] and "mine" not in r.json()["servers"]
