@@ -288,6 +288,9 @@ async def test_course_servers_cannot_be_renamed(hub):
     await wait_stopped(hub, "bob", "ds101")
     r = await hub.api("PATCH", "/users/bob/servers/ds101", token=token, json={"name": "mine"})
     assert r.status_code == 400, r.text
-    assert "ds101 is a course server: its name is the course's and cannot change." in r.json()["message"]
+    assert (
+        "ds101 is a course server: its name is the course's and cannot change."
+        in r.json()["message"]
+    )
     r = await hub.api("GET", "/users/bob", params={"include_stopped_servers": "1"})
     assert "ds101" in r.json()["servers"] and "mine" not in r.json()["servers"]

@@ -62,6 +62,12 @@ async def storm(hub: HubProcess, users: list[str], course: str, timeout: float) 
             if course in model.get("servers", {}) and model["name"] not in ready:
                 ready[model["name"]] = now
         await asyncio.sleep(0.1)
+    missing = [u for u in users if u not in ready]
+    if missing:  # say why, from the hub's own log
+        log = hub.log_path.read_text(errors="replace").splitlines()
+        for u in missing:
+            reasons = [line for line in log if u in line and ("[E " in line or "[W " in line)]
+            print(f"  {u} not ready: {reasons[-1] if reasons else 'no error in the hub log'}")
     await hub.stop_all_servers()
     times = list(ready.values())
     return {
