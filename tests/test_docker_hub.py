@@ -314,7 +314,7 @@ async def test_closed_course_is_refused_before_any_container(docker_hub, docker_
     assert volume not in [v["Name"] for v in docker_client.volumes().get("Volumes") or []]
 
 
-def test_learners_network_is_created_once_and_must_isolate(docker_client):
+async def test_learners_network_is_created_once_and_must_isolate(docker_client):
     from hub_ext.docker_backend import NetworkError, ensure_network
     from tests.docker_fixtures import SESSION
 
