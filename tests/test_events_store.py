@@ -186,3 +186,32 @@ def test_respond_never_leaks_a_traceback():
 def test_parameter_helpers(args, call, message):
     with pytest.raises(q.BadParameter, match=message):
         call({"args": args, "path": {}})
+
+
+def test_sources_cli_shows_the_secret_once_and_stores_a_hash(tmp_path, capsys):
+    from hub_ext.cli import main
+
+    db = f"sqlite:///{tmp_path / 'events.sqlite'}"
+
+    def cli(*args) -> tuple[int, str, str]:
+        status = main(["events", *args, "--db", db])
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    status, out, _ = cli("add-source", "moodle", "--course", "ds101")
+    assert status == 0
+    secret = out.split("secret:")[1].split()[0]
+    key = out.split("key:")[1].split()[0]
+    status, listed, _ = cli("sources")
+    assert "moodle" in listed and key in listed and secret not in listed
+    store = EventStore(db)
+    assert store.check_source(key, secret)["course_id"] == "ds101"
+    assert store.check_source(key, secret + "x") is None
+    with store.engine.connect() as conn:
+        assert secret not in str(conn.execute(select(Source.secret_hash)).all())
+    status, _, err = cli("add-source", "moodle")
+    assert status == 1 and "exists already" in err  # names are unique
+    assert cli("remove-source", "moodle")[0] == 0
+    assert store.check_source(key, secret) is None
+    assert cli("readonly-url")[1].strip() == store.readonly_url
+    store.dispose()
