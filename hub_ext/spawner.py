@@ -646,7 +646,9 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
             spec.network,
         )
         host_config = self.client.create_host_config(**spec.host_config_kwargs())
-        return await self.docker("create_container", host_config=host_config, **spec.create_kwargs())
+        return await self.docker(
+            "create_container", host_config=host_config, **spec.create_kwargs()
+        )
 
     async def start_object(self):
         self._report(70, "Starting your container")
