@@ -252,12 +252,25 @@ async def test_recycled_kernel_keeps_serving(supervisor_factory):
     sup = supervisor_factory(max_requests_per_kernel=5)
     gw = await publish(sup, "trivial")
     pids = []
-    for _ in range(12):
+
+    async def pid():
         r = await gw_get(gw, "/pid")
-        assert r.status_code == 200
+        assert r.status_code == 200, r.text  # the old kernel serves while its successor starts
         pids.append(r.json()["pid"])
-    assert len(set(pids)) >= 2, "the kernel was recycled after 5 requests"
-    assert pids[:5] == [pids[0]] * 5
+        return pids[-1]
+
+    first = [await pid() for _ in range(5)]
+    assert first == [first[0]] * 5
+    await wait_until(lambda: _differs(pid, first[0]), what="the recycled kernel's successor")
+    assert (await gw.health(10)).body["recycled"] >= 1
+    assert (await gw_get(gw, "/hello")).json()["course"] == "ds101", (
+        "setup cells ran on the successor"
+    )
+    await wait_until(lambda: not pid_alive(first[0]), what="the recycled kernel to stop")
+
+
+async def _differs(pid, old):
+    return await pid() != old
 
 
 async def test_replace_and_withdraw(supervisor, tmp_path):

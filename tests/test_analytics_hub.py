@@ -75,7 +75,7 @@ def _stop_leftover_gateways(runtime):
     assert not out, f"gateways outlived the service: {out}"
 
 
-async def call(env, user, path, method="GET", timeout=30.0, **kwargs):
+async def call(env, user, path, method="GET", timeout=120.0, **kwargs):
     headers = kwargs.pop("headers", {})
     if user:
         headers["Authorization"] = f"token {env.tokens[user]}"

@@ -127,6 +127,8 @@ class _Slot:
     requests: int = 0
     busy_since: float | None = None
     deadline: float | None = None
+    recycling: bool = False
+    successor: _Slot | None = None  # a fresh kernel that takes this one's place at release
 
 
 class GuardedKernelPool(LoggingConfigurable):
@@ -208,7 +210,9 @@ class GuardedKernelPool(LoggingConfigurable):
         self.log.warning("Kernel %s: replacing it (%s)", slot.kernel_id, reason)
         self.stats["restarts"] += 1
         try:
-            new = await self._new_slot()
+            new, slot.successor = slot.successor, None
+            if new is None:
+                new = await self._new_slot()
         except Exception as e:
             self.log.error("Kernel %s: could not start a replacement: %s", slot.kernel_id, e)
             new = None
@@ -247,6 +251,12 @@ class GuardedKernelPool(LoggingConfigurable):
     def release(self, slot: _Slot | None) -> None:
         if slot is None:
             return
+        if slot.successor is not None:  # recycled: the fresh kernel serves from now on
+            new, slot.successor = slot.successor, None
+            self.slots = [new if s is slot else s for s in self.slots]
+            asyncio.ensure_future(self._discard(slot))
+            self.log.info("Kernel %s recycled after %d requests", slot.kernel_id, slot.requests)
+            slot = new
         slot.busy_since = slot.deadline = None
         while self._waiters:
             fut = self._waiters.popleft()
@@ -254,6 +264,26 @@ class GuardedKernelPool(LoggingConfigurable):
                 fut.set_result(slot)
                 return
         self._free.append(slot)
+
+    async def recycle(self, slot: _Slot) -> None:
+        """Start a fresh kernel while ``slot`` keeps serving; swap them at its next release."""
+        slot.recycling = True
+        self.release(slot)
+        try:
+            new = await self._new_slot()
+        except Exception as e:
+            self.log.error("Kernel %s: could not start its successor: %s", slot.kernel_id, e)
+            slot.recycling, slot.requests = False, 0
+            return
+        self.stats["recycled"] += 1
+        if slot in self._free:
+            self._free.remove(slot)
+            slot.successor = new
+            self.release(slot)
+        elif slot in self.slots:
+            slot.successor = new
+        else:  # replaced meanwhile (it died): the fresh kernel is not needed
+            await self._discard(new)
 
     @property
     def queued(self) -> int:
@@ -664,11 +694,8 @@ class GuardedAPIHandler(_JSONHandler):
         finally:
             if release:
                 limit = p.max_requests_per_kernel
-                if limit and slot is not None and slot.requests >= limit:
-                    pool.stats["recycled"] += 1
-                    asyncio.ensure_future(
-                        self._replace_and_release(slot, f"recycled after {slot.requests} requests")
-                    )
+                if limit and slot is not None and slot.requests >= limit and not slot.recycling:
+                    asyncio.ensure_future(pool.recycle(slot))
                 else:
                     pool.release(slot)
 
