@@ -238,18 +238,22 @@ def main() -> None:
             if not PostgresServer.available():
                 print("PostgreSQL: not installed (apt-get install postgresql); skipped")
             else:
-                servers = []
+                server = PostgresServer()  # one server; a database per measurement
+                base = server.start()
 
                 def make_pg(tag):
-                    server = PostgresServer()
-                    servers.append(server)
-                    return server.start()
+                    from sqlalchemy import create_engine, text
+
+                    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+                    with engine.connect() as conn:
+                        conn.execute(text(f"CREATE DATABASE bench_{tag}"))
+                    engine.dispose()
+                    return base.rsplit("/", 1)[0] + f"/bench_{tag}"
 
                 try:
                     bench_backend("PostgreSQL", make_pg, args.statements, workdir, args.repeat)
                 finally:
-                    for s in servers:
-                        s.stop()
+                    server.stop()
         if not args.skip_importer:
             importer_memory(workdir)
 
