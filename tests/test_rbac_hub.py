@@ -231,18 +231,18 @@ async def test_teacher_shares_follow_teacher_group_membership(rbac_hub):
     assert r.json()["items"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="start:servers lets a share holder rename the server (PATCH) and the share follows "
-    "the new name; CourseSpawnerMixin.rename (hub_ext/spawner.py, the lead's) must refuse renames",
-)
 async def test_teacher_cannot_rename_the_shared_server(rbac_hub, tokens):
     hub, tina = rbac_hub, tokens["tina"]
     await hub.api("DELETE", "/users/alice/servers/ds101", token=tina)
     await wait_state(hub, "alice", "ds101", running=False)
     try:
+        # start:servers would let a share holder rename the server, and the share would
+        # follow the new name: the course spawner refuses renames
         r = await hub.api("PATCH", "/users/alice/servers/ds101", token=tina, json={"name": "x101"})
-        assert r.status_code >= 400, r.text
+        assert r.status_code == 400, r.text
+        assert "cannot change" in r.json()["message"]
+        r = await hub.api("GET", "/shares/alice/ds101")
+        assert r.status_code == 200 and r.json()["items"]
     finally:
         # put things back whatever happened
         await hub.api("PATCH", "/users/alice/servers/x101", json={"name": "ds101"})
