@@ -286,5 +286,10 @@ async def test_provider_down_at_login_gives_a_friendly_page(tmp_path):
         assert r.status_code == 200, r.text
         assert set(r.json()["groups"]) == {"course:ds101:learner"}
         assert "Keeping bob's current groups" in env.hub.log_path.read_text()
+        # and this hub's log holds none of its secrets either
+        log = env.hub.log_path.read_text(errors="replace")
+        for secret in (env.idp.client_secret, env.crypt_key, *env.seen_tokens):
+            assert secret not in log
+        assert len(env.seen_tokens) == 3
     finally:
         await env.stop()
