@@ -3,7 +3,9 @@
     .venv/bin/python tests/benchmarks/soak_gateway.py [--requests 50000] [--target both|ours|bare]
                                                       [--recycle N] [--timeout 30]
 
-Stock notebook-http (jupyter-kernel-gateway 3.0.1) sends each request's cells but never
+The notebook (``tests/notebooks/soak.ipynb``) has one route with a ResponseInfo cell:
+three cell executions per request in stock notebook-http, two in ours (the REQUEST
+assignment travels with the cell). Stock notebook-http (jupyter-kernel-gateway 3.0.1) sends each request's cells but never
 reads their shell replies; on this kind of machine it stalls for good near request 14,600
 (about 43,700 cell executions). Our personality reads every reply, so it should finish
 all ``--requests`` with none hung. By default kernel recycling is OFF here
@@ -33,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from hub_ext.services.analytics.launch import gateway_spec  # noqa: E402
 from tests.benchmarks.bench_analytics import Conn, free_port, wait_http  # noqa: E402
 
-NOTEBOOK = REPO / "tests" / "notebooks" / "pandas_agg.ipynb"
+NOTEBOOK = REPO / "tests" / "notebooks" / "soak.ipynb"
 
 
 async def soak(port: int, headers: dict, requests: int, timeout: float, label: str) -> dict:

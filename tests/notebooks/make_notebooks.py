@@ -76,6 +76,16 @@ NOTEBOOKS = {
         ),
         new_code_cell('# GET /hello\nprint(json.dumps({"hello": "world"}))'),
     ],
+    # the soak's notebook: one route with a ResponseInfo cell (3 cell executions per request
+    # in stock notebook-http, as in the measured stall near 14,600 requests)
+    "soak": [
+        new_code_cell("import json"),
+        new_code_cell('# GET /hello\nprint(json.dumps({"hello": "world"}))'),
+        new_code_cell(
+            "# ResponseInfo GET /hello\n"
+            'print(json.dumps({"headers": {"Content-Type": "application/json"}, "status": 200}))'
+        ),
+    ],
     # --- refused notebooks, one per refusal
     "bad_no_routes": [
         new_markdown_cell("# GET /in-markdown\nMarkdown does not count."),
@@ -110,6 +120,8 @@ def main() -> None:
                 "language_info": {"name": "python"},
             },
         )
+        for i, cell in enumerate(nb.cells):
+            cell["id"] = f"{name.replace('_', '-')}-{i}"  # stable ids: regenerating changes nothing
         nbformat.validate(nb)
         nbformat.write(nb, HERE / f"{name}.ipynb")
 
