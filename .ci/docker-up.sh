@@ -19,11 +19,12 @@ if docker info >/dev/null 2>&1; then
     exit 0
 fi
 
-if ! command -v dockerd >/dev/null 2>&1; then
-    echo "docker-up: installing docker.io"
+# docker.io for the engine, debootstrap for course_images/build.sh's root filesystem
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+    echo "docker-up: installing docker.io and debootstrap"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends docker.io iptables ca-certificates
+    apt-get install -y -q --no-install-recommends docker.io iptables ca-certificates debootstrap
 fi
 
 mkdir -p "$STATE"
