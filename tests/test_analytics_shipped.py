@@ -1,0 +1,55 @@
+"""The shipped analytics notebooks answer the same under our guarded gateway as under stock KG.
+
+Real parts: the OULAD import in a SQLite event store (tests/events_fixtures.py), the
+notebooks in kernelgateway_notebooks/, a bare jupyter-kernel-gateway and ours, side by side.
+"""
+
+import httpx
+import pytest
+
+from hub_ext.services.analytics.notebook import check_notebook
+from hub_ext.services.analytics.supervisor import GatewaySupervisor
+from tests.events_fixtures import NOTEBOOKS, oulad_store, start_gateway  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+COURSE = "aaa-2013j"
+CALLS = {
+    "know_thy_student.ipynb": [
+        "/learners/28400",
+        "/learners/28400/sessions",
+        "/learners/28400/sessions?gap=1440",
+        "/learners/999999999",
+        "/learners/28400/sessions?gap=0",
+        "/segments",
+    ],
+    "course_overview.ipynb": ["/summary", "/activity/daily"],
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(CALLS))
+async def test_same_answers_as_stock_notebook_http(notebook, oulad_store, tmp_path):  # noqa: F811
+    nb = check_notebook(NOTEBOOKS / notebook)  # the shipped notebooks pass the check
+    bare = start_gateway(notebook, oulad_store, COURSE, tmp_path)
+    sup = GatewaySupervisor(
+        pool_size=1,
+        runtime_dir=str(tmp_path / "runtime"),
+        events_url=oulad_store.readonly_url,
+        execution_timeout=60.0,
+        queue_timeout=60.0,
+        health_interval=5.0,
+    )
+    try:
+        ours = await sup.publish(COURSE, "api", nb)
+        async with httpx.AsyncClient(timeout=120) as client:
+            for path in CALLS[notebook]:
+                want = await client.get(bare.url + path)
+                got = await client.get(
+                    ours.spec.url + path, headers={"Authorization": f"token {ours.spec.token}"}
+                )
+                assert got.status_code == want.status_code, (path, got.text)
+                assert got.json() == want.json(), path
+                assert got.headers["content-type"].startswith("application/json")
+    finally:
+        await sup.stop_all()
+        bare.stop()
