@@ -172,7 +172,8 @@ class StatementsHandler(XAPIHandler):
                 )
             )
         try:
-            await asyncio.to_thread(self.service.store.store_statements, rows)
+            async with self.service.write_lock:
+                await asyncio.to_thread(self.service.store.store_statements, rows)
         except Conflict as e:
             self.fail(409, str(e), statement_id=e.statement_id)
             return None
@@ -274,6 +275,14 @@ class AboutHandler(XAPIHandler):
 
     def get(self):
         self.finish(json.dumps({"version": [VERSION]}))
+
+
+class _NoLock:
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
 
 
 class EventsService(Application):
@@ -393,6 +402,10 @@ class EventsService(Application):
         self.store = EventStore(self.db_url)
         self.store.create()
         self._verified: dict[str, tuple[bytes, float, dict]] = {}
+        # SQLite has one writer at a time: queue writes here rather than in its busy handler
+        self.write_lock = (
+            asyncio.Lock() if self.store.engine.dialect.name == "sqlite" else _NoLock()
+        )
         self._cache_key = os.urandom(32)
 
     def authority(self, source: dict) -> dict:
