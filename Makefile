@@ -33,11 +33,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 demo: setup
-	@$(BIN)/hub-ext check-catalog --accounts hub_config/courses.yaml
-	@echo
-	@echo "Demo hub: http://127.0.0.1:8000   password for every account: demo   (Ctrl-C stops it)"
-	@echo
-	$(BIN)/jupyterhub -f hub_config/demo_config.py
+	@BIN=$(BIN) bash hub_config/demo.sh
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,11 +1,19 @@
 """The demo: the example catalog on local processes, SQLite, and a development login.
 
-Started by ``make demo`` (which also prints the accounts). Everything it writes goes to
+Started by ``make demo`` (``hub_config/demo.sh``), which first starts the development
+OpenID provider (``dev_idp/``) and prints its accounts. Everything the demo writes goes to
 ``.demo/`` at the top of the repository.
+
+Logins: through the development provider when it runs (``.demo/idp/idp.json``), exactly
+as through an institution's; with ``HUB_EXT_DEMO_LOGIN=dev``, a plain form instead
+(the catalog's people, password ``demo``).
 """
 
+import json
 import os
 from pathlib import Path
+
+from hub_ext.authenticator import configure_oidc
 
 c = get_config()  # noqa: F821
 here = Path(__file__).resolve().parent
@@ -16,7 +24,9 @@ load_subconfig(str(here / "jupyterhub_config.py"))  # noqa: F821
 
 c.JupyterHub.bind_url = "http://127.0.0.1:8000"
 c.JupyterHub.hub_ip = "127.0.0.1"
-c.ConfigurableHTTPProxy.command = [str(here.parent / "node_modules" / ".bin" / "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.command = [
+    str(here.parent / "node_modules" / ".bin" / "configurable-http-proxy")
+]
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state / "cookie_secret")
@@ -24,7 +34,13 @@ c.JupyterHub.pid_file = str(state / "hub.pid")
 c.CourseLocalSpawner.workspace_template = str(state / "workspaces" / "{course}" / "{username}")
 c.JupyterHub.cleanup_servers = True
 
-# Development login: the catalog's learners and teachers, one shared password.
-c.JupyterHub.authenticator_class = "course-dev"
-c.CourseDevAuthenticator.password = os.environ.get("HUB_EXT_DEMO_PASSWORD", "demo")
-c.Authenticator.admin_users = {"admin"}
+idp_file = state / "idp" / "idp.json"
+if os.environ.get("HUB_EXT_DEMO_LOGIN", "oidc") == "oidc" and idp_file.exists():
+    idp = json.loads(idp_file.read_text())
+    configure_oidc(
+        c, idp["issuer"], idp["client_id"], idp["client_secret"], admin_groups=["hub-admins"]
+    )
+else:
+    c.JupyterHub.authenticator_class = "course-dev"
+    c.CourseDevAuthenticator.password = os.environ.get("HUB_EXT_DEMO_PASSWORD", "demo")
+    c.Authenticator.admin_users = {"admin"}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .courses import Catalog, CatalogError, CourseCatalog
 from .rbac import course_roles, course_scopes
+from .roster import RosterError, load_catalog_rosters
 
 __all__ = ["BACKENDS", "add_service", "configure_course_hub", "courses_for_user"]
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make demo`: the development OpenID provider, then the hub on http://127.0.0.1:8000.
+# Ctrl-C stops both (the provider by its PID). State: .demo/ (make clean removes it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+STATE=${HUB_EXT_DEMO_DIR:-$PWD/.demo}
+mkdir -p "$STATE"
+
+# the key that encrypts auth state (refresh tokens, claims) in the hub's database
+if [ ! -s "$STATE/crypt_key" ]; then
+  (umask 077 && "$BIN/python" -c "import secrets; print(secrets.token_hex(32))" > "$STATE/crypt_key")
+fi
+JUPYTERHUB_CRYPT_KEY=$(cat "$STATE/crypt_key")
+export JUPYTERHUB_CRYPT_KEY HUB_EXT_DEMO_DIR="$STATE"
+
+"$BIN/hub-ext" check-catalog hub_config/courses.yaml
+echo
+"$BIN/python" -m dev_idp.launch start --state-dir "$STATE/idp" \
+  --redirect-uri http://127.0.0.1:8000/hub/oauth_callback
+trap '"$BIN/python" -m dev_idp.launch stop --state-dir "$STATE/idp"' EXIT
+
+echo
+echo "Demo hub: http://127.0.0.1:8000  (log in with an account above; Ctrl-C stops the demo)"
+echo
+"$BIN/jupyterhub" -f hub_config/demo_config.py
