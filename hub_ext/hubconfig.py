@@ -36,13 +36,20 @@ def load_catalog_or_exit(path: str | Path, *, backend: str) -> Catalog:
 
         known_kernels = installed_kernels()
     try:
-        return Catalog.load(path, known_kernels=known_kernels)
+        catalog = Catalog.load(path, known_kernels=known_kernels)
     except CatalogError as e:
         # SystemExit, not an exception: traitlets would log an exception from a config file
         # and carry on starting a hub without courses.
         sys.exit(
             f"The course catalog has {len(e.problems)} problem(s); the hub will not start:\n{e}"
         )
+    try:
+        load_catalog_rosters(catalog)
+    except RosterError as e:
+        sys.exit(
+            f"The catalog's rosters have {len(e.problems)} problem(s); the hub will not start:\n{e}"
+        )
+    return catalog
 
 
 def add_service(c, service: dict, scopes: list[str]) -> None:
