@@ -661,6 +661,9 @@ class APIHandler(BaseHandler):
     async def _forward(self, gateway, user, route, query) -> tuple[CachedResponse | None, bool]:
         """Call the gateway; (answer, cacheable), or (None, False) after answering an error."""
         service, sup = self.service, self.service.supervisor
+        loop = asyncio.get_running_loop()
+        # one deadline for the whole call: no caller waits longer than the two guards + 1 s
+        deadline = loop.time() + sup.queue_timeout + sup.execution_timeout + 1.0
         if not gateway.ready.is_set():
             try:
                 await asyncio.wait_for(gateway.ready.wait(), sup.queue_timeout)
@@ -681,8 +684,8 @@ class APIHandler(BaseHandler):
         body = self.request.body if self.request.method in ("POST", "PUT") else None
         if body is None and self.request.method in ("POST", "PUT"):
             body = b""
-        # the gateway answers 503/504 itself within these; the slack is for the network
-        timeout = sup.queue_timeout + sup.execution_timeout + 1.0
+        # the gateway answers 503/504 itself within its guards; this bounds the rest
+        timeout = max(0.1, deadline - loop.time())
         req = HTTPRequest(
             url,
             method=self.request.method,
