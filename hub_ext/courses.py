@@ -201,6 +201,30 @@ CATALOG_SCHEMA = {
     },
 }
 
+#: what catalog authors write instead of the catalog's own names
+_SYNONYMS = {
+    "memory": "mem_limit",
+    "mem": "mem_limit",
+    "ram": "mem_limit",
+    "cpu": "cpu_limit",
+    "cpus": "cpu_limit",
+    "start": "opens",
+    "start_date": "opens",
+    "open": "opens",
+    "end": "closes",
+    "end_date": "closes",
+    "close": "closes",
+    "students": "learners",
+    "instructors": "teachers",
+    "staff": "teachers",
+    "grace": "grace_days",
+    "grace_period": "grace_days",
+    "kernel": "kernels",
+    "timeout": "idle_timeout",
+    "name": "title",
+    "environment_variables": "env",
+}
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -475,8 +499,8 @@ class _Builder:
         if data is None:
             self.problem(None, None, "the file is empty (expected a 'courses:' list)")
             return []
-        self._schema_problems(data)
-        if self.problems or not isinstance(data, dict):
+        broken = self._schema_problems(data)
+        if broken is None:  # the file's structure itself is wrong: nothing more to check
             return []
 
         tz_name = data.get("timezone", "UTC")
@@ -490,22 +514,28 @@ class _Builder:
         seen: dict[str, int] = {}
         courses = []
         for index, entry in enumerate(data["courses"]):
-            course_id = entry["id"]
+            course_id = entry.get("id")
             if course_id in seen:
                 self.problem(
                     course_id, "id", f"duplicate id (course #{seen[course_id] + 1} has it too)"
                 )
                 continue
-            seen[course_id] = index
+            if isinstance(course_id, str):
+                seen[course_id] = index
+            if index in broken:  # its schema problems are reported; check the other courses
+                continue
             course = self._course({**defaults, **entry}, tz)
             if course is not None:
                 courses.append(course)
         if not data["courses"]:
             self.problem(None, "courses", "no courses defined")
-        return courses
+        return courses if not self.problems else []
 
-    def _schema_problems(self, data: Any) -> None:
+    def _schema_problems(self, data: Any) -> set[int] | None:
+        """Report schema problems; return the indexes of courses that have some, or None
+        if the catalog's own structure (outside any one course) is wrong."""
         validator = Draft202012Validator(CATALOG_SCHEMA)
+        broken: set[int] | None = set()
         for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
             path = list(error.absolute_path)
             course, fieldpath = None, path
@@ -514,8 +544,15 @@ class _Builder:
                 cid = entry.get("id") if isinstance(entry, dict) else None
                 course = cid if isinstance(cid, str) else f"#{path[1] + 1}"
                 fieldpath = path[2:]
+                if broken is not None:
+                    broken.add(path[1])
+                if not isinstance(entry, dict):
+                    broken = None
+            else:
+                broken = None
             field_ = ".".join(str(p) for p in fieldpath) or None
             self.problem(course, field_, self._explain(error))
+        return broken
 
     @staticmethod
     def _explain(error) -> str:
@@ -529,7 +566,11 @@ class _Builder:
             extra = sorted(set(error.instance) - set(allowed))
             hints = []
             for key in extra:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
+                close = (
+                    [_SYNONYMS[key]]
+                    if key in _SYNONYMS
+                    else difflib.get_close_matches(str(key), allowed, n=1)
+                )
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             return f"unknown key {', '.join(hints)}; allowed: {', '.join(allowed)}"
         if v == "pattern":
