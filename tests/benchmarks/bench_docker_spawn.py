@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
@@ -72,15 +74,25 @@ def percentile(values: list[float], p: float) -> float:
 async def storm(hub: HubProcess, users: list[str], timeout: float = 300) -> list[float | None]:
     """Start every user's ``bench`` server at once; time-to-ready per user (None: failed)."""
 
+    headers = {"Authorization": f"token {hub.admin_token}"}
+    client = httpx.AsyncClient(base_url=f"{hub.url}/hub/api", headers=headers, timeout=timeout)
+
     async def one(user: str) -> float | None:
+        try:
+            return await attempt(user)
+        except httpx.HTTPError as e:
+            print(f"  {user}: {type(e).__name__} {e}")
+            return None
+
+    async def attempt(user: str) -> float | None:
         start = time.perf_counter()
-        r = await hub.api("POST", f"/users/{user}/servers/bench")
+        r = await client.post(f"/users/{user}/servers/bench")
         if r.status_code >= 400:
             print(f"  {user}: {r.status_code} {r.text[:200]}")
             return None
         deadline = start + timeout
         while time.perf_counter() < deadline:
-            model = (await hub.api("GET", f"/users/{user}")).json()["servers"].get("bench")
+            model = (await client.get(f"/users/{user}")).json()["servers"].get("bench")
             if model is None:
                 print(f"  {user}: the start failed")
                 return None
@@ -90,7 +102,10 @@ async def storm(hub: HubProcess, users: list[str], timeout: float = 300) -> list
         print(f"  {user}: not ready after {timeout}s")
         return None
 
-    return list(await asyncio.gather(*(one(u) for u in users)))
+    try:
+        return list(await asyncio.gather(*(one(u) for u in users)))
+    finally:
+        await client.aclose()
 
 
 def idle_memory(client, prefix: str) -> float:
