@@ -490,6 +490,8 @@ def import_oulad(
             ("code_module", "code_presentation", "id_student", "id_site", "date", "sum_click"),
             click,
         )
+    if any(report.new.values()):
+        store.analyze()  # fresh statistics: SQLite picks its indexes by them
     return report
 
 
@@ -631,6 +633,8 @@ def import_futurelearn(
             )
             store.upsert(Course, [{"id": course_id, "title": course_id, "starts_at": start,
                                    "source": "futurelearn", "attributes": {}}], conn=conn)  # fmt: skip
+    if any(report.new.values()):
+        store.analyze()  # fresh statistics: SQLite picks its indexes by them
     return report
 
 
@@ -745,4 +749,6 @@ def import_moodle_log(
         except LineError as e:
             report.problem(path, line, str(e))
     w.flush()
+    if any(report.new.values()):
+        store.analyze()  # fresh statistics: SQLite picks its indexes by them
     return report

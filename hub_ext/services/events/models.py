@@ -84,6 +84,8 @@ class Statement(Base):
         Index("ix_statements_course_day", "course_id", "day"),
         Index("ix_statements_course_object", "course_id", "object_id"),
         Index("ix_statements_course_learner_ts", "course_id", "learner", "timestamp"),
+        # a learner across courses (the institution-wide view, COURSE_ID "*")
+        Index("ix_statements_learner_ts", "learner", "timestamp"),
         Index("ix_statements_actor", "actor_key"),
         Index("ix_statements_verb", "verb"),
         Index("ix_statements_stored", "stored"),

@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_SESSION_GAP_MINUTES = 55
+COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
 #: OU pass mark: a mean assessment score below it counts as struggling
 PASS_MARK = 40.0
 _EPOCH = date(1970, 1, 1)
@@ -223,10 +224,12 @@ def _course_filter(column, course: str):
 
 def _start_day(conn, course: str) -> int:
     """The course's first day (UTC day number)."""
-    if course != "*":
+    if course == "*":
+        start = conn.execute(select(func.min(C.c.starts_at))).scalar()
+    else:
         start = conn.execute(select(C.c.starts_at).where(C.c.id == course)).scalar()
-        if start is not None:
-            return _day(start.date())
+    if start is not None:
+        return _day(start.date())
     first = conn.execute(
         select(func.min(S.c.day)).where(_course_filter(S.c.course_id, course))
     ).scalar()
@@ -615,25 +618,20 @@ def learner_profile(engine: Engine, course: str, learner: str) -> dict | None:
         if enrolment is None and totals[0] == 0:
             return None
         start = _start_day(conn, course)
-        by_day = conn.execute(
-            select(S.c.day, func.count(), func.sum(S.c.clicks), func.count(distinct(S.c.object_id)))
-            .where(mine)
-            .group_by(S.c.day)
-        ).all()
-        weeks: dict[int, dict] = defaultdict(lambda: {"events": 0, "clicks": 0, "active_days": 0})
-        for day, events, clicks, _objects in by_day:
+        # the learner's rows, through the (course, learner) index, aggregated here: a
+        # GROUP BY or DISTINCT tempts SQLite into scanning the whole course by another index
+        weeks: dict[int, dict] = defaultdict(lambda: {"events": 0, "clicks": 0, "days": set()})
+        opened, completed = set(), set()
+        for day, clicks, object_id, verb in conn.execute(
+            select(S.c.day, S.c.clicks, S.c.object_id, S.c.verb).where(mine)
+        ):
             w = weeks[_week(day, start)]
-            w["events"] += events
-            w["clicks"] += int(clicks)
-            w["active_days"] += 1
-        opened = set(conn.execute(select(S.c.object_id).where(mine).distinct()).scalars())
-        completed = set(
-            conn.execute(
-                select(S.c.object_id)
-                .where(mine, S.c.verb == "http://adlnet.gov/expapi/verbs/completed")
-                .distinct()
-            ).scalars()
-        )
+            w["events"] += 1
+            w["clicks"] += clicks
+            w["days"].add(day)
+            opened.add(object_id)
+            if verb == COMPLETED:
+                completed.add(object_id)
         planned: dict[int, list[str]] = defaultdict(list)
         for rid, week_from in conn.execute(
             select(R.c.resource_id, R.c.week_from).where(
@@ -687,7 +685,10 @@ def learner_profile(engine: Engine, course: str, learner: str) -> dict | None:
             "last": totals[4],
             "last_on_hub": last_hub,
         },
-        "weeks": [{"week": k, **v} for k, v in sorted(weeks.items())],
+        "weeks": [
+            {"week": k, "events": v["events"], "clicks": v["clicks"], "active_days": len(v["days"])}
+            for k, v in sorted(weeks.items())
+        ],
         "completion_by_week": [
             {
                 "week": week,

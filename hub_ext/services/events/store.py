@@ -141,6 +141,13 @@ class EventStore:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (after a bulk import: SQLite plans better with them)."""
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+
     # ------------------------------------------------------------------- writing
 
     def insert_ignore(self, table, rows: Sequence[dict], conn=None) -> int:
