@@ -380,6 +380,13 @@ class EventsService(Application):
         Example: ``c.EventsService.hub_poll_interval = 30``""",
     ).tag(config=True)
 
+    analyze_interval = Float(
+        3600,
+        help="""Seconds between two refreshes of the database planner's statistics (``ANALYZE``):
+        the analytics queries need them to pick their indexes as statements accumulate.
+        0 disables. Default 3600. Example: ``c.EventsService.analyze_interval = 6 * 3600``""",
+    ).tag(config=True)
+
     hub_url = Unicode(
         help="""The hub's public URL, the homePage of the accounts of hub activity statements.
         Default: ``$HUB_EXT_PUBLIC_URL``, else ``$JUPYTERHUB_PUBLIC_HUB_URL``, else ``http://localhost:8000``.
@@ -470,7 +477,18 @@ class EventsService(Application):
                 parent=self, store=self.store, interval=self.hub_poll_interval, home=self.hub_url
             )
             self._tasks.append(asyncio.ensure_future(poller.run()))
+        if self.analyze_interval > 0:
+            self._tasks.append(asyncio.ensure_future(self._analyze_periodically()))
         return server
+
+    async def _analyze_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.analyze_interval)
+            try:
+                async with self.write_lock:
+                    await asyncio.to_thread(self.store.analyze)
+            except Exception as e:  # statistics are an optimisation: never stop the service
+                self.log.warning("ANALYZE failed: %s", e)
 
     def start(self):
         loop = IOLoop.current()
