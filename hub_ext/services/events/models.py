@@ -82,7 +82,16 @@ class Statement(Base):
 
     __table_args__ = (
         Index("ix_statements_course_day", "course_id", "day"),
-        Index("ix_statements_course_object", "course_id", "object_id"),
+        # covers the heat-map and not-opened queries (no table lookups: rows hold the raw JSON)
+        Index(
+            "ix_statements_course_object",
+            "course_id",
+            "object_id",
+            "object_type",
+            "voided",
+            "learner",
+            "clicks",
+        ),  # fmt: skip
         Index("ix_statements_course_learner_ts", "course_id", "learner", "timestamp"),
         # a learner across courses (the institution-wide view, COURSE_ID "*")
         Index("ix_statements_learner_ts", "learner", "timestamp"),
