@@ -16,7 +16,10 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from .courses import Catalog, CatalogError, CourseCatalog
+from jupyterhub import orm
+from jupyterhub.utils import url_escape_path, url_path_join
+
+from .courses import Catalog, CatalogError, CourseCatalog, enrollments_from_groups
 from .rbac import course_roles, course_scopes
 from .roster import RosterError, load_catalog_rosters
 
@@ -85,33 +88,58 @@ def idle_culler_service(catalog: Catalog) -> tuple[dict, list[str]] | None:
 
 
 def courses_for_user(catalog: Catalog, user, now=None) -> list[dict]:
-    """The courses ``user`` is enrolled in, for the home page (``template_vars``)."""
-    from .courses import enrollments_from_groups
+    """The courses ``user`` is enrolled in, for the home page (``template_vars``).
 
+    For a course they teach, also its learners and the state of their course servers
+    (the teacher opens a learner's running server through the share of that one server).
+    """
     if user is None:
         return []
     now = now or datetime.now(UTC)
     roles = enrollments_from_groups(g.name for g in user.groups)
-    spawners = user.orm_user.orm_spawners if hasattr(user, "orm_user") else {}
     rows = []
     for course in catalog.values():
         if course.id not in roles:
             continue
-        spawner = user.spawners[course.id] if course.id in spawners else None
-        rows.append(
+        spawner = user.spawners[course.id] if course.id in user.orm_spawners else None
+        row = {
+            "id": course.id,
+            "title": course.title,
+            "description": course.description,
+            "role": roles[course.id],
+            "status": course.status(now),
+            "window": course.describe_window(),
+            "active": bool(spawner and spawner.active),
+            "ready": bool(spawner and spawner.ready),
+            "url": user.server_url(course.id),
+        }
+        if roles[course.id] == "teacher":
+            row["learners"] = _learners(user, course)
+        rows.append(row)
+    return rows
+
+
+def _learners(teacher, course) -> list[dict]:
+    """A course's learners and their course servers, from the hub's database."""
+    group = orm.Group.find(teacher.db, course.learner_group)
+    learners = []
+    for member in sorted(group.users if group else [], key=lambda u: u.name):
+        server = member.orm_spawners.get(course.id)
+        learners.append(
             {
-                "id": course.id,
-                "title": course.title,
-                "description": course.description,
-                "role": roles[course.id],
-                "status": course.status(now),
-                "window": course.describe_window(),
-                "active": bool(spawner and spawner.active),
-                "ready": bool(spawner and spawner.ready),
-                "url": user.server_url(course.id),
+                "name": member.name,
+                "running": bool(server and server.server),
+                "last_activity": server.last_activity if server else None,
+                "url": url_path_join(
+                    teacher.settings.get("base_url", "/"),
+                    "user",
+                    url_escape_path(member.name),
+                    course.id,
+                )
+                + "/",
             }
         )
-    return rows
+    return learners
 
 
 def configure_course_hub(c, catalog_path: str | Path, *, backend: str = "local") -> Catalog:

@@ -294,3 +294,18 @@ async def test_course_servers_cannot_be_renamed(hub):
     )
     r = await hub.api("GET", "/users/bob", params={"include_stopped_servers": "1"})
     assert "ds101" in r.json()["servers"] and "mine" not in r.json()["servers"]
+
+
+async def test_teacher_home_page_lists_the_course_learners_and_their_servers(hub):
+    token = await hub.user_token("alice")
+    await hub.user_token("bob")
+    await hub.start_server("alice", "ds101", token=token)
+    home = await hub.page("tina", "/hub/home")
+    assert 'data-course="ds101"' in home.text
+    section = home.text.split('data-course="ds101"', 1)[1].split("</details>", 1)[0]
+    assert 'data-learner="alice"' in section and 'data-learner="bob"' in section
+    assert 'href="/user/alice/ds101/"' in section  # alice's server runs: tina may open it
+    assert 'href="/user/bob/ds101/"' not in section
+    assert 'data-learner="carol"' not in home.text  # not in tina's courses
+    learner_home = await hub.page("alice", "/hub/home")
+    assert "course-learners" not in learner_home.text
