@@ -71,6 +71,7 @@ def gateway_spec(
     interrupt_grace: float = 5.0,
     setup_timeout: float = 300.0,
     max_requests_per_kernel: int = 5000,
+    health_timeout: float = 5.0,
     course_env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
     runtime_dir: os.PathLike | str | None = None,
@@ -122,6 +123,7 @@ def gateway_spec(
         f"--AnalyticsPersonality.interrupt_grace={interrupt_grace}",
         f"--AnalyticsPersonality.setup_timeout={setup_timeout}",
         f"--AnalyticsPersonality.max_requests_per_kernel={max_requests_per_kernel}",
+        f"--AnalyticsPersonality.health_timeout={health_timeout}",
     )
     return GatewaySpec(
         course_id=course_id,

@@ -452,6 +452,8 @@ class GatewaySupervisor(LoggingConfigurable):
             interrupt_grace=self.interrupt_grace,
             setup_timeout=self.setup_timeout,
             max_requests_per_kernel=self.max_requests_per_kernel,
+            # the gateway's check waits for a kernel, then runs code: each half of ours
+            health_timeout=self.health_timeout / 2,
             course_env=course_env,
             runtime_dir=self.root / "jupyter-runtime" / course_id / name,
         )
