@@ -20,6 +20,7 @@ here = Path(__file__).resolve().parent
 state = Path(os.environ.get("HUB_EXT_DEMO_DIR", here.parent / ".demo"))
 state.mkdir(exist_ok=True)
 
+os.environ.setdefault("HUB_EXT_DATA_DIR", str(state))
 load_subconfig(str(here / "jupyterhub_config.py"))  # noqa: F821
 
 c.JupyterHub.bind_url = "http://127.0.0.1:8000"

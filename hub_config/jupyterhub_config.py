@@ -20,7 +20,17 @@ here = Path(__file__).resolve().parent
 BACKEND = os.environ.get("HUB_EXT_BACKEND", "local")
 
 CATALOG = os.environ.get("HUB_EXT_CATALOG", str(here / "courses.yaml"))
-catalog = configure_course_hub(c, CATALOG, backend=BACKEND)
+# where the services keep their data (the event store, published notebooks)
+DATA_DIR = os.environ.get("HUB_EXT_DATA_DIR", ".")
+catalog = configure_course_hub(
+    c,
+    CATALOG,
+    backend=BACKEND,
+    data_dir=DATA_DIR,
+    # the learning-event store: SQLite in DATA_DIR by default; PostgreSQL in production
+    events_db=os.environ.get("HUB_EXT_EVENTS_DB"),  # e.g. postgresql://events@db/events
+    admin_users={"hubadmin"},  # hub admins (and every course's analytics)
+)
 
 # --- how people log in -------------------------------------------------------------------
 # Your institution's OpenID Connect provider. The client secret comes from the
@@ -32,7 +42,7 @@ catalog = configure_course_hub(c, CATALOG, backend=BACKEND)
 # c.CourseOAuthenticator.authorize_url = "https://idp.example.edu/authorize"
 # c.CourseOAuthenticator.token_url = "https://idp.example.edu/token"
 # c.CourseOAuthenticator.userdata_url = "https://idp.example.edu/userinfo"
-# c.Authenticator.admin_users = {"hubadmin"}
+# c.CourseOAuthenticator.admin_groups = {"hub-admins"}
 
 # --- where the hub keeps its state ------------------------------------------------------
 # SQLite is fine for one server; use PostgreSQL when you run several hub replicas.

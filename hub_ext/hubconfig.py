@@ -12,18 +12,20 @@ starts, with every problem listed (file, course, field).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 from jupyterhub import orm
-from jupyterhub.utils import url_escape_path, url_path_join
+from jupyterhub.utils import random_port, url_escape_path, url_path_join
 
 from .courses import Catalog, CatalogError, CourseCatalog, enrollments_from_groups
 from .rbac import course_roles, course_scopes
 from .roster import RosterError, load_catalog_rosters
+from .services.events.store import readonly_url
 
-__all__ = ["BACKENDS", "add_service", "configure_course_hub", "courses_for_user"]
+__all__ = ["BACKENDS", "SERVICES", "add_service", "configure_course_hub", "courses_for_user"]
 
 #: backend name -> the spawner entry point (``jupyterhub.spawners`` in setup.cfg)
 BACKENDS = {"local": "course-local", "docker": "course-docker"}
@@ -142,15 +144,43 @@ def _learners(teacher, course) -> list[dict]:
     return learners
 
 
-def configure_course_hub(c, catalog_path: str | Path, *, backend: str = "local") -> Catalog:
+#: the hub-managed services a course hub runs by default
+SERVICES = ("events", "analytics")
+
+
+def configure_course_hub(
+    c,
+    catalog_path: str | Path,
+    *,
+    backend: str = "local",
+    data_dir: str | Path = ".",
+    events_db: str | None = None,
+    services: Iterable[str] = SERVICES,
+    admin_users: Iterable[str] = (),
+) -> Catalog:
     """Configure JupyterHub (``c``) for the courses of ``catalog_path`` on ``backend``.
 
     Sets: the catalog, the spawner, one named server per course, the home page that lists
-    a user's courses, ``manage_groups``, and the per-course teacher roles and scopes.
-    Returns the loaded catalog for further configuration.
+    a user's courses, ``manage_groups``, the per-course teacher roles and scopes, the idle
+    culler, and the ``services`` (any of :data:`SERVICES`):
+
+    - ``events``: the learning-event store and its xAPI endpoint
+      (``/services/events/``), fed by the hub's server-action events;
+    - ``analytics``: the course notebooks published as JSON APIs
+      (``/services/analytics/``), reading the event store read-only.
+
+    ``data_dir`` holds what the services keep (default: the hub's working directory);
+    ``events_db`` is the store's SQLAlchemy URL (default: SQLite in ``data_dir``; use
+    PostgreSQL in production). ``admin_users`` become hub admins, with every course's
+    analytics. Returns the loaded catalog for further configuration.
     """
     if backend not in BACKENDS:
         sys.exit(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    unknown = set(services) - set(SERVICES)
+    if unknown:
+        sys.exit(
+            f"Unknown service(s) {', '.join(sorted(unknown))}: choose from {', '.join(SERVICES)}"
+        )
     catalog_path = Path(catalog_path).resolve()
     catalog = load_catalog_or_exit(catalog_path, backend=backend)
     c.CourseCatalog.path = str(catalog_path)
@@ -165,6 +195,10 @@ def configure_course_hub(c, catalog_path: str | Path, *, backend: str = "local")
     c.JupyterHub.template_paths = [TEMPLATES]
     c.JupyterHub.template_vars = {"courses": partial(courses_for_user, catalog)}
     c.Authenticator.manage_groups = True
+    if admin_users:
+        c.Authenticator.admin_users = set(c.Authenticator.get("admin_users", set())) | set(
+            admin_users
+        )
 
     culler = idle_culler_service(catalog)
     if culler is not None:
@@ -172,4 +206,30 @@ def configure_course_hub(c, catalog_path: str | Path, *, backend: str = "local")
 
     c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), **course_scopes(catalog)}
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(catalog)]
+
+    data_dir = Path(data_dir).resolve()
+    events_db = events_db or f"sqlite:///{data_dir / 'events.sqlite'}"
+    if "events" in services:
+        from .services.events.hubconfig import EVENTS_SCOPES, events_service, server_action_handler
+
+        add_service(c, events_service(events_db, port=random_port()), list(EVENTS_SCOPES))
+        c.EventLogger.handlers = [
+            *c.EventLogger.get("handlers", []),
+            server_action_handler(events_db),
+        ]
+    if "analytics" in services:
+        from .services.analytics.hubconfig import analytics_roles, analytics_service
+
+        service = analytics_service(
+            catalog,
+            catalog_path=catalog_path,
+            port=random_port(),
+            runtime_dir=data_dir / "analytics",
+            events_url=readonly_url(events_db),
+        )
+        c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
+        c.JupyterHub.load_roles = [
+            *c.JupyterHub.get("load_roles", []),
+            *analytics_roles(catalog, admin_users=admin_users, service_name=service["name"]),
+        ]
     return catalog

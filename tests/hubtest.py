@@ -48,10 +48,13 @@ class HubProcess:
         extra_config: str = "",
         admin_users: tuple[str, ...] = ("admin",),
         base_config: str | None = None,
+        services: tuple[str, ...] = (),
     ):
         """``base_config`` replaces the course-hub part of the generated config (the catalog,
         login, database and workspaces), e.g. to run ``hub_config/demo_config.py`` itself;
-        the loopback ports, the proxy and the admin service token are always the harness's."""
+        the loopback ports, the proxy and the admin service token are always the harness's.
+        ``services``: which of the course hub's services to run (none by default; tests of
+        a service add it themselves)."""
         if not PROXY.exists():
             raise RuntimeError(f"{PROXY} is missing: run `make setup` (npm ci) first")
         self.workdir = Path(workdir)
@@ -66,15 +69,16 @@ class HubProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "hub.log"
         self.config_path = self.workdir / "jupyterhub_config.py"
-        self.config_path.write_text(self._config(extra_config, admin_users, base_config))
+        self.config_path.write_text(self._config(extra_config, admin_users, base_config, services))
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def _config(self, extra: str, admin_users, base: str | None) -> str:
+    def _config(self, extra: str, admin_users, base: str | None, services) -> str:
         w = self.workdir
         if base is None:
             base = f"""\
-                configure_course_hub(c, {str(self.catalog)!r}, backend={self.backend!r})
+                configure_course_hub(c, {str(self.catalog)!r}, backend={self.backend!r},
+                                     data_dir={str(w)!r}, services={tuple(services)!r})
                 c.JupyterHub.db_url = "sqlite:///{w / "jupyterhub.sqlite"}"
                 c.JupyterHub.cookie_secret_file = {str(w / "cookie_secret")!r}
                 c.JupyterHub.cleanup_servers = False

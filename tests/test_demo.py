@@ -60,6 +60,8 @@ async def test_demo_accounts_log_in_through_the_provider(demo_hub):
         "course:stat200:learner",
         "course:hist100:learner",
     }
+    services = (await demo_hub.api("GET", "/services")).json()
+    assert {"events", "analytics", "idle-culler"} <= set(services)
     client = await oidc_login(demo_hub.url, "admin", "admin-demo")
     await client.aclose()
     assert (await demo_hub.api("GET", "/users/admin")).json()["admin"] is True
