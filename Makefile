@@ -49,8 +49,9 @@ format: setup
 bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_spawn_storm
 
+# every image, or some: make images IMAGES="base ds101"
 images:
-	bash course_images/build.sh
+	sh course_images/build.sh $(IMAGES)
 
 clean:
 	rm -rf .demo course_workspaces .pytest_cache
