@@ -11,6 +11,7 @@ In one run, on one notebook (``tests/notebooks/pandas_agg.ipynb``: a trivial rou
   string, so every one goes through our guarded gateway;
 - **hit**: the same URL again and again (answered from the cache, ETag computed);
 - **tornado**: the same code in a plain Tornado handler (a separate process);
+- **hit+chp**: the cache hit through the hub's configurable-http-proxy (what callers get);
 
 at concurrency 1, 8 and 32, for ``--seconds`` each: requests/s, p50/p99 latency, errors
 and hung requests (none may be), and ratios against bare. Goals: miss >= 0.9x bare,
@@ -289,6 +290,8 @@ async def main() -> None:
             "miss": (svc_port, lambda route: lambda i: f"{prefix}{route}?n={i}", auth),
             "hit": (svc_port, lambda route: lambda i: f"{prefix}{route}", auth),
             "tornado": (tornado_port, lambda route: lambda i: route, {}),
+            # the cache hit again, through the hub's configurable-http-proxy (what users get)
+            "hit+chp": (hub.port, lambda route: lambda i: f"{prefix}{route}", auth),
         }
         results = {}
         print(
