@@ -16,6 +16,19 @@ export JUPYTERHUB_CRYPT_KEY HUB_EXT_DEMO_DIR="$STATE"
 
 "$BIN/hub-ext" check-catalog hub_config/courses.yaml
 echo
+
+# the analytics showcase's data: OULAD (CC BY 4.0, see ../shared/data/README.md), imported
+# once into the demo's event store (the import is idempotent; this only skips the wait)
+OULAD=${HUB_EXT_OULAD:-../shared/data/oulad}
+if [ -f "$STATE/events.sqlite.oulad" ]; then
+  :
+elif [ -f "$OULAD/studentInfo.csv" ]; then
+  echo "Importing OULAD into the demo's event store (once; about a minute)..."
+  "$BIN/hub-ext" import oulad "$OULAD" --db "sqlite:///$STATE/events.sqlite" && touch "$STATE/events.sqlite.oulad"
+else
+  echo "No OULAD data at $OULAD (set HUB_EXT_OULAD): the analytics APIs will answer, over an empty store."
+fi
+echo
 "$BIN/python" -m dev_idp.launch start --state-dir "$STATE/idp" \
   --redirect-uri http://127.0.0.1:8000/hub/oauth_callback
 trap '"$BIN/python" -m dev_idp.launch stop --state-dir "$STATE/idp"' EXIT
