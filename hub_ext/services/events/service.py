@@ -30,6 +30,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import time
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlparse
@@ -493,6 +494,10 @@ class EventsService(Application):
     def start(self):
         loop = IOLoop.current()
         loop.run_sync(self.start_async)
+        # Stop at once on SIGINT too: the hub stops its services with SIGINT first, and a
+        # service started from a background shell inherits SIGINT ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.asyncio_loop.add_signal_handler(sig, loop.stop)
         loop.start()
 
 
