@@ -10,6 +10,7 @@ example responses are computed from it (course ``aaa-2013j``, lists cut to two i
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -233,11 +234,19 @@ def build(name: str, spec: dict, engine=None) -> nbformat.NotebookNode:
         ex = example(engine, route["example"])
         ex_md = f"\nExample response (200):\n\n```json\n{ex}\n```\n" if ex else ""
         cells.append(new_markdown_cell(f"## `GET {path}`\n\n{route['doc']}\n\n{table}{ex_md}"))
-        allowed = ", ".join(repr(p[0]) for p in query)
-        allowed = f"({allowed},)" if query else "()"
+        allowed = (
+            "("
+            + ", ".join(json.dumps(p[0]) for p in query)
+            + ("," if len(query) == 1 else "")
+            + ")"
+        )
         cells.append(
             new_code_cell(
-                f"# GET {path}\nSTATUS, BODY = q.respond(REQUEST, lambda r: {route['code']}, allowed={allowed})\nprint(BODY)"
+                f"# GET {path}\n"
+                f"def answer(r):  # r: the request (path and query parameters)\n"
+                f"    return {route['code']}\n\n\n"
+                f"STATUS, BODY = q.respond(REQUEST, answer, allowed={allowed})\n"
+                "print(BODY)"
             )
         )
         cells.append(new_code_cell(f"# ResponseInfo GET {path}\nprint(q.response_info(STATUS))"))
@@ -258,9 +267,15 @@ def main(argv: list[str]) -> None:
         from hub_ext.services.events import queries as q
 
         engine = q.connect(argv[0])
+    paths = []
     for name, spec in NOTEBOOKS.items():
-        nbformat.write(build(name, spec, engine), HERE / f"{name}.ipynb")
-        print(HERE / f"{name}.ipynb")
+        paths.append(HERE / f"{name}.ipynb")
+        nbformat.write(build(name, spec, engine), paths[-1])
+        print(paths[-1])
+    # the house style for the code cells too (ruff formats notebooks)
+    subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--quiet", *map(str, paths)], check=False
+    )
 
 
 if __name__ == "__main__":
