@@ -126,7 +126,15 @@ class Gateway:
         raise RuntimeError(f"kernel gateway did not answer within {timeout}s:\n{self.log_tail()}")
 
     def get(self, path: str, **params) -> httpx.Response:
-        return httpx.get(self.url + path, params=params or None, timeout=60)
+        try:
+            response = httpx.get(self.url + path, params=params or None, timeout=180)
+        except httpx.HTTPError as e:
+            raise AssertionError(
+                f"GET {path} failed: {e!r}\ngateway log:\n{self.log_tail()}"
+            ) from e
+        if response.status_code >= 500:
+            print(f"gateway log ({self.notebook.name}):\n{self.log_tail()}")  # shown with a failure
+        return response
 
     def log_tail(self, n: int = 40) -> str:
         try:
