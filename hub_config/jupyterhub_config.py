@@ -30,6 +30,7 @@ catalog = configure_course_hub(
     # the learning-event store: SQLite in DATA_DIR by default; PostgreSQL in production
     events_db=os.environ.get("HUB_EXT_EVENTS_DB"),  # e.g. postgresql://events@db/events
     admin_users={"hubadmin"},  # hub admins (and every course's analytics)
+    public_url=os.environ.get("HUB_EXT_PUBLIC_URL", "http://127.0.0.1:8000"),
 )
 
 # --- how people log in -------------------------------------------------------------------
