@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ...courses import Catalog, analytics_scope
+from ...rbac import course_scopes
 
 __all__ = [
     "SERVICE_NAME",
@@ -52,11 +53,8 @@ def access_scope(service_name: str = SERVICE_NAME) -> str:
 
 
 def analytics_scopes(catalog: Catalog) -> dict[str, dict]:
-    """``c.JupyterHub.custom_scopes`` entries: one scope per course (same as hub_ext.rbac)."""
-    return {
-        analytics_scope(c.id): {"description": f"Call the analytics APIs of {c.id} ({c.title})"}
-        for c in catalog.values()
-    }
+    """``c.JupyterHub.custom_scopes`` entries: one scope per course (defined by hub_ext.rbac)."""
+    return course_scopes(catalog)
 
 
 def analytics_roles(
