@@ -196,12 +196,12 @@ class HubProcess:
     # ------------------------------------------------------------------ clients
 
     async def api(
-        self, method: str, path: str, *, token: str | None = None, **kwargs
+        self, method: str, path: str, *, token: str | None = None, timeout: float = 30, **kwargs
     ) -> httpx.Response:
         """Call the hub's REST API (``/hub/api`` + ``path``) with a token (admin by default)."""
         headers = {"Authorization": f"token {token or self.admin_token}"}
         async with httpx.AsyncClient(
-            base_url=f"{self.url}/hub/api", headers=headers, timeout=30
+            base_url=f"{self.url}/hub/api", headers=headers, timeout=timeout
         ) as c:
             return await c.request(method, path, **kwargs)
 
