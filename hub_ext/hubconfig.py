@@ -157,6 +157,7 @@ def configure_course_hub(
     events_db: str | None = None,
     services: Iterable[str] = SERVICES,
     admin_users: Iterable[str] = (),
+    public_url: str = "http://127.0.0.1:8000",
 ) -> Catalog:
     """Configure JupyterHub (``c``) for the courses of ``catalog_path`` on ``backend``.
 
@@ -172,7 +173,8 @@ def configure_course_hub(
     ``data_dir`` holds what the services keep (default: the hub's working directory);
     ``events_db`` is the store's SQLAlchemy URL (default: SQLite in ``data_dir``; use
     PostgreSQL in production). ``admin_users`` become hub admins, with every course's
-    analytics. Returns the loaded catalog for further configuration.
+    analytics. ``public_url`` is the hub's address as people know it: it identifies hub
+    accounts in the event store's statements. Returns the loaded catalog.
     """
     if backend not in BACKENDS:
         sys.exit(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -212,10 +214,11 @@ def configure_course_hub(
     if "events" in services:
         from .services.events.hubconfig import EVENTS_SCOPES, events_service, server_action_handler
 
-        add_service(c, events_service(events_db, port=random_port()), list(EVENTS_SCOPES))
+        service = events_service(events_db, port=random_port(), public_url=public_url)
+        add_service(c, service, list(EVENTS_SCOPES))
         c.EventLogger.handlers = [
             *c.EventLogger.get("handlers", []),
-            server_action_handler(events_db),
+            server_action_handler(events_db, public_url),
         ]
     if "analytics" in services:
         from .services.analytics.hubconfig import analytics_roles, analytics_service
