@@ -9,7 +9,7 @@ file chooses the backend and says how the hub itself runs; edit the marked setti
 import os
 from pathlib import Path
 
-from hub_ext.hubconfig import configure_course_hub
+from hub_ext.hubconfig import configure_course_hub, configure_docker_tier
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 here = Path(__file__).resolve().parent
@@ -19,7 +19,9 @@ here = Path(__file__).resolve().parent
 # "docker": one container per learner per course (a department's server)
 BACKEND = os.environ.get("HUB_EXT_BACKEND", "local")
 
-CATALOG = os.environ.get("HUB_EXT_CATALOG", str(here / "courses.yaml"))
+# the catalog: kernels and environments for "local", images for "docker"
+default_catalog = "courses-docker.yaml" if BACKEND == "docker" else "courses.yaml"
+CATALOG = os.environ.get("HUB_EXT_CATALOG", str(here / default_catalog))
 # where the services keep their data (the event store, published notebooks)
 DATA_DIR = os.environ.get("HUB_EXT_DATA_DIR", ".")
 catalog = configure_course_hub(
@@ -32,6 +34,9 @@ catalog = configure_course_hub(
     admin_users={"hubadmin"},  # hub admins (and every course's analytics)
     public_url=os.environ.get("HUB_EXT_PUBLIC_URL", "http://127.0.0.1:8000"),
 )
+if BACKEND == "docker":
+    # the learners' network and the workspace download (needs a running Docker engine)
+    configure_docker_tier(c, catalog, CATALOG)
 
 # --- how people log in -------------------------------------------------------------------
 # Your institution's OpenID Connect provider. The client secret comes from the

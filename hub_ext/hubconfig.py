@@ -25,7 +25,14 @@ from .rbac import course_roles, course_scopes
 from .roster import RosterError, load_catalog_rosters
 from .services.events.store import readonly_url
 
-__all__ = ["BACKENDS", "SERVICES", "add_service", "configure_course_hub", "courses_for_user"]
+__all__ = [
+    "BACKENDS",
+    "SERVICES",
+    "add_service",
+    "configure_course_hub",
+    "configure_docker_tier",
+    "courses_for_user",
+]
 
 #: backend name -> the spawner entry point (``jupyterhub.spawners`` in setup.cfg)
 BACKENDS = {"local": "course-local", "docker": "course-docker"}
@@ -236,3 +243,21 @@ def configure_course_hub(
             *analytics_roles(catalog, admin_users=admin_users, service_name=service["name"]),
         ]
     return catalog
+
+
+def configure_docker_tier(c, catalog: Catalog, catalog_path: str | Path) -> None:
+    """The Docker backend's hub-side settings and its workspace-export service.
+
+    Call after :func:`configure_course_hub` with ``backend="docker"``: the learners'
+    network (hub reachable, learners not reaching each other) and the service through
+    which a learner downloads their course workspace, linked from the home page.
+    """
+    from .docker_backend import docker_hub_config
+    from .services.export.hubconfig import configure_export
+
+    docker_hub_config(c, catalog)
+    service = configure_export(c, catalog_path=Path(catalog_path).resolve(), port=random_port())
+    c.JupyterHub.template_vars = {
+        **c.JupyterHub.get("template_vars", {}),
+        "workspace_export": f"/services/{service['name']}/",
+    }

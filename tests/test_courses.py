@@ -55,11 +55,16 @@ def test_loads_the_standard_catalog(catalog_path):
     assert catalog.static_groups("nobody") == set()
 
 
-def test_the_shipped_example_catalog_is_valid():
+def test_the_shipped_example_catalogs_are_valid():
     from pathlib import Path
 
-    catalog = Catalog.load(Path(__file__).parent.parent / "hub_config" / "courses.yaml")
-    assert {"ds101", "stat200", "hist100"} <= set(catalog)
+    hub_config = Path(__file__).parent.parent / "hub_config"
+    local = Catalog.load(hub_config / "courses.yaml")
+    assert {"ds101", "stat200", "hist100", "aaa-2013j"} <= set(local)
+    docker = Catalog.load(hub_config / "courses-docker.yaml")
+    assert list(docker) == list(local)  # the same courses, for the other backend
+    assert all(course.image for course in docker.values())
+    assert docker["stat200"].kernels == ("ir",)
 
 
 @pytest.mark.parametrize(
