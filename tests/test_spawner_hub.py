@@ -309,3 +309,27 @@ async def test_teacher_home_page_lists_the_course_learners_and_their_servers(hub
     assert 'data-learner="carol"' not in home.text  # not in tina's courses
     learner_home = await hub.page("alice", "/hub/home")
     assert "course-learners" not in learner_home.text
+
+
+async def test_home_page_offers_the_workspace_download_while_work_is_reachable(
+    tmp_path, catalog_path
+):
+    """With the Docker tier's export service configured (here only its home-page link: the
+    service itself is tested in test_docker_export.py), open and grace courses link to it."""
+    hub = HubProcess(
+        tmp_path,
+        catalog_path,
+        extra_config="c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "
+        '"workspace_export": "/services/workspace-export/"}\n',
+    )
+    await hub.start()
+    try:
+        home = (await hub.page("alice", "/hub/home")).text
+    finally:
+        await hub.shutdown()
+    links = {
+        course
+        for course in ("ds101", "stat200", "grace200", "hist100", "future101")
+        if f'href="/services/workspace-export/{course}"' in home
+    }
+    assert links == {"ds101", "stat200", "grace200"}
