@@ -10,6 +10,7 @@ setting. Nothing here is faked: the hub spawns real single-user servers.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -251,6 +252,29 @@ class HubProcess:
             return r
         await self.wait_ready(username, server, timeout=timeout)
         return r
+
+    async def follow_progress(
+        self, username: str, server: str, token: str, *, timeout: float = 120
+    ) -> list[str]:
+        """Start ``username/server`` and return the messages of its progress stream until
+        it is ready or failed (the hub must answer the start with 202: a slow_spawn_timeout
+        of 0)."""
+        r = await self.api("POST", f"/users/{username}/servers/{server}", token=token)
+        assert r.status_code == 202, r.text
+        messages = []
+        async with httpx.AsyncClient(timeout=timeout) as c:
+            async with c.stream(
+                "GET",
+                f"{self.url}/hub/api/users/{username}/servers/{server}/progress",
+                headers={"Authorization": f"token {token}"},
+            ) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:"):
+                        event = json.loads(line[5:])
+                        messages.append(event.get("message", ""))
+                        if event.get("ready") or event.get("failed"):
+                            break
+        return messages
 
     async def wait_ready(self, username: str, server: str, *, timeout: float = 90) -> dict:
         deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ Nothing is faked.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import httpx
 import pytest
@@ -112,21 +111,7 @@ async def test_progress_reports_container_steps(docker_hub, docker_catalog, tmp_
 
 async def _follow_progress(hub):
     token = await hub.user_token("bob")
-    r = await hub.api("POST", "/users/bob/servers/ds101", token=token)
-    assert r.status_code == 202, r.text
-    messages = []
-    async with httpx.AsyncClient(timeout=120) as c:
-        async with c.stream(
-            "GET",
-            f"{hub.url}/hub/api/users/bob/servers/ds101/progress",
-            headers={"Authorization": f"token {token}"},
-        ) as stream:
-            async for line in stream.aiter_lines():
-                if line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    messages.append(event.get("message", ""))
-                    if event.get("ready") or event.get("failed"):
-                        break
+    messages = await hub.follow_progress("bob", "ds101", token)
     text = "\n".join(messages)
     volume = VOLUME_TEMPLATE.format(course="ds101", username="bob")
     assert f"Your workspace: volume {volume}, at /home/jovyan/work" in text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -196,21 +195,7 @@ async def async_hub(tmp_path_factory, catalog_path):
 async def test_progress_reports_course_steps(async_hub):
     hub = async_hub
     token = await hub.user_token("bob")
-    r = await hub.api("POST", "/users/bob/servers/ds101", token=token)
-    assert r.status_code == 202, r.text
-    messages = []
-    async with httpx.AsyncClient(timeout=60) as c:
-        async with c.stream(
-            "GET",
-            f"{hub.url}/hub/api/users/bob/servers/ds101/progress",
-            headers={"Authorization": f"token {token}"},
-        ) as stream:
-            async for line in stream.aiter_lines():
-                if line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    messages.append(event.get("message", ""))
-                    if event.get("ready") or event.get("failed"):
-                        break
+    messages = await hub.follow_progress("bob", "ds101", token, timeout=60)
     text = "\n".join(messages)
     assert "Checking your enrollment in ds101" in text
     assert "Your workspace: " in text and "workspaces/ds101/bob" in text
