@@ -335,11 +335,15 @@ class CourseLocalSpawner(CourseSpawnerMixin, SimpleLocalProcessSpawner):
         self.home_dir = self.notebook_dir = self.workspace
         if course.environment is not None:
             self.cmd = [str(course.environment / "bin" / "jupyterhub-singleuser")]
+
+    async def prepare_workspace(self, course: Course) -> str:
+        workspace = self.workspace
         self.shell_cmd = []
         if course.materials is not None and self.mount_materials:
-            prefix = _mount_namespace_prefix(os.geteuid())
+            # the probe runs a process (once per process): off the hub's event loop
+            prefix = await asyncio.to_thread(_mount_namespace_prefix, os.geteuid())
             if prefix is not None:
-                target = os.path.join(self.workspace, self.materials_dirname)
+                target = os.path.join(workspace, self.materials_dirname)
                 self.shell_cmd = [
                     *prefix,
                     "sh",
@@ -349,9 +353,6 @@ class CourseLocalSpawner(CourseSpawnerMixin, SimpleLocalProcessSpawner):
                     str(course.materials),
                     target,
                 ]
-
-    async def prepare_workspace(self, course: Course) -> str:
-        workspace = self.workspace
         await asyncio.to_thread(self._prepare_workspace, course, workspace)
         return workspace
 
