@@ -3,17 +3,20 @@
 Import the fixtures in a test module (``from tests.analytics_fixtures import *``); they are
 not in conftest.py so the other suites do not load them.
 
-The event store here is a stand-in the tests create: one SQLite file with a
-``statements`` table (actor, verb, stored). The notebooks read it through the read-only
-URL the service passes as ``HUB_EXT_EVENTS_URL``; the events service plugs its own URL in.
+The event store here is a real (empty) store the tests fill with a few statements. A
+gateway reads its course's extract through the read-only URL it gets as
+``HUB_EXT_EVENTS_URL``; the supervisor tests write that extract themselves, the hub tests
+let the analytics service build it from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
+import uuid
 from pathlib import Path
 
 import httpx
@@ -21,6 +24,7 @@ import pytest
 
 from hub_ext.services.analytics.notebook import check_notebook
 from hub_ext.services.analytics.supervisor import GatewaySupervisor
+from hub_ext.services.events.store import EventStore
 
 __all__ = [
     "NOTEBOOKS",
@@ -30,7 +34,9 @@ __all__ = [
     "supervisor",
     "supervisor_factory",
     "gw_get",
+    "gateway_http",
     "kill",
+    "make_store",
     "publish",
     "readonly_url",
     "analytics_catalog",
@@ -41,21 +47,47 @@ __all__ = [
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 
 
-def add_events(path: Path, rows) -> None:
+def add_events(path: Path, rows, course: str = "ds101") -> None:
+    """Add statements (learner, verb, stored) of ``course`` to the store or extract at ``path``."""
     with sqlite3.connect(path) as db:
-        db.executemany("INSERT INTO statements (actor, verb, stored) VALUES (?, ?, ?)", rows)
+        for learner, verb, stored in rows:
+            statement_id = str(uuid.uuid4())
+            db.execute(
+                "INSERT INTO statements (id, course_id, learner, actor_key, verb, object_type,"
+                " object_id, timestamp, stored, day, clicks, source, voided, raw)"
+                " VALUES (?, ?, ?, ?, ?, 'Activity', ?, ?, ?, 0, 1, 'test', 0, ?)",
+                (
+                    statement_id,
+                    course,
+                    learner,
+                    f"account:https://hub.test|{learner}",
+                    verb,
+                    f"https://lms.test/{course}/page",
+                    stored,
+                    stored,
+                    json.dumps({"id": statement_id, "verb": {"id": verb}}),
+                ),
+            )
+
+
+def make_store(path: Path) -> Path:
+    """An empty event store (the real schema) at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = EventStore(f"sqlite:///{path}")
+    store.create()
+    store.dispose()
+    with sqlite3.connect(path) as db:  # as an extract is: readable from a read-only mount
+        db.execute("PRAGMA journal_mode=DELETE")
+    return path
 
 
 @pytest.fixture
 def events_db(tmp_path) -> Path:
-    path = tmp_path / "events.db"
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE statements (id INTEGER PRIMARY KEY, actor TEXT, verb TEXT, stored TEXT)"
-        )
+    """ds101's extract as its gateways see it (``<data_root>/ds101/events.sqlite``): alice x2."""
+    path = make_store(tmp_path / "data" / "ds101" / "events.sqlite")
     add_events(
         path,
-        [("alice", "viewed", "2026-10-01T10:00:00"), ("alice", "answered", "2026-10-01T10:05:00")],
+        [("alice", "viewed", "2026-10-01 10:00:00"), ("alice", "answered", "2026-10-01 10:05:00")],
     )
     return path
 
@@ -82,7 +114,10 @@ async def supervisor_factory(tmp_path, events_db):
             health_failures=2,
             max_backoff=2.0,
             runtime_dir=str(tmp_path / f"runtime{len(made)}"),
-            events_url=readonly_url(events_db),
+            data_root=str(events_db.parent.parent),
+            # these tests signal kernels by the pid they report, which only the host's
+            # PID namespace makes meaningful: the sandboxed runs are in test_sandbox.py
+            sandbox="none",
         )
         options.update(overrides)
         sup = GatewaySupervisor(**options)
@@ -109,8 +144,14 @@ async def gw_get(
 ) -> httpx.Response:
     """Call a gateway directly, with its token (what the front door does)."""
     headers = {"Authorization": f"token {gateway.spec.token}", **kwargs.pop("headers", {})}
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    async with gateway_http(gateway, timeout=timeout) as client:
         return await client.request(method, gateway.spec.url + path, headers=headers, **kwargs)
+
+
+def gateway_http(gateway, timeout: float = 30.0) -> httpx.AsyncClient:
+    """An HTTP client to the gateway's Unix socket."""
+    transport = httpx.AsyncHTTPTransport(uds=str(gateway.spec.socket))
+    return httpx.AsyncClient(transport=transport, timeout=timeout)
 
 
 def pid_alive(pid: int) -> bool:

@@ -12,7 +12,15 @@ import pytest
 from hub_ext.services.analytics.launch import gateway_spec
 from hub_ext.services.analytics.supervisor import GatewayFailed
 from tests.analytics_fixtures import *  # noqa: F403
-from tests.analytics_fixtures import add_events, gw_get, kill, pid_alive, publish, wait_until
+from tests.analytics_fixtures import (
+    add_events,
+    gateway_http,
+    gw_get,
+    kill,
+    pid_alive,
+    publish,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +32,9 @@ def test_spec_is_pure_and_keeps_secrets_out():
     base = {
         "PATH": "/usr/bin",
         "HOME": "/root",
+        "LANG": "C.UTF-8",
         "JUPYTERHUB_API_TOKEN": "hub-secret",
+        "CONFIGPROXY_AUTH_TOKEN": "proxy-secret",
         "AWS_SECRET": "x",
     }
     spec = gateway_spec(
@@ -32,32 +42,42 @@ def test_spec_is_pure_and_keeps_secrets_out():
         "know",
         "/srv/nb/know.ipynb",
         version="abc",
-        port=9123,
         token="gw-secret",
-        events_url="sqlite:///file:/srv/e.db?mode=ro&uri=true",
+        scratch="/rt/sandboxes/ds101/know",
+        data_dir="/rt/data/ds101",
+        python="/venv/bin/python",
         pool_size=3,
         course_env={"DATASET_DIR": "/srv/data"},
         base_env=base,
-        python="/venv/bin/python",
     )
-    assert spec.argv[:3] == ("/venv/bin/python", "-m", "kernel_gateway")
+    assert spec.argv[:3] == ("/venv/bin/python", "-m", "hub_ext.services.analytics.gateway")
     assert "--KernelGatewayApp.api=hub_ext.services.analytics.personality" in spec.argv
-    assert "--KernelGatewayApp.port_retries=0" in spec.argv
-    assert "--KernelGatewayApp.port=9123" in spec.argv
-    assert "--KernelGatewayApp.ip=127.0.0.1" in spec.argv
     assert "--KernelGatewayApp.prespawn_count=3" in spec.argv
-    assert "--KernelGatewayApp.seed_uri=/srv/nb/know.ipynb" in spec.argv
+    # paths as the sandbox sees them; the host paths are only in the binds
+    assert "--KernelGatewayApp.seed_uri=/srv/api/notebook.ipynb" in spec.argv
+    assert "--SocketGatewayApp.unix_socket=/srv/run/gateway.sock" in spec.argv
+    assert {(str(b.source), b.target, b.writable) for b in spec.sandbox.binds} == {
+        ("/srv/nb/know.ipynb", "/srv/api/notebook.ipynb", False),
+        ("/rt/data/ds101", "/srv/data", False),
+    }
+    assert str(spec.sandbox.scratch) == "/rt/sandboxes/ds101/know"
+    assert spec.sandbox.network == "none"
+    assert str(spec.socket) == "/rt/sandboxes/ds101/know/gateway.sock"
     assert spec.env["COURSE_ID"] == "ds101"
-    assert spec.env["HUB_EXT_EVENTS_URL"] == "sqlite:///file:/srv/e.db?mode=ro&uri=true"
+    assert (
+        spec.env["HUB_EXT_EVENTS_URL"] == "sqlite:///file:/srv/data/events.sqlite?mode=ro&uri=true"
+    )
     assert spec.env["DATASET_DIR"] == "/srv/data"
     assert spec.env["KG_AUTH_TOKEN"] == "gw-secret"
-    assert "JUPYTERHUB_API_TOKEN" not in spec.env and "AWS_SECRET" not in spec.env
+    assert spec.env["LANG"] == "C.UTF-8" and spec.env["HOME"] == "/srv/run"
+    for secret in ("hub-secret", "proxy-secret", "x", "/root"):
+        assert secret not in spec.env.values()
     assert not any("gw-secret" in a for a in spec.argv)
-    assert "gw-secret" not in repr(spec) and spec.url == "http://127.0.0.1:9123"
-    with pytest.raises(ValueError, match="port"):
-        gateway_spec("ds101", "k", "x.ipynb", version="v", port=0, token="t")
+    assert "gw-secret" not in repr(spec) and "gw-secret" not in repr(spec.sandbox)
     with pytest.raises(ValueError, match="token"):
-        gateway_spec("ds101", "k", "x.ipynb", version="v", port=1234, token="")
+        gateway_spec("ds101", "k", "x.ipynb", version="v", token="", scratch="/s")
+    with pytest.raises(ValueError, match="pool_size"):
+        gateway_spec("ds101", "k", "x.ipynb", version="v", token="t", scratch="/s", pool_size=0)
 
 
 # ------------------------------------------------------------------ a working API
@@ -114,7 +134,7 @@ async def test_errors_are_json(supervisor):
         body = r.json()
         assert set(body) == {"error", "message", "request_id"} and body["error"] == error
         assert r.headers["x-request-id"] == body["request_id"]
-    async with __import__("httpx").AsyncClient() as client:
+    async with gateway_http(gw) as client:
         r = await client.get(gw.spec.url + "/hello")
         assert r.status_code == 401 and r.json()["error"] == "unauthorized"
         r = await client.get(gw.spec.url + "/hello", params={"token": gw.spec.token})
@@ -215,10 +235,10 @@ async def _ok_or_none(gw):
 async def test_kill_9_gateway_is_restarted(supervisor):
     gw = await publish(supervisor, "trivial")
     kernel_pid = (await gw_get(gw, "/pid")).json()["pid"]
-    old_url = gw.spec.url
+    old_token = gw.spec.token
     kill(gw.process.pid)
     await wait_until(
-        lambda: gw.state == "running" and gw.spec.url != old_url, what="the gateway restarted"
+        lambda: gw.state == "running" and gw.spec.token != old_token, what="the gateway restarted"
     )
     assert gw.restarts == 1
     r = await gw_get(gw, "/hello")

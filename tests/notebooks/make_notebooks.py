@@ -3,7 +3,7 @@
     .venv/bin/python tests/notebooks/make_notebooks.py
 
 Good notebooks read the course's event data through ``HUB_EXT_EVENTS_URL`` (a read-only
-SQLAlchemy URL; the tests use a small SQLite file with a ``statements`` table).
+SQLAlchemy URL; the tests fill a real store with a few statements).
 """
 
 from pathlib import Path
@@ -30,7 +30,7 @@ NOTEBOOKS = {
             "# GET /learners/:id\n"
             'learner = json.loads(REQUEST)["path"]["id"]\n'
             "with ENGINE.connect() as db:\n"
-            "    n = db.execute(sa.text('SELECT COUNT(*) FROM statements WHERE actor = :a'),"
+            "    n = db.execute(sa.text('SELECT COUNT(*) FROM statements WHERE learner = :a'),"
             " {'a': learner}).scalar()\n"
             'print(json.dumps({"learner": learner, "events": n}))'
         ),

@@ -47,33 +47,32 @@ from traitlets import Any, Bool, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from ...courses import COURSE_ID_PATTERN, CatalogError, CourseCatalog, analytics_scope
-from .cache import (
-    CachedResponse,
-    ResponseCache,
-    SQLWatermark,
-    ThrottledWatermark,
-    cache_key,
-    make_etag,
-)
+from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
+from .extracts import CourseExtracts
 from .notebook import CheckedNotebook, NotebookError, check_notebook
 from .supervisor import GatewayFailed, GatewaySupervisor
 
 __all__ = ["AnalyticsService", "main"]
 
 _NAME = re.compile(COURSE_ID_PATTERN)
-#: headers of a gateway's answer that are the front door's business, not the notebook's
-_HOP_HEADERS = {
-    "connection",
-    "content-length",
-    "date",
-    "etag",
-    "server",
-    "transfer-encoding",
-    "x-request-id",
-    "set-cookie",
-    "cache-control",
-    "vary",
+#: the only headers of a notebook's answer that reach the caller (the rest are dropped)
+PASSED_HEADERS = ("content-type", "content-language")
+#: media types a notebook may answer with: data, never something a browser executes
+SAFE_MEDIA_TYPES = ("application/json", "text/csv", "text/plain")
+#: every answer of the front door: inert, whatever a notebook says
+INERT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
+    "Referrer-Policy": "no-referrer",
 }
+
+
+def safe_media_type(content_type: str) -> bool:
+    """True for JSON (``application/json``, ``application/*+json``), CSV and plain text."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in SAFE_MEDIA_TYPES or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 class AnalyticsService(Application):
@@ -81,7 +80,7 @@ class AnalyticsService(Application):
 
     name = "hub-ext-analytics"
     description = __doc__.splitlines()[0]
-    classes = [GatewaySupervisor, CourseCatalog]
+    classes = [GatewaySupervisor, CourseCatalog, CourseExtracts]
     aliases = {
         "catalog": "CourseCatalog.path",
         "port": "AnalyticsService.port",
@@ -166,14 +165,22 @@ class AnalyticsService(Application):
         (a bound for data the watermark does not see). 0: no bound. Default: 300.
         Example: ``c.AnalyticsService.cache_ttl = 60``""",
     )
+    events_url = Unicode(
+        "",
+        config=True,
+        help="""Read-only SQLAlchemy URL of the event store. The service reads it to build
+        each course's read-only extract (:mod:`.extracts`); notebooks never get it.
+        Default: empty (every course's extract is empty).
+        Example: ``c.AnalyticsService.events_url = "sqlite:///file:/srv/events.sqlite?mode=ro&uri=true"``""",
+    )
     watermark = Any(
         None,
         allow_none=True,
         config=True,
         help="""The data watermark: a callable ``f(course_id) -> str`` (or an awaitable str)
         that changes whenever the data the notebooks read changes; it is part of every cache
-        key. Default: a query of ``c.GatewaySupervisor.events_url`` (``SELECT MAX(pk),
-        MAX(stored) FROM statements``) if set, else none (answers then live ``cache_ttl``).
+        key. Default: the generation of the course's extract (per course: new events in one
+        course refresh only that course's answers).
         Example: ``c.AnalyticsService.watermark = FileWatermark("/srv/events.db", "/srv/events.db-wal")``""",
     )
     watermark_interval = Float(
@@ -206,9 +213,14 @@ class AnalyticsService(Application):
         self.supervisor = GatewaySupervisor(parent=self, log=self.log)
         if not self.data_dir:
             self.data_dir = str(Path(self.supervisor.runtime_dir) / "published")
+        self.extracts = CourseExtracts(
+            parent=self,
+            log=self.log,
+            store_url=self.events_url,
+            root=self.supervisor.data_root,
+            check_interval=self.watermark_interval,
+        )
         source = self.watermark
-        if source is None and self.supervisor.events_url:
-            source = SQLWatermark(self.supervisor.events_url)
         self.watermark_source = (
             ThrottledWatermark(source, self.watermark_interval) if source else None
         )
@@ -364,16 +376,34 @@ class AnalyticsService(Application):
                     self.log.error("Analytics API %s failed to start: %s", key, e)
 
         todo = self.startup_notebooks()
+        if not self.supervisor.isolated:
+            # no sandbox: the institution's vetted notebooks only, never a teacher's upload
+            for course, name, _path, from_catalog in todo:
+                if not from_catalog:
+                    self.log.error(
+                        "Analytics API %s/%s (published at runtime) not started: %s",
+                        course,
+                        name,
+                        self.supervisor.sandbox_problem,
+                    )
+            todo = [item for item in todo if item[3]]
         for course, name, _, _ in todo:
             self.pending[self.key(course, name)] = {"state": "starting", "message": ""}
+        for course in self.catalog:
+            try:
+                await self.extracts.ensure(course)
+            except Exception:
+                self.log.exception(
+                    "Extract of %s could not be built: its notebooks see no data", course
+                )
         await asyncio.gather(*(one(*item) for item in todo))
 
     # ------------------------------------------------------------------ running
 
     async def watermark_for(self, course: str) -> str | None:
-        if self.watermark_source is None:
-            return ""
         try:
+            if self.watermark_source is None:
+                return await self.extracts.refresh(course)
             return await self.watermark_source(course)
         except Exception as e:
             self.log.warning("Watermark of %s unavailable (%s): not caching", course, e)
@@ -393,6 +423,7 @@ class AnalyticsService(Application):
         server.stop()
         startup.cancel()
         await self.supervisor.stop_all()
+        self.extracts.close()
         self.http.close()
 
     def start(self):
@@ -416,6 +447,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def initialize(self):
         self.request_id = uuid.uuid4().hex[:16]
         self.set_header("X-Request-Id", self.request_id)
+
+    def set_default_headers(self):
+        for name, value in INERT_HEADERS.items():
+            self.set_header(name, value)
+
+    def clear(self):
+        super().clear()
+        self.set_header("X-Request-Id", getattr(self, "request_id", ""))
 
     async def prepare(self):
         # the hub is asked asynchronously (HubAuthenticated.get_current_user would block)
@@ -551,6 +590,15 @@ class PublishHandler(BaseHandler):
         user = self._allowed(course, name)
         if not user:
             return
+        if not self.service.supervisor.isolated:
+            return self.fail(
+                403,
+                "no_sandbox",
+                "publishing notebooks at runtime needs a sandbox, and none can be made on "
+                f"this hub: {self.service.supervisor.sandbox_problem or 'the sandbox is off'}. "
+                "Only the notebooks listed in the course catalog run here; ask the hub's "
+                "administrators to enable a sandbox (c.GatewaySupervisor.sandbox).",
+            )
         if len(self.request.body) > self.service.publish_max_bytes:
             return self.fail(
                 413,
@@ -674,8 +722,9 @@ class APIHandler(BaseHandler):
                 return None, False
         headers = {
             "Authorization": f"token {gateway.spec.token}",
+            # who asked is not the notebook's business: answers depend on the course only,
+            # so one cached answer serves every caller the course's scope lets in
             "X-Request-Id": self.request_id,
-            "X-Hub-User": user["name"],
         }
         for h in ("Content-Type", "Accept", "Accept-Language"):
             if h in self.request.headers:
@@ -712,7 +761,19 @@ class APIHandler(BaseHandler):
             self.log.warning("request %s: gateway %s: %s", self.request_id, gateway.key, resp.error)
             self.fail(504, "gateway_timeout", "the API's gateway did not answer in time")
             return None, False
-        out_headers = {k: v for k, v in resp.headers.get_all() if k.lower() not in _HOP_HEADERS}
+        ctype = resp.headers.get("Content-Type", "application/json")
+        if not safe_media_type(ctype):
+            self.log.warning(
+                "request %s: %s answered %s: refused", self.request_id, gateway.key, ctype
+            )
+            self.fail(
+                502,
+                "unsafe_content_type",
+                f"route {route} of API {gateway.spec.api_name!r} answered {ctype.split(';')[0]!r}; "
+                "analytics answers must be JSON, CSV or plain text",
+            )
+            return None, False
+        out_headers = {k: v for k, v in resp.headers.get_all() if k.lower() in PASSED_HEADERS}
         entry = CachedResponse(
             resp.code,
             out_headers,

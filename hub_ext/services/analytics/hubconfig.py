@@ -107,7 +107,7 @@ def analytics_service(
     if runtime_dir:
         command.append(f"--GatewaySupervisor.runtime_dir={Path(runtime_dir).resolve()}")
     if events_url:
-        command.append(f"--GatewaySupervisor.events_url={events_url}")
+        command.append(f"--AnalyticsService.events_url={events_url}")
     for key, value in (options or {}).items():
         command.append(f"--{key}={value}")
     return {

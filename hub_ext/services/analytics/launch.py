@@ -1,32 +1,47 @@
 """What to launch for one published notebook: a pure builder, and nothing that runs it.
 
-:func:`gateway_spec` turns (course, API name, notebook, port, token, options) into a
-:class:`GatewaySpec`: the command line, the environment, the port. It starts nothing,
-reads no file and picks no port, so it is tested without running anything, and a
-container backend can run the same spec (``spec.argv`` inside an image that has
-``hub_ext`` installed, ``spec.env`` as the container's environment, the notebook mounted
-at ``spec.notebook``, ``spec.port`` published on 127.0.0.1).
+:func:`gateway_spec` turns (course, API name, notebook, token, options) into a
+:class:`GatewaySpec`: the gateway's command line and environment as the sandbox sees
+them, and the :class:`~hub_ext.sandbox.SandboxSpec` to run it in. It starts nothing,
+reads no file and picks no port, so it is tested without running anything; every sandbox
+backend (bubblewrap, Docker, none) runs the same spec.
 
-The gateway's environment is built from an allow-list, never copied whole from the
-service: the service's own hub token (``JUPYTERHUB_API_TOKEN``) must not reach a
-notebook. The gateway token goes in ``KG_AUTH_TOKEN`` (not on the command line, where
-``ps`` would show it); kernel gateway removes it from the kernels' environment.
+Inside the sandbox (paths are the sandbox's; :meth:`Sandbox.seen_at` maps them for the
+unconfined backend):
+
+- ``/srv/api/notebook.ipynb``: the notebook, read-only;
+- ``/srv/data/events.sqlite``: the course's read-only extract (``HUB_EXT_EVENTS_URL``);
+- ``/srv/run``: the scratch directory: the gateway's Unix socket, ``HOME``, kernel files,
+  and the lifeline file the service touches.
+
+The gateway's environment is built from an allow-list, never copied from the service: no
+hub or service token reaches a notebook. The gateway token goes in ``KG_AUTH_TOKEN``
+(not on the command line, where ``ps`` would show it); kernel gateway removes it from
+the kernels' environment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["GatewaySpec", "gateway_spec", "PASSED_ENV"]
+from ...sandbox import Bind, Limits, SandboxSpec
+from ...sandbox.base import SCRATCH
 
-#: variables of the service's environment a gateway may inherit
-PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR")
+__all__ = ["GatewaySpec", "gateway_spec", "PASSED_ENV", "NOTEBOOK", "DATA", "SOCKET"]
+
+#: variables of the service's environment a gateway may inherit (locale and clock only)
+PASSED_ENV = ("LANG", "LC_ALL", "TZ")
 
 PERSONALITY = "hub_ext.services.analytics.personality"
+#: where the sandbox sees the notebook, the course's data and the gateway's socket
+NOTEBOOK = "/srv/api/notebook.ipynb"
+DATA = "/srv/data"
+SOCKET = f"{SCRATCH}/gateway.sock"
+LIFELINE = f"{SCRATCH}/lifeline"
 
 
 @dataclass(frozen=True)
@@ -37,23 +52,43 @@ class GatewaySpec:
     api_name: str
     notebook: Path
     version: str
-    ip: str
-    port: int
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = field(repr=False)
+    #: the gateway's Unix socket, as the service sees it
+    socket: Path
+    sandbox: SandboxSpec = field(repr=False)
     token: str = field(repr=False)
-    runtime_dir: Path | None = None
 
     @property
     def key(self) -> str:
         return f"{self.course_id}/{self.api_name}"
 
     @property
+    def host(self) -> str:
+        """The made-up host name the service's HTTP client resolves to :attr:`socket`."""
+        digest = hashlib.sha1(str(self.socket).encode(), usedforsecurity=False).hexdigest()[:12]
+        return f"gw-{digest}.sock.invalid"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.ip}:{self.port}"
+        return f"http://{self.host}"
+
+    @property
+    def lifeline(self) -> Path:
+        return self.sandbox.scratch / LIFELINE.rsplit("/", 1)[1]
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self.sandbox.argv
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self.sandbox.env
 
     def __repr__(self) -> str:  # no token, no environment (it holds the token)
-        return f"<GatewaySpec {self.key} v{self.version} {self.url}>"
+        return f"<GatewaySpec {self.key} v{self.version} {self.socket}>"
+
+
+def _identity(source: Path, target: str) -> str:
+    return target
 
 
 def gateway_spec(
@@ -62,9 +97,11 @@ def gateway_spec(
     notebook: os.PathLike | str,
     *,
     version: str,
-    port: int,
     token: str,
-    events_url: str = "",
+    scratch: os.PathLike | str,
+    data_dir: os.PathLike | str | None = None,
+    python: str = "python3",
+    seen_at: Callable[[Path, str], str] = _identity,
     pool_size: int = 1,
     execution_timeout: float = 30.0,
     queue_timeout: float = 10.0,
@@ -72,30 +109,42 @@ def gateway_spec(
     setup_timeout: float = 300.0,
     max_requests_per_kernel: int = 5000,
     health_timeout: float = 5.0,
+    lifeline_timeout: float = 60.0,
+    limits: Limits | None = None,
     course_env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
-    runtime_dir: os.PathLike | str | None = None,
-    python: str = sys.executable,
-    ip: str = "127.0.0.1",
+    image: str | None = None,
     log_level: str = "INFO",
 ) -> GatewaySpec:
-    """The command and environment of a guarded kernel gateway serving ``notebook``.
+    """The guarded kernel gateway serving ``notebook`` (a host path), as a sandboxed run.
 
-    ``base_env`` is the environment to take :data:`PASSED_ENV` from (default
-    ``os.environ``); ``course_env`` (the catalog's ``env:`` of the course) is added, then
-    ``COURSE_ID``, ``HUB_EXT_API``, ``HUB_EXT_EVENTS_URL`` (a read-only data URL) and
-    the gateway token. ``port_retries`` is 0: a busy port is an error, not silently
-    another port the service does not know.
+    ``scratch`` is the host directory the sandbox may write (its socket ends up there);
+    ``data_dir`` the host directory of the course's extract (bound read-only at
+    :data:`DATA`). ``seen_at(host_path, sandbox_path)`` says where the process sees a
+    bound path (the sandbox's own path, except for the unconfined backend). ``base_env``
+    is the environment to take :data:`PASSED_ENV` from (default ``os.environ``);
+    ``course_env`` (the catalog's ``env:`` of the course) is added, then ``COURSE_ID``,
+    ``HUB_EXT_API``, ``HUB_EXT_EVENTS_URL`` (the extract, read-only) and the token.
     """
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is not a TCP port")
+    from .extracts import EXTRACT_NAME, extract_url
+
     if pool_size < 1:
         raise ValueError(f"pool_size must be at least 1, not {pool_size}")
     if not token:
         raise ValueError("a gateway needs a token")
+    notebook = Path(notebook)
+    scratch = Path(scratch)
+    binds = [Bind(notebook, NOTEBOOK)]
+    if data_dir is not None:
+        binds.append(Bind(Path(data_dir), DATA))
+    run = seen_at(scratch, SCRATCH)
+
     base_env = os.environ if base_env is None else base_env
     env = {k: base_env[k] for k in PASSED_ENV if k in base_env}
     env.update({k: str(v) for k, v in (course_env or {}).items()})
+    events_url = ""
+    if data_dir is not None:
+        events_url = extract_url(f"{seen_at(Path(data_dir), DATA)}/{EXTRACT_NAME}")
     env.update(
         {
             "COURSE_ID": course_id,
@@ -103,19 +152,21 @@ def gateway_spec(
             "HUB_EXT_EVENTS_URL": events_url,
             "KG_AUTH_TOKEN": token,
             "PYTHONUNBUFFERED": "1",
+            "HOME": run,
+            "JUPYTER_RUNTIME_DIR": f"{run}/jupyter-runtime",
+            "IPYTHONDIR": f"{run}/ipython",
+            "MPLCONFIGDIR": f"{run}/matplotlib",
         }
     )
-    if runtime_dir is not None:
-        env["JUPYTER_RUNTIME_DIR"] = str(runtime_dir)
     argv = (
         python,
         "-m",
-        "kernel_gateway",
+        "hub_ext.services.analytics.gateway",
         f"--KernelGatewayApp.api={PERSONALITY}",
-        f"--KernelGatewayApp.seed_uri={notebook}",
-        f"--KernelGatewayApp.ip={ip}",
-        f"--KernelGatewayApp.port={port}",
-        "--KernelGatewayApp.port_retries=0",
+        f"--KernelGatewayApp.seed_uri={seen_at(notebook, NOTEBOOK)}",
+        f"--SocketGatewayApp.unix_socket={seen_at(scratch / 'gateway.sock', SOCKET)}",
+        f"--SocketGatewayApp.lifeline={seen_at(scratch / 'lifeline', LIFELINE)}",
+        f"--SocketGatewayApp.lifeline_timeout={lifeline_timeout}",
         f"--KernelGatewayApp.prespawn_count={pool_size}",
         f"--KernelGatewayApp.log_level={log_level}",
         f"--AnalyticsPersonality.execution_timeout={execution_timeout}",
@@ -125,15 +176,23 @@ def gateway_spec(
         f"--AnalyticsPersonality.max_requests_per_kernel={max_requests_per_kernel}",
         f"--AnalyticsPersonality.health_timeout={health_timeout}",
     )
+    sandbox = SandboxSpec(
+        name=f"analytics {course_id}/{api_name} v{version[:8]}",
+        argv=argv,
+        env=env,
+        scratch=scratch,
+        binds=tuple(binds),
+        limits=limits or Limits(),
+        network="none",
+        image=image,
+        labels={"course": course_id, "api": api_name, "purpose": "analytics"},
+    )
     return GatewaySpec(
         course_id=course_id,
         api_name=api_name,
-        notebook=Path(notebook),
+        notebook=notebook,
         version=version,
-        ip=ip,
-        port=port,
-        argv=argv,
-        env=env,
+        socket=scratch / "gateway.sock",
+        sandbox=sandbox,
         token=token,
-        runtime_dir=Path(runtime_dir) if runtime_dir is not None else None,
     )

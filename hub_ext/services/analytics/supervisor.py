@@ -1,10 +1,10 @@
-"""Launch it: run, watch and restart the kernel gateways the launch specs describe.
+"""Run, watch and restart the kernel gateways of the published notebooks, in the sandbox.
 
-:class:`LocalLauncher` runs a :class:`~hub_ext.services.analytics.launch.GatewaySpec` as
-a local process (its own process group, output to a log file). A container launcher
-(the Docker backend) provides the same two things: ``launch(spec, log_path)`` returning
-a handle with ``pid``, ``returncode``, ``wait()``, ``kill()``, ``terminate()`` and
-``log_tail()``.
+Every gateway runs through one :class:`~hub_ext.sandbox.Sandbox` (``c.GatewaySupervisor.sandbox``:
+bubblewrap on the embedded default, Docker containers on the Docker tier, ``none`` only
+for vetted catalog notebooks where no sandbox can be made). It answers on a Unix socket
+in its scratch directory and exits on its own when the supervisor stops touching its
+lifeline (a container does not die with its parent).
 
 :class:`Gateway` is one supervised gateway: started and awaited until its health check
 runs code, restarted (with back-off) when it exits, killed and restarted when its health
@@ -16,31 +16,29 @@ started and must be healthy before it takes the old one's place.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
-import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Float, Instance, Integer, Type, Unicode, default
+from tornado.httpclient import HTTPRequest
+from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ...sandbox import Limits, ProcessHandle, Sandbox, SandboxUnavailable, make_sandbox
 from .launch import GatewaySpec, gateway_spec
 from .notebook import CheckedNotebook
 from .personality import HEALTH_PATH, SETUP_ERROR_EXIT, SETUP_ERROR_MARK
+from .unixhttp import SocketResolver, gateway_client
 
-__all__ = ["Gateway", "GatewayFailed", "GatewaySupervisor", "LocalLauncher", "free_port"]
-
-
-def free_port(ip: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the gateway binds it with port_retries=0)."""
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+__all__ = ["Gateway", "GatewayFailed", "GatewaySupervisor"]
 
 
 class GatewayFailed(Exception):
@@ -49,69 +47,6 @@ class GatewayFailed(Exception):
     def __init__(self, message: str, detail: dict | None = None):
         self.detail = detail or {}
         super().__init__(message)
-
-
-class LocalProcess:
-    """A gateway running as a local process group."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path):
-        self.proc = proc
-        self.log_path = log_path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.returncode
-
-    async def wait(self) -> int:
-        return await self.proc.wait()
-
-    def _signal(self, sig) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
-
-    def log_tail(self, size: int = 20000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, f.seek(0, 2) - size))
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-
-class LocalLauncher(LoggingConfigurable):
-    """Runs a gateway spec as a local subprocess in its own process group."""
-
-    async def launch(self, spec: GatewaySpec, log_path: Path) -> LocalProcess:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        if spec.runtime_dir:
-            spec.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log = await asyncio.to_thread(open, log_path, "ab")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                env=dict(spec.env),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                cwd=str(spec.notebook.parent),
-            )
-        finally:
-            log.close()
-        self.log.info("Gateway %s started as pid %d on port %d", spec.key, proc.pid, spec.port)
-        return LocalProcess(proc, log_path)
 
 
 def setup_error(log_text: str) -> dict | None:
@@ -140,7 +75,7 @@ class Gateway:
         self.spec = spec
         self.notebook = notebook
         self.log = supervisor.log
-        self.process: LocalProcess | None = None
+        self.process: ProcessHandle | None = None
         self.state = "new"
         self.message = ""
         self.detail: dict = {}
@@ -188,7 +123,7 @@ class Gateway:
         sup = self.supervisor
         self.state = "starting"
         self.ready.clear()
-        self.process = await sup.launcher.launch(self.spec, self.log_path)
+        self.process = await sup.launch(self.spec, self.log_path)
         deadline = time.monotonic() + sup.ready_timeout
         while True:
             if self.process.returncode is not None:
@@ -297,14 +232,16 @@ class Gateway:
             if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
         proc = self.process
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), self.supervisor.stop_timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), self.supervisor.stop_timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        # the scratch space is the sandbox's own, never anyone's work: it goes with it
+        self.supervisor.resolver.forget(self.spec.host)
+        await asyncio.to_thread(shutil.rmtree, self.spec.sandbox.scratch, True)
 
 
 class GatewaySupervisor(LoggingConfigurable):
@@ -394,32 +331,104 @@ class GatewaySupervisor(LoggingConfigurable):
     def _default_runtime_dir(self):
         return os.path.abspath("analytics-runtime")
 
-    events_url = Unicode(
-        "",
+    data_root = Unicode(
         config=True,
-        help="""Read-only SQLAlchemy URL of the event store, given to every notebook as
-        ``HUB_EXT_EVENTS_URL``; ``{course}`` is replaced by the course id. For SQLite use the
-        read-only URI form. Default: empty.
-        Example: ``c.GatewaySupervisor.events_url = "sqlite:///file:/srv/events.db?mode=ro&uri=true"``""",
+        help="""Directory of the courses' read-only extracts: a gateway of course X sees
+        ``<data_root>/X`` (read-only) at ``/srv/data``. Default: ``data`` under
+        :attr:`runtime_dir` (the analytics service builds the extracts there).""",
     )
-    launcher_class = Type(
-        LocalLauncher,
-        config=True,
-        help="""What runs a gateway spec: local processes by default; a container launcher
-        runs the same spec in a container. Example:
-        ``c.GatewaySupervisor.launcher_class = "hub_ext.services.analytics.docker.DockerLauncher"``""",
-    )
-    launcher = Instance(LoggingConfigurable)
 
-    @default("launcher")
-    def _default_launcher(self):
-        return self.launcher_class(parent=self, log=self.log)
+    @default("data_root")
+    def _default_data_root(self):
+        return os.path.join(self.runtime_dir, "data")
+
+    sandbox = Unicode(
+        "auto",
+        config=True,
+        help="""What runs the gateways: ``bubblewrap`` (namespaces, the embedded default),
+        ``docker`` (containers of the analytics image, the Docker tier), ``none`` (no
+        isolation: only for notebooks the institution vetted, i.e. listed in the catalog)
+        or ``auto`` (bubblewrap if it works here, else ``none``, and teachers' runtime
+        publishing is then refused). Default: ``auto``.
+        Example: ``c.GatewaySupervisor.sandbox = "docker"``""",
+    )
+    memory_limit = Integer(
+        2 * 1024**3,
+        config=True,
+        help="""Memory of one gateway's sandbox, in bytes (bubblewrap: address space per
+        process; docker: the container's memory). Default: 2 GiB.
+        Example: ``c.GatewaySupervisor.memory_limit = 4 * 1024**3``""",
+    )
+    cpu_limit = Float(
+        1.0,
+        config=True,
+        help="""Cores one gateway's sandbox may use (docker; bubblewrap lowers priority
+        only). Default: 1. Example: ``c.GatewaySupervisor.cpu_limit = 2``""",
+    )
+    pids_limit = Integer(
+        256,
+        config=True,
+        help="""Processes and threads one gateway's sandbox may run. Default: 256.
+        Example: ``c.GatewaySupervisor.pids_limit = 512``""",
+    )
+    lifeline_interval = Float(
+        10.0,
+        config=True,
+        help="""Seconds between two touches of the gateways' lifelines; a gateway exits
+        after six missed touches. Default: 10.""",
+    )
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.gateways: dict[str, Gateway] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self.http = AsyncHTTPClient(force_instance=True, max_clients=64)
+        self.resolver = SocketResolver()
+        self.http = gateway_client(self.resolver, max_clients=64)
+        self._backend: Sandbox | None = None
+        #: why no sandbox could be made here (then only catalog notebooks run), or None
+        self.sandbox_problem: str | None = None
+        self._lifeline_task: asyncio.Task | None = None
+
+    @property
+    def backend(self) -> Sandbox:
+        """The sandbox backend (made and checked at first use)."""
+        if self._backend is None:
+            try:
+                self._backend = make_sandbox(self.sandbox, parent=self, log=self.log)
+            except SandboxUnavailable as e:
+                if self.sandbox != "auto":
+                    raise
+                self.sandbox_problem = str(e)
+                self.log.warning(
+                    "No sandbox for analytics notebooks: %s. Only the catalog's notebooks "
+                    "will run, unconfined; teachers cannot publish at runtime.",
+                    e,
+                )
+                self._backend = make_sandbox("none", parent=self, log=self.log)
+        return self._backend
+
+    @property
+    def isolated(self) -> bool:
+        return self.backend.isolates
+
+    async def launch(self, spec: GatewaySpec, log_path: Path) -> ProcessHandle:
+        spec.sandbox.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spec.lifeline.touch()
+        if spec.socket.exists():
+            spec.socket.unlink()
+        self.resolver.register(spec.host, str(spec.socket))
+        if self._lifeline_task is None or self._lifeline_task.done():
+            self._lifeline_task = asyncio.ensure_future(self._touch_lifelines())
+        return await self.backend.launch(spec.sandbox, log_path)
+
+    async def _touch_lifelines(self) -> None:
+        while True:
+            await asyncio.sleep(self.lifeline_interval)
+            for gateway in list(self.gateways.values()):
+                try:
+                    gateway.spec.lifeline.touch()
+                except OSError:
+                    pass
 
     @property
     def root(self) -> Path:
@@ -433,19 +442,35 @@ class GatewaySupervisor(LoggingConfigurable):
         path = self.root / "notebooks" / course_id / f"{name}--{nb.version}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.write_bytes(nb.raw)
+        path.chmod(0o644)  # its directory (0700) keeps others out; a container reads it
+        return path
+
+    def _scratch(self, course_id: str, name: str) -> Path:
+        """A new gateway's own scratch directory (a replacement runs beside the old one);
+        short, since its Unix socket path must be."""
+        digest = hashlib.sha1(
+            f"{course_id}/{name}/{secrets.token_hex(8)}".encode(), usedforsecurity=False
+        ).hexdigest()
+        path = self.root / "sb" / digest[:12]
+        if len(str(path / "gateway.sock")) > 100:  # AF_UNIX paths are at most 107 bytes
+            path = Path(tempfile.gettempdir()) / f"hub-ext-{os.getuid()}" / digest[:12]
+            path.parent.mkdir(mode=0o700, exist_ok=True)
         return path
 
     def build_spec(
         self, course_id: str, name: str, nb: CheckedNotebook, course_env=None
     ) -> GatewaySpec:
+        backend = self.backend
         return gateway_spec(
             course_id,
             name,
             self._notebook_path(course_id, name, nb),
             version=nb.version,
-            port=free_port(),
             token=secrets.token_urlsafe(32),
-            events_url=self.events_url.replace("{course}", course_id),
+            scratch=self._scratch(course_id, name),
+            data_dir=Path(self.data_root) / course_id,
+            python=backend.python,
+            seen_at=backend.seen_at,
             pool_size=self.pool_size,
             execution_timeout=self.execution_timeout,
             queue_timeout=self.queue_timeout,
@@ -454,31 +479,19 @@ class GatewaySupervisor(LoggingConfigurable):
             max_requests_per_kernel=self.max_requests_per_kernel,
             # the gateway's check waits for a kernel, then runs code: each half of ours
             health_timeout=self.health_timeout / 2,
+            lifeline_timeout=6 * self.lifeline_interval,
+            limits=Limits(memory=self.memory_limit, cpu=self.cpu_limit, pids=self.pids_limit),
             course_env=course_env,
-            runtime_dir=self.root / "jupyter-runtime" / course_id / name,
+            image=getattr(backend, "image", None),
         )
 
     def respec(self, spec: GatewaySpec) -> GatewaySpec:
-        """The same gateway on a new port with a new token (used for restarts)."""
-        port = free_port(spec.ip)
-        argv = tuple(
-            f"--KernelGatewayApp.port={port}" if a.startswith("--KernelGatewayApp.port=") else a
-            for a in spec.argv
-        )
+        """The same gateway with a new token (used for restarts)."""
         token = secrets.token_urlsafe(32)
-        env = {**spec.env, "KG_AUTH_TOKEN": token}
-        return GatewaySpec(
-            spec.course_id,
-            spec.api_name,
-            spec.notebook,
-            spec.version,
-            spec.ip,
-            port,
-            argv,
-            env,
-            token,
-            spec.runtime_dir,
+        sandbox = dataclasses.replace(
+            spec.sandbox, env={**spec.sandbox.env, "KG_AUTH_TOKEN": token}
         )
+        return dataclasses.replace(spec, sandbox=sandbox, token=token)
 
     async def publish(
         self, course_id: str, name: str, nb: CheckedNotebook, course_env=None
@@ -514,4 +527,6 @@ class GatewaySupervisor(LoggingConfigurable):
     async def stop_all(self) -> None:
         gateways, self.gateways = list(self.gateways.values()), {}
         await asyncio.gather(*(g.stop() for g in gateways), return_exceptions=True)
+        if self._lifeline_task is not None:
+            self._lifeline_task.cancel()
         self.http.close()

@@ -1,0 +1,40 @@
+"""Run code the hub did not write: one interface, a backend per tier.
+
+Teachers' analytics notebooks (and, later, learners' submissions at grading) are code the
+hub did not write. They run only through a :class:`Sandbox`: "run this command with these
+read-only inputs, this writable scratch space, these limits and this network policy"
+(:class:`SandboxSpec`). Backends:
+
+- :class:`~hub_ext.sandbox.bubblewrap.BubblewrapSandbox` (the embedded default): Debian's
+  ``bubblewrap``; new user, PID, mount, network, IPC and UTS namespaces, no capabilities,
+  a read-only view of the interpreter and nothing else of the host, a private ``/tmp``;
+- :class:`~hub_ext.sandbox.docker.DockerSandbox` (the Docker tier): a container of the
+  course's analytics image, non-root, read-only root filesystem, no capabilities,
+  ``no-new-privileges``, PID, memory and CPU limits, no network at all.
+
+Nothing reaches a sandbox that its spec does not name: not the caller's environment (the
+spec's ``env`` is the whole environment), not a hub file, not another process. A sandbox
+answers its caller over a Unix socket in its scratch directory, so it needs no network.
+"""
+
+from .base import (
+    Bind,
+    Limits,
+    ProcessHandle,
+    RunResult,
+    Sandbox,
+    SandboxSpec,
+    SandboxUnavailable,
+    make_sandbox,
+)
+
+__all__ = [
+    "Bind",
+    "Limits",
+    "ProcessHandle",
+    "RunResult",
+    "Sandbox",
+    "SandboxSpec",
+    "SandboxUnavailable",
+    "make_sandbox",
+]

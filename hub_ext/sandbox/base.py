@@ -1,0 +1,239 @@
+"""The sandbox interface: what to run (:class:`SandboxSpec`) and who runs it (:class:`Sandbox`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from traitlets import Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+__all__ = [
+    "Bind",
+    "Limits",
+    "ProcessHandle",
+    "RunResult",
+    "Sandbox",
+    "SandboxSpec",
+    "SandboxUnavailable",
+    "make_sandbox",
+    "rlimits",
+]
+
+#: where the writable scratch directory appears inside every sandbox
+SCRATCH = "/srv/run"
+
+
+class SandboxUnavailable(RuntimeError):
+    """No sandbox of this kind can be made on this machine; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path seen inside the sandbox at ``target`` (read-only unless ``writable``)."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandbox (None: no limit of that kind).
+
+    ``memory`` in bytes (address space per process where the backend has no cgroup),
+    ``cpu`` in cores, ``pids`` processes and threads, ``wall`` seconds (for :meth:`Sandbox.run`).
+    """
+
+    memory: int | None = 2 * 1024**3
+    cpu: float | None = 1.0
+    pids: int | None = 256
+    open_files: int = 1024
+    file_size: int | None = 1024**3
+    wall: float | None = None
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything about one sandboxed run, as data (what to create; nothing is started).
+
+    ``argv`` and every path in it are as the sandbox sees them; ``env`` is the *whole*
+    environment of the process (nothing is inherited); ``scratch`` is the one writable host
+    directory, seen at :data:`SCRATCH`; ``binds`` are the read-only inputs. ``network``
+    is ``"none"`` (a network namespace of its own with only loopback: it reaches nothing)
+    or ``"internet"`` (the backend's outside network; never the hub's loopback).
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(repr=False)
+    scratch: Path
+    binds: tuple[Bind, ...] = ()
+    workdir: str = SCRATCH
+    limits: Limits = field(default_factory=Limits)
+    network: str = "none"
+    image: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.network not in ("none", "internet"):
+            raise ValueError(f"sandbox {self.name}: network {self.network!r}: use none or internet")
+        for bind in self.binds:
+            if not bind.target.startswith("/") or bind.target.rstrip("/") in ("", SCRATCH):
+                raise ValueError(f"sandbox {self.name}: bind target {bind.target!r} not allowed")
+
+    def __repr__(self) -> str:  # no environment: it may hold the run's own token
+        return f"<SandboxSpec {self.name} {self.argv[:3]} network={self.network}>"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    returncode: int | None
+    output: str
+    timed_out: bool
+    seconds: float
+
+
+class ProcessHandle:
+    """A sandboxed run as a local process group (its output goes to ``log_path``)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path):
+        self.proc = proc
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    def _signal(self, sig) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def log_tail(self, size: int = 20000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - size))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+def rlimits(limits: Limits):
+    """The ``preexec_fn`` that applies ``limits`` as rlimits in the child, before bwrap runs."""
+
+    def apply():
+        os.nice(5)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        if limits.memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
+        if limits.pids is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids, limits.pids))
+        if limits.file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
+
+    return apply
+
+
+class Sandbox(LoggingConfigurable):
+    """Runs a :class:`SandboxSpec`. Backends implement :meth:`check` and :meth:`launch`."""
+
+    #: a short name for messages and the README ("bubblewrap", "docker", "none")
+    kind = "abstract"
+    #: True when the backend isolates; the "none" backend is only for vetted code
+    isolates = True
+
+    python = Unicode(
+        config=True,
+        help="""The Python interpreter inside the sandbox (it must have hub_ext and
+        jupyter-kernel-gateway installed). Default: the backend's (bubblewrap: the hub's own
+        interpreter, seen read-only; docker: ``/opt/venv/bin/python`` of the analytics image).
+        Example: ``c.BubblewrapSandbox.python = "/opt/analytics/bin/python"``""",
+    )
+
+    uid = Integer(
+        1000,
+        config=True,
+        help="""The user id the sandboxed process has inside the sandbox. Default: 1000.
+        Example: ``c.DockerSandbox.uid = 1001``""",
+    )
+
+    def seen_at(self, source: Path, target: str) -> str:
+        """Where the process sees the host path ``source`` bound at ``target``."""
+        return target
+
+    def check(self) -> None:
+        """Raise :class:`SandboxUnavailable` (saying why and how to fix it) if this cannot run."""
+        raise NotImplementedError
+
+    def prepare_scratch(self, path: Path) -> None:
+        """Create the scratch directory so that only the sandboxed process (and we) use it."""
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+
+    async def launch(self, spec: SandboxSpec, log_path: Path) -> ProcessHandle:
+        """Start ``spec``; its output goes to ``log_path``. Returns a handle (pid, wait, kill...)."""
+        raise NotImplementedError
+
+    async def run(self, spec: SandboxSpec, log_path: Path) -> RunResult:
+        """Run ``spec`` to its end (or ``spec.limits.wall`` seconds, then kill it)."""
+        started = time.monotonic()
+        handle = await self.launch(spec, log_path)
+        timed_out = False
+        try:
+            await asyncio.wait_for(handle.wait(), spec.limits.wall)
+        except TimeoutError:
+            timed_out = True
+            handle.kill()
+            await handle.wait()
+        finally:
+            if handle.returncode is None:
+                handle.kill()
+                await handle.wait()
+        return RunResult(
+            handle.returncode, handle.log_tail(), timed_out, time.monotonic() - started
+        )
+
+
+def make_sandbox(kind: str, *, parent=None, log=None) -> Sandbox:
+    """The sandbox backend ``kind`` (``bubblewrap``, ``docker``, ``none``), checked.
+
+    ``auto`` is bubblewrap if it works here, else :class:`SandboxUnavailable`.
+    """
+    if kind in ("auto", "bubblewrap"):
+        from .bubblewrap import BubblewrapSandbox
+
+        sandbox = BubblewrapSandbox(parent=parent, log=log)
+    elif kind == "docker":
+        from .docker import DockerSandbox
+
+        sandbox = DockerSandbox(parent=parent, log=log)
+    elif kind == "none":
+        from .unconfined import Unconfined
+
+        sandbox = Unconfined(parent=parent, log=log)
+    else:
+        raise SandboxUnavailable(f"unknown sandbox {kind!r}: use auto, bubblewrap, docker or none")
+    sandbox.check()
+    return sandbox

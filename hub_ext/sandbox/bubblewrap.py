@@ -1,0 +1,200 @@
+"""The embedded default's sandbox: Debian's ``bubblewrap`` (unprivileged namespaces).
+
+A sandboxed process gets new user, PID, mount, network, IPC, UTS and cgroup namespaces: it
+runs as :attr:`~hub_ext.sandbox.base.Sandbox.uid` with no capabilities, sees only its own
+processes in ``/proc``, has only a loopback interface, a private ``/tmp``, a read-only view
+of the system (``/usr``) and of the Python it runs, its read-only inputs and its scratch
+directory, and dies with its parent. Limits are rlimits (no cgroup is needed): address
+space, processes, open files, file size; the process runs at a lower priority.
+
+What it does not do: limit CPU time of a long-running server (priority only) or memory
+as a cgroup would (the address-space limit is per process). The Docker tier does both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from traitlets import Unicode, default
+
+from .base import SCRATCH, ProcessHandle, Sandbox, SandboxSpec, SandboxUnavailable, rlimits
+
+__all__ = ["BubblewrapSandbox", "bwrap_argv", "python_roots"]
+
+#: top-level system paths, bound read-only (symbolic links are recreated as links)
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
+#: single files of /etc a dynamically linked program and Python need
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives", "/etc/ssl/certs")
+
+
+def python_roots(python: str = sys.executable) -> list[Path]:
+    """Directories the interpreter needs, read-only: its prefixes and hub_ext's package.
+
+    Never the working directory or the repository around an editable install: only the
+    ``hub_ext`` package directory itself (the sandbox gets ``PYTHONPATH`` to find it).
+    """
+    import hub_ext
+
+    roots = {Path(sys.base_prefix).resolve(), Path(sys.prefix)}
+    if python != sys.executable:
+        roots = {Path(python).resolve().parent.parent}
+    roots.add(Path(hub_ext.__file__).resolve().parent)
+    # nested paths are covered by their parents; /usr is bound anyway
+    ordered = sorted(roots, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in ordered:
+        if path == Path("/usr") or any(path.is_relative_to(k) for k in kept):
+            continue
+        if path.is_relative_to("/usr"):
+            continue
+        kept.append(path)
+    return kept
+
+
+def bwrap_argv(
+    spec: SandboxSpec,
+    *,
+    bwrap: str = "bwrap",
+    uid: int = 1000,
+    roots: Iterable[Path] = (),
+    system_paths: Iterable[str] = SYSTEM_PATHS,
+    etc_files: Iterable[str] = ETC_FILES,
+) -> list[str]:
+    """The ``bwrap`` command line for ``spec`` (pure: looks at the host's paths only).
+
+    The environment is *not* on this command line (``ps`` would show it): the launcher
+    gives ``spec.env`` as the process environment, which bwrap passes on unchanged.
+    """
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--uid",
+        str(uid),
+        "--gid",
+        str(uid),
+        "--hostname",
+        "sandbox",
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]
+    if spec.network == "internet":
+        argv.append("--share-net")
+    for path in system_paths:
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for path in etc_files:
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
+    for root in roots:
+        argv += ["--ro-bind", str(root), str(root)]
+    for bind in spec.binds:
+        argv += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
+    argv += ["--bind", str(spec.scratch), SCRATCH, "--chdir", spec.workdir, "--", *spec.argv]
+    return argv
+
+
+@lru_cache(maxsize=4)
+def _probe(bwrap: str, uid: int) -> str | None:
+    """None if a minimal sandbox runs here, else bwrap's complaint."""
+    spec_argv = [
+        bwrap, "--unshare-all", "--unshare-user", "--uid", str(uid), "--cap-drop", "ALL",
+        "--die-with-parent", "--proc", "/proc", "--dev", "/dev",
+    ]  # fmt: skip
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            spec_argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            spec_argv += ["--ro-bind", path, path]
+    try:
+        probe = subprocess.run(
+            [*spec_argv, "true"], capture_output=True, timeout=20, check=False, env={}
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if probe.returncode != 0:
+        return probe.stderr.decode("utf-8", "replace").strip() or f"status {probe.returncode}"
+    return None
+
+
+class BubblewrapSandbox(Sandbox):
+    """Sandboxes as bubblewrap processes on this machine (see the module docstring)."""
+
+    kind = "bubblewrap"
+
+    bwrap = Unicode(
+        config=True,
+        help="""The ``bwrap`` program. Default: ``bwrap`` from ``$PATH`` (Debian: ``apt-get
+        install bubblewrap``). Example: ``c.BubblewrapSandbox.bwrap = "/usr/bin/bwrap"``""",
+    )
+
+    @default("bwrap")
+    def _default_bwrap(self):
+        return shutil.which("bwrap") or "bwrap"
+
+    @default("python")
+    def _default_python(self):
+        return sys.executable
+
+    def check(self) -> None:
+        if not shutil.which(self.bwrap):
+            raise SandboxUnavailable(
+                "bubblewrap is not installed: install it (Debian: apt-get install bubblewrap) "
+                "to run teachers' notebooks in a sandbox"
+            )
+        problem = _probe(self.bwrap, self.uid)
+        if problem:
+            raise SandboxUnavailable(
+                f"bubblewrap cannot make a sandbox here ({problem}): it needs unprivileged "
+                "user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+                "user.max_user_namespaces > 0) or root"
+            )
+
+    def argv(self, spec: SandboxSpec) -> list[str]:
+        return bwrap_argv(spec, bwrap=self.bwrap, uid=self.uid, roots=python_roots(self.python))
+
+    def sandbox_env(self, spec: SandboxSpec) -> dict[str, str]:
+        import hub_ext
+
+        package_parent = str(Path(hub_ext.__file__).resolve().parent.parent)
+        env = {"HOME": SCRATCH, "USER": "sandbox", "LOGNAME": "sandbox", "PATH": "/usr/bin:/bin"}
+        env.update(spec.env)
+        env["PYTHONPATH"] = package_parent
+        return env
+
+    async def launch(self, spec: SandboxSpec, log_path: Path) -> ProcessHandle:
+        self.prepare_scratch(spec.scratch)
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = await asyncio.to_thread(open, log_path, "ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv(spec),
+                env=self.sandbox_env(spec),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=rlimits(spec.limits),
+            )
+        finally:
+            log.close()
+        self.log.info("Sandbox %s started (bubblewrap, pid %d)", spec.name, proc.pid)
+        return ProcessHandle(proc, log_path)

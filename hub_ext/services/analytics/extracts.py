@@ -1,0 +1,295 @@
+"""Course-scoped data for notebooks: a read-only extract of one course's events per course.
+
+A published notebook of course X gets ``HUB_EXT_EVENTS_URL`` pointing at
+``<data_root>/X/events.sqlite``, mounted read-only in its sandbox: the store's tables
+(statements, courses, enrolments, resources, assessments) holding course X's rows only,
+and no ``sources`` table. Whatever SQL a notebook runs, it sees its course and nothing
+else, and cannot write (the file is on a read-only mount: not even a write lock).
+
+Why an extract rather than PostgreSQL roles with row-level security or a data API:
+
+- it is the same on every tier (SQLite or PostgreSQL store; local, Docker or cluster
+  sandbox): a file, mounted read-only; the sandbox needs no network and no credential;
+- the notebooks' SQL and ``hub_ext.services.events.queries`` work on it unchanged;
+- a course's queries touch only its own rows and indexes (a 10-million-row course does not
+  share a B-tree with the rest of the institution), and the extract is analysed (``ANALYZE``)
+  for its own distribution.
+
+An extract is built once (into a new file, renamed into place) and then brought up to date
+in place when its course's data changes (:meth:`CourseExtracts.refresh`, at most every
+``min_interval`` seconds): the statements stored since (by primary key, which only grows),
+the statements they void, and the small tables again, in one SQLite transaction. Readers
+(a notebook's pooled connections included) see the old or the new state, never half of it:
+the extract is in rollback-journal mode and readers take shared locks, which a read-only
+mount allows. The extract's *generation* (the store's per-course watermark it was brought
+up to) is the per-course data watermark of the analytics cache: new events in one course
+refresh only that course's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy.engine import make_url
+from traitlets import Float, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..events.models import Assessment, Base, Course, Enrolment, Resource, Statement
+from ..events.store import make_engine
+from ..events.xapi import VOIDED
+
+__all__ = ["CourseExtracts", "EXTRACT_NAME", "extract_url"]
+
+EXTRACT_NAME = "events.sqlite"
+#: the tables an extract holds, with the column that names the course
+TABLES = {
+    Statement.__table__: Statement.__table__.c.course_id,
+    Course.__table__: Course.__table__.c.id,
+    Enrolment.__table__: Enrolment.__table__.c.course_id,
+    Resource.__table__: Resource.__table__.c.course_id,
+    Assessment.__table__: Assessment.__table__.c.course_id,
+}
+_BATCH = 5000
+#: statements voided by those copied since the last update (the void came later)
+_VOID_NEW = (
+    "UPDATE statements SET voided = 1 WHERE voided = 0 AND id IN "
+    "(SELECT object_id FROM statements WHERE verb = ? AND pk > ?)"
+)
+
+
+def extract_url(path: str) -> str:
+    """The URL a notebook opens an extract with (read-only)."""
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+class CourseExtracts(LoggingConfigurable):
+    """Builds and refreshes one read-only extract per course from the event store."""
+
+    store_url = Unicode(
+        "",
+        config=True,
+        help="""SQLAlchemy URL of the event store, read-only (the analytics service reads it
+        to build the extracts; notebooks never get it). Empty: every extract is empty.
+        Example: ``c.CourseExtracts.store_url = "sqlite:///file:/srv/events.sqlite?mode=ro&uri=true"``""",
+    )
+    root = Unicode(
+        "",
+        config=True,
+        help="""Directory of the extracts (``<root>/<course>/events.sqlite``, mode 0700).
+        Default: ``data`` under the analytics runtime directory.""",
+    )
+    min_interval = Float(
+        5.0,
+        config=True,
+        help="""Fewest seconds between two rebuilds of one course's extract: events reach
+        notebooks within about this time. Default: 5.
+        Example: ``c.CourseExtracts.min_interval = 30``""",
+    )
+    check_interval = Float(
+        1.0,
+        config=True,
+        help="""Seconds between two looks at a course's watermark in the store. Default: 1.""",
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._engine = None
+        #: course -> (generation of the current extract, monotonic time it was built)
+        self._built: dict[str, tuple[str, float]] = {}
+        self._checked: dict[str, tuple[str, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pending: dict[str, asyncio.Task] = {}
+
+    # ------------------------------------------------------------------ paths
+
+    def directory(self, course: str) -> Path:
+        return Path(self.root) / course
+
+    def path(self, course: str) -> Path:
+        return self.directory(course) / EXTRACT_NAME
+
+    @property
+    def engine(self):
+        if self._engine is None and self.store_url:
+            self._engine = make_engine(self.store_url)
+        return self._engine
+
+    # ------------------------------------------------------------------ the watermark
+
+    def store_watermark(self, course: str) -> str:
+        """What changes whenever course ``course``'s rows in the store change (blocking)."""
+        engine = self.engine
+        if engine is None:
+            return "no-store"
+        S = Statement.__table__
+        parts = []
+        try:
+            with engine.connect() as db:
+                parts.append(
+                    db.execute(
+                        select(func.max(S.c.pk), func.count()).where(S.c.course_id == course)
+                    ).one()
+                )
+                for table, column in list(TABLES.items())[1:]:
+                    parts.append(
+                        db.execute(
+                            select(func.count()).select_from(table).where(column == course)
+                        ).one()
+                    )
+        except Exception as e:  # no tables yet: the events service has not started
+            if "no such table" in str(e) or "does not exist" in str(e):
+                return "no-tables"
+            raise
+        return repr(tuple(tuple(p) for p in parts))
+
+    # ------------------------------------------------------------------ building
+
+    def build(self, course: str) -> str:
+        """Bring course ``course``'s extract up to date now (blocking); returns its generation."""
+        generation = self.store_watermark(course)
+        started = time.monotonic()
+        if self.path(course).exists():
+            rows = self._update(course)
+            what = "updated"
+        else:
+            rows = self._create(course)
+            what = "built"
+        self._built[course] = (generation, time.monotonic())
+        self.log.info(
+            "Extract of %s %s: %d rows in %.2fs", course, what, rows, time.monotonic() - started
+        )
+        return generation
+
+    def _create(self, course: str) -> int:
+        directory = self.directory(course)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = directory / f".{EXTRACT_NAME}.{uuid.uuid4().hex}.tmp"
+        try:
+            target = create_engine(f"sqlite:///{tmp}")
+            Base.metadata.create_all(target, tables=list(TABLES))
+            target.dispose()
+            with sqlite3.connect(tmp) as db:
+                db.execute("PRAGMA journal_mode=DELETE")
+            rows = self._copy(course, tmp, since=0)
+            with sqlite3.connect(tmp) as db:
+                db.execute("ANALYZE")
+            os.chmod(tmp, 0o644)  # its directory (0700) decides who reads it
+            os.replace(tmp, self.path(course))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return rows
+
+    def _update(self, course: str) -> int:
+        with sqlite3.connect(self.path(course), timeout=60) as db:
+            since = db.execute("SELECT COALESCE(MAX(pk), 0) FROM statements").fetchone()[0]
+        return self._copy(course, self.path(course), since=since)
+
+    def _copy(self, course: str, target: Path, *, since: int) -> int:
+        """Copy course rows into ``target``: statements with ``pk > since``, the rest whole."""
+        if self.engine is None:
+            return 0
+        url = make_url(self.store_url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            return self._copy_sqlite(course, target, url.database, since)
+        return self._copy_sql(course, target, since)
+
+    def _copy_sql(self, course: str, target: Path, since: int) -> int:
+        out = create_engine(f"sqlite:///{target}", connect_args={"timeout": 60})
+        count = 0
+        try:
+            with self.engine.connect() as src, out.begin() as dst:
+                for table, column in TABLES.items():
+                    query = select(table).where(column == course)
+                    if table is Statement.__table__:
+                        query = query.where(table.c.pk > since).order_by(table.c.pk)
+                    else:
+                        dst.execute(table.delete())
+                    result = src.execution_options(stream_results=True, yield_per=_BATCH).execute(
+                        query
+                    )
+                    for batch in result.mappings().partitions(_BATCH):
+                        dst.execute(insert(table), [dict(r) for r in batch])
+                        count += len(batch)
+                dst.exec_driver_sql(_VOID_NEW, (VOIDED, since))
+        finally:
+            out.dispose()
+        return count
+
+    @staticmethod
+    def _copy_sqlite(course: str, target: Path, database: str, since: int) -> int:
+        """SQLite to SQLite in SQLite itself (ATTACH, INSERT ... SELECT): no Python per row."""
+        path = database[len("file:") :] if database.startswith("file:") else database
+        path = path.split("?", 1)[0]
+        count = 0
+        db = sqlite3.connect(target, timeout=60, isolation_level=None)
+        try:
+            db.execute("ATTACH DATABASE ? AS store", (f"file:{path}?mode=ro",))
+            db.execute("BEGIN IMMEDIATE")
+            for table, column in TABLES.items():
+                where = f"{column.name} = ?"
+                if table is Statement.__table__:
+                    where += f" AND pk > {int(since)}"
+                else:
+                    db.execute(f"DELETE FROM main.{table.name}")
+                cur = db.execute(
+                    f"INSERT INTO main.{table.name} SELECT * FROM store.{table.name} WHERE {where}",
+                    (course,),
+                )
+                count += cur.rowcount
+            db.execute(_VOID_NEW, (VOIDED, since))
+            db.execute("COMMIT")
+            db.execute("DETACH DATABASE store")
+        finally:
+            db.close()
+        return count
+
+    # ------------------------------------------------------------------ refreshing
+
+    def generation(self, course: str) -> str | None:
+        built = self._built.get(course)
+        return built[0] if built else None
+
+    async def ensure(self, course: str) -> str:
+        """The extract exists (built now if not); its generation."""
+        lock = self._locks.setdefault(course, asyncio.Lock())
+        async with lock:
+            if course not in self._built or not self.path(course).exists():
+                # at start: an extract left by the last run is brought up to date
+                return await asyncio.to_thread(self.build, course)
+            return self._built[course][0]
+
+    async def refresh(self, course: str) -> str:
+        """The generation to serve now; starts a rebuild in the background if the data moved."""
+        generation = await self.ensure(course)
+        now = time.monotonic()
+        checked = self._checked.get(course)
+        if checked is None or now - checked[1] >= self.check_interval:
+            current = await asyncio.to_thread(self.store_watermark, course)
+            self._checked[course] = checked = (current, now)
+        if checked[0] != generation:
+            built_at = self._built[course][1]
+            pending = self._pending.get(course)
+            if (pending is None or pending.done()) and now - built_at >= self.min_interval:
+                self._pending[course] = asyncio.ensure_future(self._rebuild(course))
+        return generation
+
+    async def _rebuild(self, course: str) -> None:
+        async with self._locks.setdefault(course, asyncio.Lock()):
+            try:
+                await asyncio.to_thread(self.build, course)
+            except Exception:
+                self.log.exception(
+                    "Extract of %s could not be refreshed (the old one stays)", course
+                )
+
+    def close(self) -> None:
+        for task in self._pending.values():
+            task.cancel()
+        if self._engine is not None:
+            self._engine.dispose()
