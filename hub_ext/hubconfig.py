@@ -11,6 +11,7 @@ starts, with every problem listed (file, course, field).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from .courses import Catalog, CatalogError, CourseCatalog, enrollments_from_grou
 from .rbac import course_roles, course_scopes
 from .roster import RosterError, load_catalog_rosters
 from .services.events.store import readonly_url
+from .services.lifeline import with_lifeline
 
 __all__ = [
     "BACKENDS",
@@ -64,6 +66,34 @@ def load_catalog_or_exit(path: str | Path, *, backend: str) -> Catalog:
     return catalog
 
 
+#: what the hub and its services keep: readable by the hub's account only
+STATE_FILES = (
+    "jupyterhub.sqlite",
+    "jupyterhub_cookie_secret",
+    "events.sqlite",
+    "events.sqlite-wal",
+    "events.sqlite-shm",
+)
+
+
+def protect_state(data_dir: Path) -> None:
+    """Files the hub and its services create from now on are 0600 (directories 0700), and
+    the state already in ``data_dir`` is made so: it holds the hub's database, its cookie
+    secret and every course's events. (A umask is process-wide: the hub's services inherit it.)"""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for name in STATE_FILES:
+        path = data_dir / name
+        if path.exists():
+            path.chmod(0o600)
+    analytics = data_dir / "analytics"
+    if analytics.exists():
+        for path in [analytics, *analytics.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 def add_service(c, service: dict, scopes: list[str]) -> None:
     """Add a hub-managed service and a role of its own with exactly ``scopes``."""
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
@@ -85,13 +115,15 @@ def idle_culler_service(catalog: Catalog) -> tuple[dict, list[str]] | None:
     every = min(300, max(30, min(timeouts) // 4))
     service = {
         "name": "idle-culler",
-        "command": [
-            sys.executable,
-            "-m",
-            "jupyterhub_idle_culler",
-            f"--timeout={max(timeouts)}",
-            f"--cull-every={every}",
-        ],
+        "command": with_lifeline(
+            [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={max(timeouts)}",
+                f"--cull-every={every}",
+            ]
+        ),
     }
     return service, ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
@@ -192,6 +224,8 @@ def configure_course_hub(
         )
     catalog_path = Path(catalog_path).resolve()
     catalog = load_catalog_or_exit(catalog_path, backend=backend)
+    data_dir = Path(data_dir).resolve()
+    protect_state(data_dir)
     c.CourseCatalog.path = str(catalog_path)
     CourseCatalog.instance().set_catalog(catalog)
 
@@ -216,7 +250,6 @@ def configure_course_hub(
     c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), **course_scopes(catalog)}
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(catalog)]
 
-    data_dir = Path(data_dir).resolve()
     events_db = events_db or f"sqlite:///{data_dir / 'events.sqlite'}"
     if "events" in services:
         from .services.events.hubconfig import EVENTS_SCOPES, events_service, server_action_handler
@@ -256,7 +289,9 @@ def configure_docker_tier(c, catalog: Catalog, catalog_path: str | Path) -> None
     from .services.export.hubconfig import configure_export
 
     docker_hub_config(c, catalog)
-    service = configure_export(c, catalog_path=Path(catalog_path).resolve(), port=random_port())
+    service = configure_export(
+        c, catalog, catalog_path=Path(catalog_path).resolve(), port=random_port()
+    )
     c.JupyterHub.template_vars = {
         **c.JupyterHub.get("template_vars", {}),
         "workspace_export": f"/services/{service['name']}/",

@@ -240,6 +240,7 @@ def analytics_hub_config(
         "GatewaySupervisor.max_backoff": 2.0,
         "AnalyticsService.watermark_interval": 0.2,
         "AnalyticsService.hub_cache_max_age": 5,
+        "CourseExtracts.min_interval": 0.5,
         "Application.log_level": "DEBUG",
         **options,
     }

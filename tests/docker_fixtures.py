@@ -200,8 +200,9 @@ c.Spawner.http_timeout = 120
         extra += 'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}\n'
     if port_export is not None:
         extra += f"""
+from hub_ext.courses import Catalog
 from hub_ext.services.export.hubconfig import configure_export
-configure_export(c, catalog_path={str(catalog)!r}, port={port_export},
+configure_export(c, Catalog.load({str(catalog)!r}), catalog_path={str(catalog)!r}, port={port_export},
     options={{"WorkspaceExportService.volume_template": {VOLUME_TEMPLATE!r}}})
 """
     return extra

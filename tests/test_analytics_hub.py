@@ -22,6 +22,7 @@ from tests.analytics_fixtures import (
     add_events,
     analytics_catalog,
     analytics_hub_config,
+    make_store,
     wait_until,
 )
 from tests.hubtest import HubProcess, free_port, node_available
@@ -38,12 +39,9 @@ async def env(tmp_path_factory):
     if not node_available():
         pytest.fail("configurable-http-proxy is not installed: run `make setup` first")
     root = tmp_path_factory.mktemp("analytics-hub")
-    events = root / "events.db"
-    with sqlite3.connect(events) as db:
-        db.execute(
-            "CREATE TABLE statements (pk INTEGER PRIMARY KEY, actor TEXT, verb TEXT, stored TEXT)"
-        )
-    add_events(events, [("alice", "viewed", "2026-10-01T10:00:00")])
+    events = make_store(root / "events.db")
+    add_events(events, [("alice", "viewed", "2026-10-01 10:00:00")])
+    add_events(events, [("carol", "viewed", "2026-10-01 11:00:00")], course="stat200")
     catalog = analytics_catalog(root / "catalog")
     port = free_port()
     hub = HubProcess(
@@ -313,27 +311,58 @@ async def _ok(env, path):
     return (await call(env, "tina", path, params={"n": os.urandom(4).hex()})).status_code == 200
 
 
+def _sandbox_pids(pattern: str) -> list[int]:
+    """The sandboxes (bwrap processes, host pids) whose command line matches ``pattern``."""
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _descendants(root: int) -> list[tuple[int, str]]:
+    """(host pid, command line) of every descendant of ``root``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as f:
+                    found.append((child, f.read().replace(b"\0", b" ").decode()))
+            except OSError:
+                continue
+            todo.append(child)
+    return found
+
+
 async def test_kill_9_kernel_and_gateway_recover(env):
+    # the pids a notebook reports are its sandbox's: find the host's through the sandbox
+    sandboxes = _sandbox_pids("bwrap .*ds101/know--")
+    assert sandboxes, "the gateway of ds101/know runs in a bubblewrap sandbox"
+    kernels = [
+        pid
+        for sandbox in sandboxes
+        for pid, cmd in _descendants(sandbox)
+        if "ipykernel_launcher" in cmd
+    ]
+    assert kernels, "its kernels run inside the sandbox"
     # a kernel: the next call succeeds (the dead kernel is replaced, setup cells re-run)
-    pid = (
-        await call(
-            env, "tina", "/ds101/know/pid", headers={"Cache-Control": "no-cache"}, params={"k": 1}
-        )
-    ).json()["pid"]
-    os.kill(pid, signal.SIGKILL)
+    for pid in kernels:
+        os.kill(pid, signal.SIGKILL)
     r = await call(
         env, "tina", "/ds101/know/hello", params={"after": "kernel"}, timeout=2 + 3 + 1 + 2
     )
     assert r.status_code == 200
-    # the gateway: find it by its notebook in the runtime dir and kill it
-    import subprocess
-
-    out = subprocess.run(
-        ["pgrep", "-f", "KernelGatewayApp.seed_uri=.*/ds101/know--"], capture_output=True, text=True
-    ).stdout.split()
-    assert out, "the gateway of ds101/know is running"
-    for gw_pid in out:
-        os.kill(int(gw_pid), signal.SIGKILL)
+    # the gateway: kill its sandbox
+    for pid in sandboxes:
+        os.kill(pid, signal.SIGKILL)
     statuses = []
     for i in range(60):
         # every call is bounded: queue timeout (2 s) + execution timeout (3 s) + 1 s + slack
@@ -345,3 +374,87 @@ async def test_kill_9_kernel_and_gateway_recover(env):
         await asyncio.sleep(0.3)
     assert statuses[-1] == 200, statuses
     assert (await call(env, "tina", "/ds101/know/learners/alice")).status_code == 200
+
+
+# ------------------------------------------------------------------ trust boundaries
+
+
+async def _publish_attacker(env, name="attacker"):
+    body = (NOTEBOOKS / "attacker.ipynb").read_bytes()
+    r = await call(env, "tina", f"/_api/courses/ds101/apis/{name}", method="PUT", content=body)
+    assert r.status_code in (200, 201), r.text
+    return r
+
+
+async def test_a_teachers_notebook_cannot_reach_the_hub(env):
+    """Finding 1: a ds101 teacher publishes a notebook that reads every process's environment,
+    the hub's files and the event store, writes the store and calls the hub's ports. In the
+    sandbox each attempt is refused, and it sees ds101's events only."""
+    await _publish_attacker(env)
+    hub_dir = env.hub.workdir
+    files = [
+        hub_dir / "jupyterhub.sqlite",
+        hub_dir / "cookie_secret",
+        hub_dir / "jupyterhub_config.py",
+        env.events,  # the whole event store
+        env.root / "runtime" / "data" / "stat200" / "events.sqlite",  # another course's extract
+        env.root / "runtime" / "logs",
+        "/proc/1/environ",
+        "/etc/shadow",
+    ]
+    ports = [env.hub.port, env.hub.hub_port, env.hub.proxy_api_port]
+    r = await call(
+        env,
+        "tina",
+        "/ds101/attacker/attack",
+        params={"file": [str(f) for f in files], "port": ports},
+    )
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["environ"]["secrets"] == {}, got["environ"]
+    assert got["environ"]["gateway_tokens"] <= 1, "only its own gateway is visible"
+    assert not any("jupyterhub" in p or "node" in p for p in got["environ"]["processes"]), got
+    assert got["env"] == []
+    assert got["uid"] != 0 and got["capabilities"] == ["0000000000000000"]
+    for path, outcome in got["files"].items():
+        if path == "/proc/1/environ":  # its own sandbox's first process: nothing of the hub's
+            assert "refused" in outcome or "4a55505954" not in outcome["got"], outcome
+            continue
+        assert "refused" in outcome, (path, outcome)
+    assert "refused" in got["write_store"], got["write_store"]
+    assert got["courses"] == {"got": ["ds101"]}, got["courses"]
+    assert "refused" in got["sources"] and "no such table" in got["sources"]["refused"]
+    for port, outcome in got["ports"].items():
+        assert "refused" in outcome, (port, outcome)
+    # and the store was not written
+    with sqlite3.connect(env.events) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "pwned" not in tables
+
+
+async def test_answers_are_inert(env):
+    """Finding 4: a notebook declaring text/html is refused (JSON error naming the route);
+    every answer carries nosniff and a restrictive CSP."""
+    await _publish_attacker(env, "attacker-html")
+    r = await call(env, "tina", "/ds101/attacker-html/html")
+    assert r.status_code == 502, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["error"] == "unsafe_content_type" and "/html" in body["message"]
+    assert "<script>" not in r.text
+    ok = await call(env, "tina", "/ds101/know/hello")
+    for response in (r, ok):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+async def test_the_notebook_never_learns_who_asked(env):
+    """Finding 5: the cache is shared by the course's callers, so answers must not depend on
+    the caller: no caller identity reaches the notebook (and admin and teacher get one answer)."""
+    await _publish_attacker(env, "attacker-who")
+    a = await call(env, "tina", "/ds101/attacker-who/whoami")
+    b = await call(env, "admin", "/ds101/attacker-who/whoami")
+    assert a.status_code == b.status_code == 200
+    headers = {h.lower() for h in a.json()["headers"]}
+    assert not headers & {"x-hub-user", "authorization", "cookie"}, headers
+    assert a.json() == b.json()

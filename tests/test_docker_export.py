@@ -158,3 +158,28 @@ async def test_export_refusals_say_why(docker_hub, user, course, status, message
 async def test_export_needs_a_hub_identity(docker_hub):
     r = await export(docker_hub, "ds101", None)
     assert r.status_code == 401, r.text
+
+
+async def _token(hub, user: str, scopes: list[str]) -> str:
+    await (await hub.login(user)).aclose()
+    r = await hub.api("POST", f"/users/{user}/tokens", json={"note": "scoped", "scopes": scopes})
+    r.raise_for_status()
+    return r.json()["token"]
+
+
+async def test_a_token_for_something_else_cannot_export(docker_hub):
+    """Finding 2: any token of alice's (the one inside her ds101 server, which her ds101
+    teacher can read through the share; one that may only read her name) exported her
+    stat200 workspace. Now the service's access scope is required, and the error is JSON."""
+    for scopes in (["access:servers!server=alice/ds101"], ["read:users:name!user=alice"]):
+        token = await _token(docker_hub, "alice", scopes)
+        for course in ("stat200", "ds101"):
+            r = await export(docker_hub, course, token)
+            assert r.status_code == 403, (scopes, course, r.status_code)
+            body = r.json()
+            assert set(body) == {"error", "message", "request_id"} and body["error"] == "forbidden"
+            assert "access:services!service=workspace-export" in body["message"]
+    # alice's own full token: the role gives every course's learners the access scope
+    token = await _token(docker_hub, "alice", ["inherit"])
+    r = await export(docker_hub, "nosuchcourse", token)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"

@@ -20,6 +20,72 @@ COURSE = os.environ["COURSE_ID"]
 ENGINE = sa.create_engine(os.environ["HUB_EXT_EVENTS_URL"])
 """
 
+#: the attacker's setup: every read and write the first sandbox-less version allowed
+ATTACK_SETUP = """\
+import glob, json, os, socket, sqlite3
+SECRET_NAMES = ("JUPYTERHUB_API_TOKEN", "CONFIGPROXY_AUTH_TOKEN", "JPY_COOKIE_SECRET",
+                "JUPYTERHUB_CRYPT_KEY", "JUPYTERHUB_OAUTH_CLIENT_SECRET")
+
+def attempt(fn):
+    try:
+        return {"got": fn()}
+    except Exception as e:
+        return {"refused": f"{type(e).__name__}: {e}"}
+
+def environs():
+    found, commands, gateway_tokens = {}, [], set()
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        pid = path.split("/")[2]
+        try:
+            commands.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode()[:80])
+            env = open(path, "rb").read().split(b"\\0")
+        except OSError:
+            continue
+        for item in env:
+            name, _, value = item.decode(errors="replace").partition("=")
+            if name in SECRET_NAMES:
+                found.setdefault(name, []).append(pid)
+            if name == "KG_AUTH_TOKEN":
+                gateway_tokens.add(hash(value))
+    # its own gateway's token is the notebook's own; any other gateway's is not
+    return {"secrets": found, "processes": commands, "gateway_tokens": len(gateway_tokens)}
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(64).hex()
+
+def write_store():
+    db = sqlite3.connect(os.environ["HUB_EXT_EVENTS_URL"].split("file:", 1)[1].split("?")[0])
+    db.execute("CREATE TABLE pwned (x)")
+    db.commit()
+    return "created a table"
+
+def courses():
+    db = sqlite3.connect(os.environ["HUB_EXT_EVENTS_URL"].split("///", 1)[1], uri=True)
+    return sorted(r[0] for r in db.execute("SELECT DISTINCT course_id FROM statements"))
+
+def sources():
+    db = sqlite3.connect(os.environ["HUB_EXT_EVENTS_URL"].split("///", 1)[1], uri=True)
+    return db.execute("SELECT key, secret_hash FROM sources").fetchall()
+
+def connect(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=3):
+        return f"connected to {port}"
+
+def attack(files, ports):
+    return {
+        "environ": environs(),
+        "env": sorted(k for k in os.environ if k in SECRET_NAMES),
+        "uid": os.getuid(),
+        "capabilities": [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")],
+        "files": {f: attempt(lambda f=f: read(f)) for f in files},
+        "write_store": attempt(write_store),
+        "courses": attempt(courses),
+        "sources": attempt(sources),
+        "ports": {str(p): attempt(lambda p=p: connect(p)) for p in ports},
+    }
+"""
+
 NOTEBOOKS = {
     # a working API: several routes, a path parameter, a body, a ResponseInfo cell
     "trivial": [
@@ -84,6 +150,24 @@ NOTEBOOKS = {
         new_code_cell(
             "# ResponseInfo GET /hello\n"
             'print(json.dumps({"headers": {"Content-Type": "application/json"}, "status": 200}))'
+        ),
+    ],
+    # a teacher gone bad: each route tries to cross the sandbox and reports what it got
+    "attacker": [
+        new_code_cell(ATTACK_SETUP),
+        new_code_cell(
+            "# GET /attack\n"
+            "args = json.loads(REQUEST)['args']\n"
+            "print(json.dumps(attack(args.get('file', []), [int(p) for p in args.get('port', [])])))"
+        ),
+        new_code_cell('# GET /html\nprint("<script>alert(document.cookie)</script>")'),
+        new_code_cell(
+            "# ResponseInfo GET /html\n"
+            'print(json.dumps({"headers": {"Content-Type": "text/html"}, "status": 200}))'
+        ),
+        new_code_cell(
+            "# GET /whoami\nreq = json.loads(REQUEST)\n"
+            'print(json.dumps({"headers": sorted(req["headers"])}))'
         ),
     ],
     # --- refused notebooks, one per refusal

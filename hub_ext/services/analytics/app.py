@@ -41,7 +41,7 @@ from jupyterhub.services.auth import (
 )
 from jupyterhub.utils import url_path_join
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 from traitlets import Any, Bool, Float, Integer, Unicode, default
 from traitlets.config import Application
@@ -51,6 +51,7 @@ from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key,
 from .extracts import CourseExtracts
 from .notebook import CheckedNotebook, NotebookError, check_notebook
 from .supervisor import GatewayFailed, GatewaySupervisor
+from .unixhttp import gateway_client
 
 __all__ = ["AnalyticsService", "main"]
 
@@ -220,6 +221,8 @@ class AnalyticsService(Application):
             root=self.supervisor.data_root,
             check_interval=self.watermark_interval,
         )
+        if self.supervisor.sandbox == "docker":
+            self.extracts.file_mode = 0o644
         source = self.watermark
         self.watermark_source = (
             ThrottledWatermark(source, self.watermark_interval) if source else None
@@ -227,7 +230,8 @@ class AnalyticsService(Application):
         self.cache = ResponseCache(
             max_entries=self.cache_entries, max_bytes=self.cache_bytes, ttl=self.cache_ttl
         )
-        self.http = AsyncHTTPClient(force_instance=True, max_clients=512)
+        # gateways answer on Unix sockets: the supervisor's resolver knows them
+        self.http = gateway_client(self.supervisor.resolver, max_clients=512)
         #: (course, name) -> {"state": "starting"|"failed", "message": ..., "problems": [...]}
         self.pending: dict[str, dict] = {}
         if not os.environ.get("JUPYTERHUB_API_TOKEN"):

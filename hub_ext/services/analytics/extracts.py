@@ -37,7 +37,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.engine import make_url
-from traitlets import Float, Unicode
+from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..events.models import Assessment, Base, Course, Enrolment, Resource, Statement
@@ -90,6 +90,12 @@ class CourseExtracts(LoggingConfigurable):
         help="""Fewest seconds between two rebuilds of one course's extract: events reach
         notebooks within about this time. Default: 5.
         Example: ``c.CourseExtracts.min_interval = 30``""",
+    )
+    file_mode = Integer(
+        0o600,
+        config=True,
+        help="""Permissions of an extract file; its directory is 0700. Default: 0600 (the
+        Docker sandbox, whose user is not the service's, needs 0644).""",
     )
     check_interval = Float(
         1.0,
@@ -179,7 +185,7 @@ class CourseExtracts(LoggingConfigurable):
             rows = self._copy(course, tmp, since=0)
             with sqlite3.connect(tmp) as db:
                 db.execute("ANALYZE")
-            os.chmod(tmp, 0o644)  # its directory (0700) decides who reads it
+            os.chmod(tmp, self.file_mode)
             os.replace(tmp, self.path(course))
         finally:
             tmp.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ...courses import Catalog, analytics_scope
 from ...rbac import course_scopes
+from ..lifeline import with_lifeline
 
 __all__ = [
     "SERVICE_NAME",
@@ -113,7 +114,7 @@ def analytics_service(
     return {
         "name": service_name,
         "url": f"http://127.0.0.1:{port}",
-        "command": command,
+        "command": with_lifeline(command, python),
         "display": False,
         "oauth_no_confirm": True,
         "oauth_client_allowed_scopes": [analytics_scope(c) for c in catalog],

@@ -442,7 +442,8 @@ class GatewaySupervisor(LoggingConfigurable):
         path = self.root / "notebooks" / course_id / f"{name}--{nb.version}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.write_bytes(nb.raw)
-        path.chmod(0o644)  # its directory (0700) keeps others out; a container reads it
+        # a container's user reads it through the bind; its directory (0700) keeps others out
+        path.chmod(0o644 if self.backend.kind == "docker" else 0o600)
         return path
 
     def _scratch(self, course_id: str, name: str) -> Path:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 
+from ..lifeline import with_lifeline
 from .hubevents import ServerActionHandler
 from .store import readonly_url
 
@@ -60,7 +61,9 @@ def events_service(
     return {
         "name": name,
         "url": f"http://127.0.0.1:{port}",
-        "command": [sys.executable, "-m", "hub_ext.services.events.service", *(extra_args or [])],
+        "command": with_lifeline(
+            [sys.executable, "-m", "hub_ext.services.events.service", *(extra_args or [])]
+        ),
         "environment": env,
         "display": False,
     }

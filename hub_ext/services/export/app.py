@@ -1,6 +1,11 @@
 """The workspace-export service: ``GET <prefix>/<course>`` -> the caller's workspace as .tar.gz.
 
-The caller is identified by the hub (OAuth cookie for browsers, or a hub API token); their
+The caller is identified by the hub (OAuth cookie for browsers, or a hub API token) and
+must hold ``access:services!service=workspace-export`` (the hub gives it to every course's
+learners and teachers, see :mod:`.hubconfig`): a token for something else (a server's own
+token, one that may only read a name) is refused. Callers export their *own* workspace
+only: the workspace is the token owner's, never a user named in the request, so a teacher
+looking over a learner's shoulder (through a share) cannot export that learner's work. Their
 course groups (read with the service's own token, scope ``read:users:groups``) say which
 courses they are enrolled in. The archive is streamed as it is read: the workspace volume
 is mounted read-only in a throw-away container that never starts and has no network
@@ -20,7 +25,12 @@ from urllib.parse import quote, urlparse
 
 import docker
 import docker.errors
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import (
+    HubOAuth,
+    HubOAuthCallbackHandler,
+    HubOAuthenticated,
+    UserNotAllowed,
+)
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.iostream import StreamClosedError
@@ -29,6 +39,7 @@ from traitlets.config import Application
 
 from ...courses import CatalogError, CourseCatalog, enrollments_from_groups
 from ...docker_backend import escape_name, workspace_volume_name, write_workspace_archive
+from ..base import JSONErrorsMixin, log_request
 
 __all__ = ["WorkspaceExportService", "main"]
 
@@ -68,13 +79,13 @@ class WorkspaceExportService(Application):
 
     port = Integer(
         config=True,
-        help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else 10102.""",
+        help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else 10103.""",
     )
 
     @default("port")
     def _default_port(self):
         url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).port if url else None) or 10102
+        return (urlparse(url).port if url else None) or 10103
 
     base_url = Unicode(
         config=True,
@@ -122,19 +133,7 @@ class WorkspaceExportService(Application):
             hub_auth=self.hub_auth,
             cookie_secret=secrets.token_bytes(32),
             login_url=self.hub_auth.login_url,
-            log_function=self._log_request,
-        )
-
-    def _log_request(self, handler):
-        status = handler.get_status()
-        log = self.log.info if status < 400 else self.log.warning
-        # the path only: a query string could hold a token
-        log(
-            "%d %s %s %.1fms",
-            status,
-            handler.request.method,
-            handler.request.path,
-            1000 * handler.request.request_time(),
+            log_function=log_request(self.log),
         )
 
     async def user_groups(self, username: str) -> list[str]:
@@ -169,15 +168,10 @@ class _QueueWriter:
         pass
 
 
-class ExportHandler(HubOAuthenticated, web.RequestHandler):
+class ExportHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
     @property
     def service(self) -> WorkspaceExportService:
         return self.settings["service"]
-
-    def fail(self, status: int, message: str):
-        self.set_status(status)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(message + "\n")
 
     async def get(self, course_id: str):
         service = self.service
@@ -185,18 +179,34 @@ class ExportHandler(HubOAuthenticated, web.RequestHandler):
         if not model:
             if "text/html" in self.request.headers.get("Accept", ""):
                 return self.redirect(self.get_login_url())
-            return self.fail(401, "Log in to the hub, or send a hub API token.")
+            return self.fail(401, "unauthorized", "Log in to the hub, or send a hub API token.")
+        self._hub_user_name = model.get("name", "?")
+        try:
+            # the token must be one for this service (its access scope), not any token of the user
+            self.check_hub_user(model)
+        except UserNotAllowed:
+            return self.fail(
+                403,
+                "forbidden",
+                f"this token of {model.get('name')} does not allow downloading workspaces "
+                f"(it needs {sorted(self.hub_auth.access_scopes)[0]})",
+            )
+        if model.get("kind", "user") != "user":
+            return self.fail(403, "forbidden", "only people have workspaces to download")
         user = model["name"]
         course = service.catalog.get(course_id)
         if course is None:
-            return self.fail(404, f"There is no course {course_id!r}.")
+            return self.fail(404, "not_found", f"There is no course {course_id!r}.")
         role = enrollments_from_groups(await service.user_groups(user)).get(course.id)
         if role is None:
-            return self.fail(403, f"{user} is not enrolled in {course.id} ({course.title}).")
+            return self.fail(
+                403, "not_enrolled", f"{user} is not enrolled in {course.id} ({course.title})."
+            )
         status = course.status(service.now())
         if status == "closed":
             return self.fail(
                 403,
+                "course_closed",
                 f"{course.id} ({course.title}) is closed: it was {course.describe_window()}. "
                 "Ask the course's teachers for your work.",
             )
@@ -205,7 +215,9 @@ class ExportHandler(HubOAuthenticated, web.RequestHandler):
             await asyncio.to_thread(service.docker.inspect_volume, volume)
         except docker.errors.NotFound:
             return self.fail(
-                404, f"{user} has no workspace in {course.id} yet: open the course once."
+                404,
+                "no_workspace",
+                f"{user} has no workspace in {course.id} yet: open the course once.",
             )
 
         arcname = f"{course.id}-{escape_name(user)}"

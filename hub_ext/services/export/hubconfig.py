@@ -6,7 +6,15 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["SERVICE_NAME", "configure_export", "export_service", "export_service_role"]
+from ..lifeline import with_lifeline
+
+__all__ = [
+    "SERVICE_NAME",
+    "configure_export",
+    "export_service",
+    "export_service_role",
+    "export_users_role",
+]
 
 SERVICE_NAME = "workspace-export"
 
@@ -14,7 +22,7 @@ SERVICE_NAME = "workspace-export"
 def export_service(
     *,
     catalog_path: str | Path,
-    port: int = 10102,
+    port: int = 10103,
     options: Mapping[str, object] | None = None,
     service_name: str = SERVICE_NAME,
     python: str = sys.executable,
@@ -33,7 +41,7 @@ def export_service(
     return {
         "name": service_name,
         "url": f"http://127.0.0.1:{port}",
-        "command": command,
+        "command": with_lifeline(command, python),
         "display": False,
         "oauth_no_confirm": True,
     }
@@ -49,12 +57,24 @@ def export_service_role(service_name: str = SERVICE_NAME) -> dict:
     }
 
 
-def configure_export(c, *, catalog_path: str | Path, **service_options) -> dict:
-    """Add the service and its role to a JupyterHub config object ``c``."""
+def export_users_role(catalog, service_name: str = SERVICE_NAME) -> dict:
+    """Every course's learners and teachers may use the service (for their own workspace)."""
+    groups = sorted(catalog.groups)
+    return {
+        "name": f"{service_name}-users",
+        "description": "Download one's own course workspaces",
+        "scopes": [f"access:services!service={service_name}"],
+        "groups": groups,
+    }
+
+
+def configure_export(c, catalog, *, catalog_path: str | Path, **service_options) -> dict:
+    """Add the service, its role and its users' role to a JupyterHub config object ``c``."""
     service = export_service(catalog_path=catalog_path, **service_options)
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
     c.JupyterHub.load_roles = [
         *c.JupyterHub.get("load_roles", []),
         export_service_role(service["name"]),
+        export_users_role(catalog, service["name"]),
     ]
     return service
