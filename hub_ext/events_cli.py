@@ -119,6 +119,10 @@ def _check_course(course_id: str, catalog_path: str | None) -> str | None:
 
 
 def add_source_cmd(args) -> int:
+    if not args.course:
+        print("hub-ext events add-source: --course ID is required: a source may read and write "
+              "only one course's statements (e.g. --course ds101)", file=sys.stderr)  # fmt: skip
+        return 2
     catalog = args.catalog or os.environ.get("HUB_EXT_CATALOG")
     problem = _check_course(args.course, catalog)
     if problem:
@@ -227,6 +231,7 @@ def add_commands(subparsers) -> None:
     sub = ev.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser(
         "add-source",
+        usage="hub-ext events add-source NAME --course ID [--catalog FILE] [--db URL]",
         help="allow a system (e.g. an LMS) to post xAPI statements of one course; prints its key and secret",
         description="Register an xAPI source of one course. It may read, post and void only "
         "that course's statements (a statement naming another course is refused with 403), "
@@ -236,12 +241,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("name", help="a name for the source, e.g. moodle-ds101")
     p.add_argument(
         "--course",
-        required=True,
+        metavar="ID",
         help="required: the course (a catalog course id, e.g. ds101) whose statements the "
         "source may post and read",
     )
     p.add_argument(
         "--catalog",
+        metavar="FILE",
         help="the course catalog to check --course against (default $HUB_EXT_CATALOG; "
         "without either only the id's form is checked)",
     )

@@ -269,9 +269,8 @@ def test_add_source_requires_a_course_of_the_catalog(tmp_path, capsys, monkeypat
         out = capsys.readouterr()
         return status, out.out, out.err
 
-    with pytest.raises(SystemExit) as exc:
-        cli("add-source", "moodle")
-    assert exc.value.code == 2 and "--course" in capsys.readouterr().err
+    status, _, err = cli("add-source", "moodle")
+    assert status == 2 and "--course ID is required" in err and "one course" in err
     events = build_parser()._subparsers._group_actions[0].choices["events"]
     add = events._subparsers._group_actions[0].choices["add-source"]
     assert "required" in add.format_help() and "--catalog" in add.format_help()
@@ -286,6 +285,11 @@ def test_add_source_requires_a_course_of_the_catalog(tmp_path, capsys, monkeypat
     assert status == 0 and "secret:" in out
     store = EventStore(db)
     assert [(s["name"], s["course_id"]) for s in store.sources()] == [("moodle", "stat200")]
+    with store.engine.begin() as conn:  # a source made before --course was required
+        conn.execute(Source.__table__.insert(), [{"name": "old-lms", "key": "k", "secret_hash": "x",
+                                                  "created": datetime(2025, 1, 1)}])  # fmt: skip
+    status, out, err = cli("sources")
+    assert status == 0 and "old-lms" in out and "has no course" in err and "--course" in err
     store.dispose()
 
 
@@ -395,6 +399,8 @@ async def test_errors_are_error_message_request_id_and_logs_hold_no_query_nor_se
             "/statements", auth=httpx.BasicAuth(hub.ds101.key, "wrong-" + hub.ds101.secret)
         )
         assert r3.status_code == 401 and r3.json()["error"] == "unauthorized"
+        r4 = await hub.ds101.client.get(hub.url + "/services/events/nothing?x=" + marker)
+        assert r4.status_code == 404 and r4.json()["error"] == "not_found"
     finally:
         for logger in loggers:
             logger.removeHandler(keep)

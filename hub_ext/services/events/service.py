@@ -659,7 +659,9 @@ class EventsService(Application):
             rows = await asyncio.to_thread(self.store.source_rows)
         except Exception as e:
             if self._sources_at is None:
-                raise
+                raise  # nothing to go on (500); the next request tries again
+            # keep what is known and try again in sources_refresh_seconds (the first line
+            # only: SQLAlchemy's next lines hold the SQL and its parameters)
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             self.log.warning(
                 "could not re-read the sources (keeping %d): %s", len(self._sources), first
@@ -670,8 +672,8 @@ class EventsService(Application):
                 if key not in rows or rows[key]["secret_hash"] != hashed:
                     del self._verified[key]  # removed, or its secret changed
         finally:
-            self._sources_at = self.clock()
             self._sources_loading = None
+        self._sources_at = self.clock()
 
     def make_app(self) -> web.Application:
         prefix = self.prefix
