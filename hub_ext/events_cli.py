@@ -2,6 +2,11 @@
 
 The store is ``--db URL``, else ``$HUB_EXT_EVENTS_DB``, else ``sqlite:///events.sqlite`` in
 the working directory (the events service's default too).
+
+A source belongs to one course: ``hub-ext events add-source NAME --course ID`` (required),
+and the events service lets it read, write and void only that course's statements. The
+course is checked against the catalog (``--catalog FILE``, else ``$HUB_EXT_CATALOG``) when
+one is given, else only its form is.
 """
 
 from __future__ import annotations
@@ -87,7 +92,42 @@ def import_moodle_cmd(args) -> int:
     )
 
 
+def _check_course(course_id: str, catalog_path: str | None) -> str | None:
+    """What is wrong with ``course_id`` as a source's course, else None."""
+    import re
+
+    from .courses import COURSE_ID_PATTERN, Catalog, CatalogError
+
+    if not re.match(COURSE_ID_PATTERN, course_id):
+        return (
+            f"{course_id!r} is not a course id (lowercase letters, digits and dashes, "
+            "starting with a letter, 2-32 characters)"
+        )
+    if not catalog_path:
+        return None
+    try:
+        catalog = Catalog.load(catalog_path)
+    except CatalogError as e:
+        problems = "\n  ".join(str(p) for p in e.problems)
+        return f"the catalog {catalog_path} cannot be read:\n  {problems}"
+    if course_id not in catalog:
+        return (
+            f"no course {course_id!r} in the catalog {catalog.source} "
+            f"(its courses: {', '.join(catalog) or 'none'})"
+        )
+    return None
+
+
 def add_source_cmd(args) -> int:
+    if not args.course:
+        print("hub-ext events add-source: --course ID is required: a source may read and write "
+              "only one course's statements (e.g. --course ds101)", file=sys.stderr)  # fmt: skip
+        return 2
+    catalog = args.catalog or os.environ.get("HUB_EXT_CATALOG")
+    problem = _check_course(args.course, catalog)
+    if problem:
+        print(f"hub-ext events add-source: {problem}", file=sys.stderr)
+        return 1
     store = _store(args)
     store.create()
     try:
@@ -95,7 +135,11 @@ def add_source_cmd(args) -> int:
     except ValueError as e:
         print(f"hub-ext events add-source: {e}", file=sys.stderr)
         return 1
-    print(f"source {args.name!r} added. Give these to the LMS (the secret is shown only once):")
+    if not catalog:
+        print(f"note: course {args.course!r} was not checked against a catalog "
+              "(give --catalog FILE or set HUB_EXT_CATALOG)", file=sys.stderr)  # fmt: skip
+    print(f"source {args.name!r} of course {args.course!r} added. Give these to the LMS "
+          "(the secret is shown only once):")  # fmt: skip
     print(f"  key:    {key}\n  secret: {secret}")
     return 0
 
@@ -110,10 +154,17 @@ def remove_source_cmd(args) -> int:
 def sources_cmd(args) -> int:
     store = _store(args)
     store.create()
+    legacy = []
     for s in store.sources():
         print(
             f"{s['name']:<20} key {s['key']:<18} course {s['course_id'] or '-':<12} added {s['created']:%Y-%m-%d}"
         )
+        if not s["course_id"]:
+            legacy.append(s["name"])
+    for name in legacy:
+        print(f"source {name!r} has no course: the events service refuses it; re-create it with "
+              f"`hub-ext events remove-source {name}` and `hub-ext events add-source {name} "
+              "--course ID`", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -180,12 +231,25 @@ def add_commands(subparsers) -> None:
     sub = ev.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser(
         "add-source",
-        help="allow a system (e.g. an LMS) to post xAPI statements; prints its key and secret",
+        usage="hub-ext events add-source NAME --course ID [--catalog FILE] [--db URL]",
+        help="allow a system (e.g. an LMS) to post xAPI statements of one course; prints its key and secret",
+        description="Register an xAPI source of one course. It may read, post and void only "
+        "that course's statements (a statement naming another course is refused with 403), "
+        "and never the hub's own activity records.",
     )
     _common(p)
-    p.add_argument("name", help="a name for the source, e.g. moodle")
+    p.add_argument("name", help="a name for the source, e.g. moodle-ds101")
     p.add_argument(
-        "--course", help="statements from it belong to this course unless they name another"
+        "--course",
+        metavar="ID",
+        help="required: the course (a catalog course id, e.g. ds101) whose statements the "
+        "source may post and read",
+    )
+    p.add_argument(
+        "--catalog",
+        metavar="FILE",
+        help="the course catalog to check --course against (default $HUB_EXT_CATALOG; "
+        "without either only the id's form is checked)",
     )
     p.set_defaults(func=add_source_cmd)
     p = sub.add_parser("remove-source", help="revoke a source's credentials")

@@ -8,6 +8,7 @@ tables and the 13,905-row head of the click table, imported once per test sessio
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -85,6 +86,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def running_service(directory: Path, **traits):
+    """A real events service in this process: a tornado server on a loopback port, its store
+    a SQLite file in ``directory``, under the hub's prefix ``/services/events/``; no hub
+    activity poller. ``traits`` set ``EventsService`` options. Yields the application
+    (``app.url``, ``app.store``) and stops the server on exit."""
+    from traitlets.config import Config
+
+    from hub_ext.services.events.service import EventsService
+
+    c = Config()
+    c.EventsService.db_url = f"sqlite:///{directory / 'events.db'}"
+    c.EventsService.url = f"http://127.0.0.1:{free_port()}"
+    c.EventsService.prefix = "/services/events/"
+    c.EventsService.record_hub_activity = False
+    for name, value in traits.items():
+        setattr(c.EventsService, name, value)
+    app = EventsService(config=c)
+    app.initialize([])
+    server = await app.start_async()
+    try:
+        yield app
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await app.stop_async()
+        app.store.dispose()
 
 
 class Gateway:

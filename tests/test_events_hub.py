@@ -154,3 +154,72 @@ async def test_course_server_start_activity_and_stop_are_recorded(events_hub):
 
     profile = queries.learner_profile(store.engine, "ds101", "bob")
     assert profile["activity"]["last_on_hub"] is not None
+
+
+async def test_a_courses_credentials_reach_only_that_course_through_the_hub(events_hub):
+    """The attack as it was found: the ds101 LMS's credentials, through the hub's URL, read
+    every course and the hub's activity, posted as stat200 and voided a hub record."""
+    store = events_hub.events
+    token = await events_hub.user_token("carol")
+    r = await events_hub.start_server("carol", "stat200", token=token)
+    assert r.status_code in (201, 202), r.text
+    hub_ids = await eventually(
+        lambda: [s.id for s in store_rows(store, source="hub", course_id="stat200")]
+    )
+    ds101 = events_hub.events.add_source("lms-ds101", course_id="ds101")
+    stat200 = events_hub.events.add_source("lms-stat200", course_id="stat200")
+    headers = {"X-Experience-API-Version": "1.0.3"}
+    statement = {
+        "actor": {"account": {"homePage": "https://moodle.example.org", "name": "carol"}},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/experienced"},
+        "object": {"id": "https://moodle.example.org/mod/page/view.php?id=2"},
+        "context": {"contextActivities": {"grouping": [{"id": "urn:hub-ext:course:stat200"}]}},
+    }
+    async with httpx.AsyncClient(
+        base_url=f"{events_hub.url}/services/events/xAPI", headers=headers, timeout=30
+    ) as c:
+
+        async def until_known(auth):  # the service re-reads its sources every 2 s
+            return await eventually_async(
+                lambda: c.get("/statements", auth=auth), lambda r: r.status_code == 200
+            )
+
+        await until_known(stat200)
+        r = await c.post("/statements", json=statement, auth=stat200)
+        assert r.status_code == 200, r.text
+        (theirs,) = r.json()
+        seen = (await until_known(ds101)).json()["statements"]
+        assert not {s["id"] for s in seen} & {theirs, *hub_ids}
+        for sid in (theirs, hub_ids[0]):
+            r = await c.get("/statements", params={"statementId": sid}, auth=ds101)
+            assert r.status_code == 404 and r.json()["error"] == "not_found", r.text
+        r = await c.post("/statements", json=statement, auth=ds101)
+        assert r.status_code == 403 and "stat200" in r.json()["message"], r.text
+        void = {
+            "actor": statement["actor"],
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
+            "object": {"objectType": "StatementRef", "id": hub_ids[0]},
+        }
+        assert (await c.post("/statements", json=void, auth=ds101)).status_code == 200
+    with store.engine.connect() as conn:
+        voided = conn.execute(select(Statement.voided).where(Statement.id == hub_ids[0])).scalar()
+    assert voided is False
+    r = await events_hub.api("DELETE", "/users/carol/servers/stat200", params={"remove": "false"})
+    assert r.status_code in (202, 204), r.text
+
+
+def store_rows(store, **where) -> list:
+    q = select(Statement.id)
+    for k, v in where.items():
+        q = q.where(getattr(Statement, k) == v)
+    with store.engine.connect() as conn:
+        return conn.execute(q).all()
+
+
+async def eventually_async(call, done, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await call()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.25)

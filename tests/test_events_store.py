@@ -17,7 +17,7 @@ from hub_ext.services.events import queries as q
 from hub_ext.services.events.hubevents import SERVER_ACTION_SCHEMA, ServerActionHandler
 from hub_ext.services.events.models import Source, Statement
 from hub_ext.services.events.store import Conflict, EventStore, make_engine
-from hub_ext.services.events.xapi import to_row, validate_statement
+from hub_ext.services.events.xapi import VOIDED, to_row, validate_statement
 from tests.events_fixtures import postgres_url  # noqa: F401
 
 STATEMENT = {
@@ -66,6 +66,28 @@ def exercise(store: EventStore) -> None:
         }
     ]
 
+    # a voiding statement voids only its own course's statements, and the hub's only the hub
+    hub_row = to_row(validate_statement(copy.deepcopy(STATEMENT)), stored=datetime.now(UTC),
+                     source="hub", course_id="ds101")  # fmt: skip
+    store.insert_ignore(Statement.__table__, [hub_row])
+    voids = []
+    for course, source, target in [("stat200", "lms", batch[0]), ("ds101", "lms", hub_row),
+                                   ("ds101", "lms", batch[1])]:  # fmt: skip
+        v = {"actor": STATEMENT["actor"], "verb": {"id": VOIDED},
+             "object": {"objectType": "StatementRef", "id": target["id"]}}  # fmt: skip
+        voids.append(to_row(v, stored=datetime.now(UTC), source=source, course_id=course))
+    assert store.store_statements(voids) == 3
+    with store.engine.connect() as conn:
+        voided = set(conn.execute(select(Statement.id).where(Statement.voided)).scalars())
+    assert voided == {batch[1]["id"]}
+    assert store.get_statement(batch[1]["id"], voided=True, course_id="ds101") is not None
+    assert store.get_statement(batch[2]["id"], course_id="stat200") is None
+    assert store.get_statement(hub_row["id"], course_id="ds101", hide_sources=("hub",)) is None
+    got, _, _ = store.query_statements(course_id="ds101", hide_sources=("hub",), limit=100)
+    # nine left of the batch, and the two voiding statements of ds101
+    assert len(got) == 11 and hub_row["id"] not in {g["id"] for g in got}
+    assert store.query_statements(course_id="stat200", limit=100)[0] == [voids[0]["raw"]]
+
 
 def test_sqlite_store_uses_wal_and_its_readonly_url_refuses_writes(tmp_path):
     store = EventStore(f"sqlite:///{tmp_path / 'events.sqlite'}")
@@ -88,7 +110,7 @@ def test_sqlite_store_uses_wal_and_its_readonly_url_refuses_writes(tmp_path):
 def test_postgresql_store_and_a_select_only_role(postgres_url):  # noqa: F811
     store = EventStore(postgres_url)
     exercise(store)
-    store.add_source("lms")
+    store.add_source("lms", "ds101")
     ro_url = store.create_readonly_role("notebooks", "pw-for-test")
     assert "default_transaction_read_only" in ro_url and "notebooks" in ro_url
     ro = make_engine(ro_url)
@@ -209,7 +231,7 @@ def test_sources_cli_shows_the_secret_once_and_stores_a_hash(tmp_path, capsys):
     assert store.check_source(key, secret + "x") is None
     with store.engine.connect() as conn:
         assert secret not in str(conn.execute(select(Source.secret_hash)).all())
-    status, _, err = cli("add-source", "moodle")
+    status, _, err = cli("add-source", "moodle", "--course", "stat200")
     assert status == 1 and "exists already" in err  # names are unique
     assert cli("remove-source", "moodle")[0] == 0
     assert store.check_source(key, secret) is None

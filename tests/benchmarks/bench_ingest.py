@@ -87,7 +87,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         store = EventStore(url)
         store.create()
-        self.key, self.secret = store.add_source(f"bench-{uuid.uuid4().hex[:6]}")
+        self.key, self.secret = store.add_source(f"bench-{uuid.uuid4().hex[:6]}", "ds101")
         store.dispose()
         self.log = open(workdir / f"service-{self.port}.log", "wb")
         self.proc = subprocess.Popen(

@@ -14,7 +14,8 @@ Four small tables describe what the events are about; importers and the hub fill
 - ``assessments``: the course's assessments with due dates and weights.
 
 ``sources`` holds the HTTP Basic credentials of the systems allowed to post statements
-(an LMS's logstore_xapi plugin); only a salted scrypt hash of each secret is kept.
+(an LMS's logstore_xapi plugin), each for one course; only a salted scrypt hash of each
+secret is kept.
 
 Times are stored as naive UTC datetimes; ``day`` is the UTC day number (days since
 1970-01-01) of the timestamp, so grouping by day or week is integer arithmetic on every
@@ -180,6 +181,8 @@ class Source(Base):
     key: Mapped[str] = mapped_column(String(64), unique=True)
     #: ``scrypt$n$r$p$salt_hex$hash_hex`` of the secret
     secret_hash: Mapped[str] = mapped_column(String(255))
-    #: statements from this source map to this course unless they name another
+    #: the one course whose statements the source may post, read and void (a statement that
+    #: names another is refused); None only for a source made before it was required, which
+    #: the events service refuses until it is re-created with a course
     course_id: Mapped[str | None] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(DateTime)

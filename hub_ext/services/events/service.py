@@ -2,7 +2,7 @@
 
 An LMS that speaks xAPI (Moodle's logstore_xapi, for instance) posts statements to
 ``https://<hub>/services/events/xAPI/statements`` with HTTP Basic credentials made by
-``hub-ext events add-source NAME`` (only a scrypt hash of the secret is stored)::
+``hub-ext events add-source NAME --course ID`` (only a scrypt hash of the secret is stored)::
 
     POST /xAPI/statements                 one statement or a list -> 200 [ids]
     PUT  /xAPI/statements?statementId=ID  one statement -> 204
@@ -15,6 +15,28 @@ Every request but ``about`` needs ``X-Experience-API-Version: 1.0.x``. A bad sta
 400 with the reason (and which statement of a batch); an id stored with other content 409;
 nothing of a rejected batch is stored. The service also records the hub's own activity
 (:mod:`.hubevents`) when it runs under the hub with an API token.
+
+**A source reaches only its own course** (``sources.course_id``): it reads (GET) and voids
+only that course's statements, and never the hub's own activity records (source ``hub``);
+another course's statement answers 404 as a missing one does. A statement it posts that
+names another course (``urn:hub-ext:course:<id>`` or an ``activity_courses`` IRI in its
+context) is refused with 403 naming the course, and nothing of the request is stored. A
+source without a course (made before ``--course`` was required) is refused with 403 until
+it is re-created with one; what it stored stays.
+
+**Credentials cost a bounded amount.** The sources (key, scrypt hash, course) are kept in
+memory and re-read every ``sources_refresh_seconds``: an unknown key is refused without a
+hash or a query (keys are 96 random bits, so timing cannot find one). A verified credential
+is remembered (an HMAC of it under a per-process random key, never the secret) for
+``auth_cache_seconds``, and forgotten when its source is removed or its secret changes. The
+other checks run scrypt on a small executor of their own (``auth_threads``), not on the
+threads the store uses; when ``auth_queue`` checks wait already, the request gets 503 with
+``Retry-After`` at once. So a flood of bad credentials cannot stall the LMSs that post.
+
+Errors are JSON ``{"error": "forbidden", "message": "...", "request_id": "..."}`` (and, for a
+statement of a batch, ``statement`` and ``field``); ``request_id`` is also the
+``X-Request-Id`` response header and is in the request's log line. Request logs hold the
+path, never the query string (agents' e-mail addresses) nor credentials.
 
 Run it as ``python -m hub_ext.services.events.service`` (``hubconfig.events_service``
 builds the ``c.JupyterHub.services`` entry).
@@ -32,6 +54,8 @@ import os
 import re
 import signal
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlparse
 
@@ -41,7 +65,7 @@ from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
 from traitlets.config import Application
 
-from .store import Conflict, EventStore
+from .store import HUB_SOURCE, Conflict, EventStore, verify_secret
 from .xapi import (
     VERSION,
     StatementError,
@@ -63,30 +87,71 @@ _GET_PARAMS = {
     "related_activities", "related_agents", "since", "until", "limit", "format",
     "attachments", "ascending", "more",
 }  # fmt: skip
+#: a request id a client (or a proxy in front) may give in X-Request-Id; others are replaced
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: the ``error`` word of the JSON errors, by status
+ERRORS = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "too_large", 500: "internal",
+    503: "busy",
+}  # fmt: skip
+#: how many refused credentials are remembered at most (each: a key, an HMAC, an expiry)
+_REFUSED_MAX = 1024
+
+
+class Busy(Exception):
+    """Too many credential checks are waiting already (the request gets 503)."""
 
 
 class XAPIHandler(web.RequestHandler):
-    """Common to the xAPI handlers: version header, Basic credentials, JSON errors."""
+    """Common to the xAPI handlers: request id, version header, Basic credentials, JSON errors."""
 
     service: EventsService
+    request_id = ""
 
     def initialize(self, service):
         self.service = service
+        given = self.request.headers.get("X-Request-Id", "")
+        self.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex[:16]
+        self.set_header("X-Request-Id", self.request_id)
+        self.source = None
 
     def set_default_headers(self):
         self.set_header(_VERSION_HEADER, VERSION)
         self.set_header("Content-Type", "application/json")
+        if self.request_id:  # send_error clears the headers: keep the id
+            self.set_header("X-Request-Id", self.request_id)
 
     def write_error(self, status_code, **kwargs):
-        reason = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
-            reason = exc.log_message % exc.args if exc.args else exc.log_message
-        self.finish(json.dumps({"error": reason, "status": status_code}))
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code >= 500:
+            message = "internal error (the service's log has the details under this request_id)"
+        else:
+            message = self._reason
+        self.fail(status_code, message)
 
-    def fail(self, status: int, message: str, **extra):
+    def log_exception(self, typ, value, tb):
+        # tornado's own would log the URI, query string (agents' e-mail addresses) included
+        if isinstance(value, web.HTTPError):
+            return  # the request's log line has its status; the client has the message
+        self.service.log.error(
+            "request %s: %s %s failed",
+            self.request_id,
+            self.request.method,
+            self.request.path,
+            exc_info=(typ, value, tb),
+        )
+
+    def fail(self, status: int, message: str, *, error: str | None = None, **extra):
+        """Answer ``{error, message, request_id, **extra}`` with ``status`` and finish."""
         self.set_status(status)
-        self.finish(json.dumps({"error": message, "status": status, **extra}))
+        if status == 503:
+            self.set_header("Retry-After", "1")
+        body = {"error": error or ERRORS.get(status, "error"), "message": message,
+                "request_id": self.request_id, **extra}  # fmt: skip
+        self.finish(json.dumps(body))
 
     async def prepare(self):
         version = self.request.headers.get(_VERSION_HEADER)
@@ -96,10 +161,27 @@ class XAPIHandler(web.RequestHandler):
             return self.fail(
                 400, f"{_VERSION_HEADER} {version!r} is not supported (this LRS speaks 1.0.x)"
             )
-        self.source = await self.service.authenticate(self.request.headers.get("Authorization"))
+        try:
+            self.source = await self.service.authenticate(self.request.headers.get("Authorization"))
+        except Busy:
+            return self.fail(503, "too many credential checks are waiting; retry in a moment")
         if self.source is None:
             self.set_header("WWW-Authenticate", 'Basic realm="xAPI"')
             return self.fail(401, "valid HTTP Basic credentials of an xAPI source are required")
+        if not self.source["course_id"]:
+            name = self.source["name"]
+            return self.fail(
+                403,
+                f"the source {name!r} has no course, and a source may read and write only its "
+                f"own course's statements: re-create it with `hub-ext events remove-source "
+                f"{name}` then `hub-ext events add-source {name} --course COURSE_ID` and give "
+                "the LMS the new key and secret (what it stored stays stored)",
+            )
+
+    @property
+    def scope(self) -> dict:
+        """The query scope of the source: its course, and never the hub's own records."""
+        return {"course_id": self.source["course_id"], "hide_sources": (HUB_SOURCE,)}
 
     def json_body(self):
         try:
@@ -146,6 +228,7 @@ class StatementsHandler(XAPIHandler):
         stored = datetime.now(UTC)
         rows, seen = [], set()
         authority = self.service.authority(self.source)
+        own = self.source["course_id"]
         for i, statement in enumerate(statements):
             where = f"statements[{i}]" if batch else "statement"
             try:
@@ -158,17 +241,25 @@ class StatementsHandler(XAPIHandler):
                 self.fail(400, f"{where}.id: {sid} appears twice in the batch", statement=i)
                 return None
             seen.add(sid)
+            named = course_of(statement, self.service.activity_courses)
+            if named is not None and named != own:
+                self.fail(
+                    403,
+                    f"{where} belongs to course {named!r} (its context names it), and the "
+                    f"source {self.source['name']!r} may post only statements of course "
+                    f"{own!r}; nothing of the request was stored",
+                    statement=i if batch else None,
+                    course=named,
+                )
+                return None
             statement.pop("stored", None)
             statement["authority"] = authority
-            course = course_of(statement, self.service.activity_courses) or self.source.get(
-                "course_id"
-            )
             rows.append(
                 to_row(
                     statement,
                     stored=stored,
                     source=self.source["name"],
-                    course_id=course,
+                    course_id=own,
                     learner=learner_of(statement["actor"]),
                 )
             )
@@ -197,9 +288,12 @@ class StatementsHandler(XAPIHandler):
                         400, f"{key} cannot be combined with {', '.join(sorted(others))}"
                     )
                 statement = await asyncio.to_thread(
-                    self.service.store.get_statement, args[key], voided=key == "voidedStatementId"
+                    self.service.store.get_statement,
+                    args[key],
+                    voided=key == "voidedStatementId",
+                    **self.scope,
                 )
-                if statement is None:
+                if statement is None:  # another course's: the same answer as a missing one
                     return self.fail(404, f"no statement {args[key]}")
                 return self.finish(json.dumps(statement))
         if "more" in args:
@@ -215,7 +309,7 @@ class StatementsHandler(XAPIHandler):
         except ValueError as e:
             return self.fail(400, str(e))
         statements, next_pk, _newest = await asyncio.to_thread(
-            self.service.store.query_statements, after_pk=after, **query
+            self.service.store.query_statements, after_pk=after, **query, **self.scope
         )
         more = ""
         if next_pk is not None:
@@ -276,6 +370,15 @@ class AboutHandler(XAPIHandler):
 
     def get(self):
         self.finish(json.dumps({"version": [VERSION]}))
+
+
+class NotFoundHandler(XAPIHandler):
+    """Any other path: a JSON 404 (no credentials needed to learn there is nothing here)."""
+
+    async def prepare(self):
+        self.fail(
+            404, f"no resource {self.request.path} (this LRS has xAPI/statements and xAPI/about)"
+        )
 
 
 class _NoLock:
@@ -363,10 +466,50 @@ class EventsService(Application):
 
     auth_cache_seconds = Float(
         300,
-        help="""How long a verified credential is remembered, in seconds (scrypt costs ~50 ms
-        per check; a remembered one is compared by HMAC). 0 checks every request. Default 300.
+        help="""How long a checked credential is remembered, in seconds: a verified one is then
+        compared by HMAC (scrypt costs ~50 ms per check), a refused one is refused again at
+        once (at most 1024 are kept). Only an HMAC under a per-process random key is kept,
+        never the secret; removing a source or changing its secret forgets it within
+        ``sources_refresh_seconds``. 0 checks every request. Default 300.
         Example: ``c.EventsService.auth_cache_seconds = 60``""",
     ).tag(config=True)
+
+    auth_threads = Integer(
+        1,
+        help="""Threads that check secrets (scrypt, ~50 ms of one core and 16 MiB each), apart
+        from the threads the store uses, so that checks cannot crowd out writes. Default 1.
+        Example: ``c.EventsService.auth_threads = 2``""",
+    ).tag(config=True)
+
+    auth_queue = Integer(
+        8,
+        help="""Most secret checks waiting for a thread (besides those running); a request
+        that would wait beyond it gets 503 with ``Retry-After: 1`` at once. Remembered
+        credentials (``auth_cache_seconds``) never wait. Default 8.
+        Example: ``c.EventsService.auth_queue = 32``""",
+    ).tag(config=True)
+
+    sources_refresh_seconds = Float(
+        2,
+        help="""How often the sources table is re-read, in seconds (the service keeps the sources
+        in memory, so an unknown key costs neither a query nor a hash): a source added or
+        removed with ``hub-ext events`` takes effect within this time. Default 2.
+        Example: ``c.EventsService.sources_refresh_seconds = 10``""",
+    ).tag(config=True)
+
+    @validate("auth_threads")
+    def _one_thread_at_least(self, proposal):
+        if proposal["value"] < 1:
+            raise ValueError(f"auth_threads must be at least 1, not {proposal['value']}")
+        return proposal["value"]
+
+    @validate("auth_queue", "auth_cache_seconds", "sources_refresh_seconds")
+    def _not_negative(self, proposal):
+        if proposal["value"] < 0:
+            raise ValueError(
+                f"{proposal['trait'].name} must not be negative, not {proposal['value']}"
+            )
+        return proposal["value"]
 
     record_hub_activity = Bool(
         True,
@@ -409,12 +552,24 @@ class EventsService(Application):
         super().initialize(argv)
         self.store = EventStore(self.db_url)
         self.store.create()
-        self._verified: dict[str, tuple[bytes, float, dict]] = {}
         # SQLite has one writer at a time: queue writes here rather than in its busy handler
         self.write_lock = (
             asyncio.Lock() if self.store.engine.dialect.name == "sqlite" else _NoLock()
         )
         self._cache_key = os.urandom(32)
+        #: key -> (HMAC of key:secret, expiry, the source's secret_hash when verified)
+        self._verified: dict[str, tuple[bytes, float, str]] = {}
+        #: (key, HMAC, secret_hash) -> expiry, of refused credentials (oldest first)
+        self._refused: dict[tuple[str, bytes, str], float] = {}
+        #: checks under way, so that one credential sent many times at once costs one hash
+        self._checking: dict[tuple[str, bytes, str], asyncio.Future] = {}
+        self._auth_pool = ThreadPoolExecutor(
+            max_workers=self.auth_threads, thread_name_prefix="hub-ext-events-auth"
+        )
+        self._auth_waiting = 0
+        self._sources: dict[str, dict] = {}
+        self._sources_at: float | None = None
+        self._sources_loading: asyncio.Future | None = None
 
     def authority(self, source: dict) -> dict:
         return {
@@ -424,7 +579,11 @@ class EventsService(Application):
         }
 
     async def authenticate(self, header: str | None) -> dict | None:
-        """The source whose Basic credentials ``header`` carries, else None."""
+        """The source (name, key, course_id) whose Basic credentials ``header`` carries, else None.
+
+        Raises :class:`Busy` when the secret must be checked and ``auth_queue`` checks wait
+        already.
+        """
         if not header or not header.startswith("Basic "):
             return None
         try:
@@ -433,14 +592,88 @@ class EventsService(Application):
             return None
         if not key or not secret:
             return None
-        digest = hmac.new(self._cache_key, secret.encode(), hashlib.sha256).digest()
+        row = (await self.sources()).get(key)
+        if row is None:
+            return None  # no hash: keys are 96 random bits, timing cannot find one
+        digest = hmac.new(self._cache_key, f"{key}:{secret}".encode(), hashlib.sha256).digest()
+        hashed = row["secret_hash"]
         cached = self._verified.get(key)
-        if cached and cached[1] > self.clock() and hmac.compare_digest(cached[0], digest):
-            return cached[2]
-        source = await asyncio.to_thread(self.store.check_source, key, secret)
-        if source is not None and self.auth_cache_seconds > 0:
-            self._verified[key] = (digest, self.clock() + self.auth_cache_seconds, source)
-        return source
+        if (
+            cached
+            and cached[1] > self.clock()
+            and cached[2] == hashed
+            and hmac.compare_digest(cached[0], digest)
+        ):
+            return self._public(row)
+        attempt = (key, digest, hashed)
+        if self._refused.get(attempt, 0) > self.clock():
+            return None
+        check = self._checking.get(attempt)
+        if check is None:
+            check = self._checking[attempt] = asyncio.ensure_future(self._check(secret, hashed))
+            check.add_done_callback(lambda _: self._checking.pop(attempt, None))
+        ok = await asyncio.shield(check)
+        if self.auth_cache_seconds > 0:
+            expiry = self.clock() + self.auth_cache_seconds
+            if ok:
+                self._verified[key] = (digest, expiry, hashed)
+            else:
+                self._remember_refused(attempt, expiry)
+        return self._public(row) if ok else None
+
+    @staticmethod
+    def _public(row: dict) -> dict:
+        return {"name": row["name"], "key": row["key"], "course_id": row["course_id"]}
+
+    async def _check(self, secret: str, hashed: str) -> bool:
+        """scrypt on the credential executor, or :class:`Busy` at once if it is full."""
+        if self._auth_waiting >= self.auth_threads + self.auth_queue:
+            raise Busy()
+        self._auth_waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._auth_pool, verify_secret, secret, hashed)
+        finally:
+            self._auth_waiting -= 1
+
+    def _remember_refused(self, attempt: tuple, expiry: float) -> None:
+        if len(self._refused) >= _REFUSED_MAX:
+            now = self.clock()
+            self._refused = {a: t for a, t in self._refused.items() if t > now}
+            while len(self._refused) >= _REFUSED_MAX:
+                del self._refused[next(iter(self._refused))]
+        self._refused[attempt] = expiry
+
+    async def sources(self) -> dict[str, dict]:
+        """The sources by key, re-read from the store every ``sources_refresh_seconds``."""
+        at = self._sources_at
+        if at is not None and 0 <= self.clock() - at <= self.sources_refresh_seconds:
+            return self._sources
+        if self._sources_loading is None:
+            self._sources_loading = asyncio.ensure_future(self._load_sources())
+        await asyncio.shield(self._sources_loading)
+        return self._sources
+
+    async def _load_sources(self) -> None:
+        try:
+            rows = await asyncio.to_thread(self.store.source_rows)
+        except Exception as e:
+            if self._sources_at is None:
+                raise  # nothing to go on (500); the next request tries again
+            # keep what is known and try again in sources_refresh_seconds (the first line
+            # only: SQLAlchemy's next lines hold the SQL and its parameters)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self.log.warning(
+                "could not re-read the sources (keeping %d): %s", len(self._sources), first
+            )
+        else:
+            self._sources = rows
+            for key, (_, _, hashed) in list(self._verified.items()):
+                if key not in rows or rows[key]["secret_hash"] != hashed:
+                    del self._verified[key]  # removed, or its secret changed
+        finally:
+            self._sources_loading = None
+        self._sources_at = self.clock()
 
     def make_app(self) -> web.Application:
         prefix = self.prefix
@@ -450,6 +683,8 @@ class EventsService(Application):
                 (rf"{prefix}xAPI/statements/?", StatementsHandler, kw),
                 (rf"{prefix}xAPI/about/?", AboutHandler, kw),
             ],
+            default_handler_class=NotFoundHandler,
+            default_handler_args=kw,
             log_function=self._log_request,
         )
 
@@ -457,8 +692,9 @@ class EventsService(Application):
         # never the query string (agents' e-mail addresses) nor the Authorization header
         status = handler.get_status()
         level = self.log.info if status < 400 else self.log.warning
-        level("%d %s %s %.1fms", status, handler.request.method, handler.request.path,
-              1000 * handler.request.request_time())  # fmt: skip
+        level("%d %s %s %.1fms request_id=%s", status, handler.request.method,
+              handler.request.path, 1000 * handler.request.request_time(),
+              getattr(handler, "request_id", "") or "-")  # fmt: skip
 
     async def start_async(self) -> HTTPServer:
         parsed = urlparse(self.url)
@@ -481,6 +717,12 @@ class EventsService(Application):
         if self.analyze_interval > 0:
             self._tasks.append(asyncio.ensure_future(self._analyze_periodically()))
         return server
+
+    async def stop_async(self) -> None:
+        """Stop the background tasks and the credential executor (the server is the caller's)."""
+        for task in getattr(self, "_tasks", ()):
+            task.cancel()
+        self._auth_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _analyze_periodically(self) -> None:
         while True:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -23,15 +24,23 @@ from sqlalchemy import Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from ...courses import COURSE_ID_PATTERN
 from .models import Base, Source, Statement
 from .xapi import VOIDED, canonical
 
 __all__ = [
     "Conflict",
     "EventStore",
+    "HUB_SOURCE",
     "make_engine",
     "readonly_url",
 ]
+
+#: the ``source`` of the hub's own activity records (server start/stop, activity): no xAPI
+#: source may read them, void them or take the name
+HUB_SOURCE = "hub"
+_SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_COURSE_RE = re.compile(COURSE_ID_PATTERN)
 
 
 class Conflict(Exception):
@@ -212,14 +221,28 @@ class EventStore:
         raise AssertionError("unreachable")
 
     def _void(self, conn, rows: Sequence[dict]) -> None:
+        """Mark the targets of the voiding statements among ``rows`` as voided.
+
+        A voiding statement voids only a statement of its own course (the ``course_id`` of
+        both rows), and only the hub voids the hub's own records; any other target is left
+        as it is, as if it were absent (xAPI does not refuse a voiding statement whose target
+        is absent, and telling this one apart would tell the sender the id exists).
+        """
         table = Statement.__table__
-        voided = [r["raw"]["object"]["id"].lower() for r in rows if r["verb"] == VOIDED]
-        if voided:
-            conn.execute(
-                update(table)
-                .where(table.c.id.in_(voided), table.c.verb != VOIDED)
-                .values(voided=True)
+        scopes: dict[tuple, list[str]] = {}
+        for r in rows:
+            if r["verb"] == VOIDED:
+                scope = (r["course_id"], r["source"] == HUB_SOURCE)
+                scopes.setdefault(scope, []).append(r["raw"]["object"]["id"].lower())
+        for (course_id, by_hub), targets in scopes.items():
+            q = update(table).where(
+                table.c.id.in_(targets),
+                table.c.verb != VOIDED,
+                table.c.course_id.is_not_distinct_from(course_id),
             )
+            if not by_hub:
+                q = q.where(table.c.source != HUB_SOURCE)
+            conn.execute(q.values(voided=True))
 
     def _store(self, conn, rows: Sequence[dict]) -> int:
         # One SELECT for the ids already stored, then a plain executemany INSERT of the rest
@@ -247,8 +270,30 @@ class EventStore:
 
     # ------------------------------------------------------------------- sources
 
-    def add_source(self, name: str, course_id: str | None = None) -> tuple[str, str]:
-        """Register a source; return its (key, secret). Only a hash of the secret is kept."""
+    def add_source(self, name: str, course_id: str) -> tuple[str, str]:
+        """Register a source of one course; return its (key, secret).
+
+        Only a hash of the secret is kept. The source may read, write and void only
+        statements of ``course_id`` (the events service enforces it); a ``ValueError`` says
+        what is wrong with a name or course id.
+        """
+        if not isinstance(name, str) or not _SOURCE_NAME_RE.match(name):
+            raise ValueError(
+                f"{name!r} is not a source name (letters, digits, '.', '_', '-'; at most 64)"
+            )
+        if name == HUB_SOURCE:
+            raise ValueError(
+                f"the source name {HUB_SOURCE!r} is reserved for the hub's own records"
+            )
+        if not course_id:
+            raise ValueError(
+                "a source needs a course (--course ID): it may read and write only that course's statements"
+            )
+        if not _COURSE_RE.match(course_id):
+            raise ValueError(
+                f"{course_id!r} is not a course id (lowercase letters, digits and dashes, "
+                "starting with a letter, 2-32 characters)"
+            )
         key = secrets.token_urlsafe(12)
         secret = secrets.token_urlsafe(32)
         row = {
@@ -273,6 +318,17 @@ class EventStore:
             rows = conn.execute(select(Source.name, Source.key, Source.course_id, Source.created))
             return [dict(r._mapping) for r in rows]
 
+    def source_rows(self) -> dict[str, dict]:
+        """Every source by key: name, key, secret_hash (never the secret), course_id.
+
+        What the events service keeps in memory to check credentials without a query each.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Source.name, Source.key, Source.secret_hash, Source.course_id)
+            )
+            return {r.key: dict(r._mapping) for r in rows}
+
     def check_source(self, key: str, secret: str) -> dict | None:
         """The source (name, key, course_id) whose credentials these are, else None."""
         with self.engine.connect() as conn:
@@ -291,12 +347,27 @@ class EventStore:
 
     # ------------------------------------------------------------------- reading
 
-    def get_statement(self, statement_id: str, *, voided: bool = False) -> dict | None:
+    def get_statement(
+        self,
+        statement_id: str,
+        *,
+        voided: bool = False,
+        course_id: str | None = None,
+        hide_sources: Sequence[str] = (),
+    ) -> dict | None:
+        """The stored statement ``statement_id`` (a voided one only with ``voided``), else None.
+
+        With ``course_id``, only a statement of that course; ``hide_sources``: sources whose
+        statements are treated as absent (an xAPI source is never shown the hub's records).
+        """
         table = Statement.__table__
+        q = select(table.c.raw, table.c.voided).where(table.c.id == statement_id.lower())
+        if course_id is not None:
+            q = q.where(table.c.course_id == course_id)
+        if hide_sources:
+            q = q.where(table.c.source.not_in(list(hide_sources)))
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(table.c.raw, table.c.voided).where(table.c.id == statement_id.lower())
-            ).first()
+            row = conn.execute(q).first()
         if row is None or row.voided != voided:
             return None
         return row.raw
@@ -312,13 +383,20 @@ class EventStore:
         ascending: bool = False,
         limit: int = 100,
         after_pk: int | None = None,
+        course_id: str | None = None,
+        hide_sources: Sequence[str] = (),
     ) -> tuple[list[dict], int | None, datetime | None]:
         """Statements matching the xAPI GET filters (newest stored first unless ascending).
 
+        ``course_id`` and ``hide_sources`` scope the query as in :meth:`get_statement`.
         Returns (statements, the pk to continue after or None, the newest ``stored`` seen).
         """
         t = Statement.__table__
         q = select(t.c.pk, t.c.raw).where(t.c.voided.is_(False))
+        if course_id is not None:
+            q = q.where(t.c.course_id == course_id)
+        if hide_sources:
+            q = q.where(t.c.source.not_in(list(hide_sources)))
         if agent_key is not None:
             q = q.where(t.c.actor_key == agent_key)
         if verb is not None:
