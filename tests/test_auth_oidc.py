@@ -62,6 +62,8 @@ ACCOUNTS = [
         "email": "dan@example.edu",
         "email_verified": False,
     },
+    # same roster email, and the provider says nothing about its verification: not enrolled
+    {"username": "dora", "password": "pw-dora", "email": "dan@example.edu"},
     {"username": "eve", "password": "pw-eve", "groups": []},
     {"username": "mallory", "password": "pw-mallory", "groups": "course:ds101:learner"},
     {"username": "root", "password": "pw-root", "groups": ["hub-admins"]},
@@ -145,6 +147,15 @@ async def test_unverified_email_does_not_match_a_roster(oidc):
     r = client.last_response
     assert r.status_code == 403
     assert "You are not enrolled in any course on this hub" in r.text
+
+
+async def test_email_without_email_verified_does_not_match_a_roster(oidc):
+    client = await oidc_login(oidc.hub.url, "dora", "pw-dora", expect_ok=False)
+    await client.aclose()
+    r = client.last_response
+    assert r.status_code == 403
+    assert "You are not enrolled in any course on this hub" in r.text
+    assert (await oidc.hub.api("GET", "/users/dora")).status_code == 404
 
 
 async def test_admin_by_provider_group(oidc):
@@ -293,3 +304,30 @@ async def test_provider_down_at_login_gives_a_friendly_page(tmp_path):
         assert len(env.seen_tokens) == 3
     finally:
         await env.stop()
+
+
+async def test_provider_down_at_start_stops_the_hub_saying_why(tmp_path):
+    """The discovery document is read when the hub starts: nobody listens at the issuer."""
+    from tests.hubtest import HubProcess, free_port
+
+    issuer = f"http://127.0.0.1:{free_port()}"
+    hub = HubProcess(
+        tmp_path / "hub",
+        oidc_catalog(tmp_path / "catalog"),
+        extra_config=f"""
+from hub_ext.authenticator import configure_oidc
+configure_oidc(c, {issuer!r}, "course-hub", "s3cret-never-logged")
+c.CryptKeeper.keys = [bytes(32)]
+""",
+    )
+    with pytest.raises(RuntimeError, match="the hub exited with 1") as info:
+        await hub.start()
+    await hub.stop()
+    message = str(info.value)
+    assert (
+        f"Cannot read the OpenID provider's discovery document at {issuer}"
+        "/.well-known/openid-configuration: [Errno 111] Connection refused." in message
+    )
+    assert "The hub will not start." in message
+    assert "Traceback" not in message
+    assert "s3cret-never-logged" not in hub.log_path.read_text()
