@@ -164,6 +164,19 @@ async def test_admin_by_provider_group(oidc):
     assert r.json()["admin"] is True
     assert set(r.json()["groups"]) == {"hub-admins"}
 
+    # removed from the provider's admin group: no longer an admin at the next refresh
+    token = (await oidc.hub.api("POST", "/users/root/tokens", json={"note": "t"})).json()["token"]
+    oidc.set_groups("root", ["course:ds101:teacher"])
+    try:
+        await asyncio.sleep(2.5)  # past auth_refresh_age (2 s): the next request refreshes
+        r = await oidc.hub.api("GET", "/user", token=token)
+        assert r.status_code == 200, r.text
+        r = await oidc.hub.api("GET", "/users/root")
+        assert r.json()["admin"] is False
+        assert set(r.json()["groups"]) == {"course:ds101:teacher"}
+    finally:
+        oidc.set_groups("root", ["hub-admins"])
+
 
 async def test_not_enrolled_is_refused_with_a_clear_page(oidc):
     client = await oidc_login(oidc.hub.url, "eve", "pw-eve", expect_ok=False)
