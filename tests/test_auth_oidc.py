@@ -9,6 +9,7 @@ The catalog lists nobody: every course group comes from the provider's claims or
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -218,6 +219,31 @@ async def test_wrong_password_stays_at_the_provider(oidc):
         r = await oidc_authorize(client, oidc.hub.url, "alice", "not-her-password")
     assert r.status_code == 401
     assert "Unknown username or wrong password." in r.text
+
+
+async def test_logout_ends_the_session_at_the_provider(oidc):
+    """A shared lab computer: after logging out of the hub, the next login asks for a password
+    (the default logout_redirect_url is the provider's end_session_endpoint)."""
+    client = await oidc.login("bob")
+    try:
+        # signed in at the provider: a login at the hub goes through without the form
+        r = await client.get(f"{oidc.hub.url}/hub/oauth_login", follow_redirects=True)
+        assert str(r.url) == f"{oidc.hub.url}/hub/home"
+        r = await client.get(f"{oidc.hub.url}/hub/logout")
+        assert r.status_code == 302
+        assert r.headers["location"] == (
+            f"{oidc.idp.issuer}/session/end?client_id={oidc.idp.client_id}"
+        )
+        r = await client.get(r.headers["location"])  # the provider's "sign out?" form
+        m = re.search(r'action="([^"]+/session/end/confirm)".*?name="xsrf" value="([^"]+)"', r.text)
+        assert m, r.text[:500]
+        r = await client.post(m[1], data={"xsrf": m[2], "logout": "yes"}, follow_redirects=True)
+        assert r.status_code == 200
+        r = await client.get(f"{oidc.hub.url}/hub/oauth_login", follow_redirects=True)
+        assert str(r.url).startswith(f"{oidc.idp.issuer}/interaction/")
+        assert 'name="password"' in r.text
+    finally:
+        await client.aclose()
 
 
 async def test_refresh_removes_and_adds_a_course(oidc):
