@@ -560,7 +560,11 @@ class CourseOAuthenticator(CourseGroupsMixin, GenericOAuthenticator):
         (``email_verified: true``; see :attr:`trust_unverified_email`) and, with
         :attr:`email_domains`, in one of those domains; any other login is refused with a
         page that says why. Whatever the policy, the result is lowercased (and mapped by
-        ``username_map``) and must match ``username_pattern``.
+        ``username_map``) and must match JupyterHub's ``username_pattern``, whose default
+        here is :data:`SAFE_USERNAME_PATTERN` (``^[a-z0-9][a-z0-9._-]{0,63}$``; with
+        ``email``, :data:`SAFE_EMAIL_USERNAME_PATTERN`), safe in paths and in server,
+        container and volume names; a login whose name does not match is refused with a
+        page that names it. Default: ``"preferred_username"``.
         Example: ``c.CourseOAuthenticator.username_policy = "email_local_part"``
         """,
     ).tag(config=True)
