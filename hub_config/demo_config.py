@@ -38,10 +38,12 @@ c.JupyterHub.cleanup_servers = True
 idp_file = state / "idp" / "idp.json"
 if os.environ.get("HUB_EXT_DEMO_LOGIN", "oidc") == "oidc" and idp_file.exists():
     idp = json.loads(idp_file.read_text())
+    # admins: the provider's "hub-admins" group (the demo account "admin" is in it)
     configure_oidc(
         c, idp["issuer"], idp["client_id"], idp["client_secret"], admin_groups=["hub-admins"]
     )
 else:
     c.JupyterHub.authenticator_class = "course-dev"
     c.CourseDevAuthenticator.password = os.environ.get("HUB_EXT_DEMO_PASSWORD", "demo")
+    # the development login has no groups: its "admin" account is named
     c.Authenticator.admin_users = {"admin"}

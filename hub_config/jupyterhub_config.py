@@ -24,6 +24,11 @@ default_catalog = "courses-docker.yaml" if BACKEND == "docker" else "courses.yam
 CATALOG = os.environ.get("HUB_EXT_CATALOG", str(here / default_catalog))
 # where the services keep their data (the event store, published notebooks)
 DATA_DIR = os.environ.get("HUB_EXT_DATA_DIR", ".")
+# Hub admins. Preferred: your provider's admin group (c.CourseOAuthenticator.admin_groups,
+# under "how people log in"). Only if your provider has no such group, name accounts here:
+# hub usernames as your provider gives them (see username_policy), e.g. {"jdoe"}.
+# Nobody is an admin until you fill in one of the two.
+ADMIN_USERS: set[str] = set()
 catalog = configure_course_hub(
     c,
     CATALOG,
@@ -31,7 +36,7 @@ catalog = configure_course_hub(
     data_dir=DATA_DIR,
     # the learning-event store: SQLite in DATA_DIR by default; PostgreSQL in production
     events_db=os.environ.get("HUB_EXT_EVENTS_DB"),  # e.g. postgresql://events@db/events
-    admin_users={"hubadmin"},  # hub admins (and every course's analytics)
+    admin_users=ADMIN_USERS,  # hub admins by name (and every course's analytics)
     public_url=os.environ.get("HUB_EXT_PUBLIC_URL", "http://127.0.0.1:8000"),
 )
 if BACKEND == "docker":
@@ -39,16 +44,27 @@ if BACKEND == "docker":
     configure_docker_tier(c, catalog, CATALOG)
 
 # --- how people log in -------------------------------------------------------------------
-# Your institution's OpenID Connect provider. The client secret comes from the
-# environment, never from this file.
+# Your institution's OpenID Connect provider: its issuer URL is enough, the endpoints come
+# from its discovery document (read when the hub starts; the hub will not start, saying
+# why, if it cannot be read). Register the hub at the provider as a confidential client
+# (client_secret_post, the authorization_code and refresh_token grants) with the callback
+# URL below. The client secret comes from the environment, never from this file; the hub
+# also needs JUPYTERHUB_CRYPT_KEY (openssl rand -hex 32) for the encrypted auth state.
 # c.JupyterHub.authenticator_class = "course-oauth"
+# c.CourseOAuthenticator.oidc_issuer = "https://idp.example.edu/realms/uni"
 # c.CourseOAuthenticator.client_id = "jupyterhub"
 # c.CourseOAuthenticator.client_secret = os.environ["OAUTH_CLIENT_SECRET"]
 # c.CourseOAuthenticator.oauth_callback_url = "https://hub.example.edu/hub/oauth_callback"
-# c.CourseOAuthenticator.authorize_url = "https://idp.example.edu/authorize"
-# c.CourseOAuthenticator.token_url = "https://idp.example.edu/token"
-# c.CourseOAuthenticator.userdata_url = "https://idp.example.edu/userinfo"
+# c.CourseOAuthenticator.enable_auth_state = True
+# a private CA for the provider's certificate:
+# c.CourseOAuthenticator.http_request_kwargs = {"ca_certs": "/etc/ssl/certs/uni-ca.pem"}
+# Hub admins: the members of this provider group (its name in the provider's `groups`
+# claim); they become admins at login and stop being admins when removed from it.
 # c.CourseOAuthenticator.admin_groups = {"hub-admins"}
+# Usernames: the provider's preferred_username by default; an email-based policy takes
+# only verified addresses, and only in your own domain(s):
+# c.CourseOAuthenticator.username_policy = "email_local_part"
+# c.CourseOAuthenticator.email_domains = ["example.edu"]
 
 # --- where the hub keeps its state ------------------------------------------------------
 # SQLite is fine for one server; use PostgreSQL when you run several hub replicas.

@@ -1,22 +1,34 @@
 """CourseOAuthenticator's hooks on their own: usernames, claims -> groups, errors, config.
 
-No hub here (test_auth_oidc runs the whole flow); configure_oidc is tested against the real
-development provider.
+No hub here (test_auth_oidc and test_auth_usernames run the whole flow); discovery is
+tested against the real development provider, and against a plain HTTP(S) server on
+loopback for what that provider cannot do (a private CA, broken documents).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import json
 import logging
+import ssl
+import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from tornado import web
+from traitlets import TraitError
 from traitlets.config import Config
 
 from dev_idp.launch import start_idp, stop_idp
 from hub_ext.authenticator import (
     ClaimError,
     CourseOAuthenticator,
+    OIDCDiscoveryError,
     ProviderUnavailable,
     configure_oidc,
 )
@@ -56,33 +68,114 @@ def state(**user_info) -> dict:
     return {"oauth_user": user_info}
 
 
+def username_of(a: CourseOAuthenticator, user_info: dict) -> str:
+    """The username a login with ``user_info`` gets, through the same stages as
+    oauthenticator's ``_token_to_auth_model``: the policy, normalization, update_auth_model."""
+    name = a.normalize_username(a.user_info_to_username(user_info))
+    model = {"name": name, "admin": None, "auth_state": state(**user_info)}
+    return asyncio.run(a.update_auth_model(model))["name"]
+
+
+def refusal(a: CourseOAuthenticator, user_info: dict) -> web.HTTPError:
+    with pytest.raises(web.HTTPError) as e:
+        username_of(a, user_info)
+    return e.value
+
+
+def message(e: web.HTTPError) -> str:
+    return e.log_message % e.args
+
+
 @pytest.mark.parametrize(
     ("policy", "info", "expected"),
     [
         ("preferred_username", {"preferred_username": "Alice"}, "alice"),
         ("email", {"email": "Alice@Example.edu", "email_verified": True}, "alice@example.edu"),
-        ("email_local_part", {"email": "alice@example.edu"}, "alice"),
+        ("email_local_part", {"email": "alice@example.edu", "email_verified": True}, "alice"),
+        ("email_local_part", {"email": "bo.b@example.edu", "email_verified": "true"}, "bo.b"),
         ("sub", {"sub": "f3a9-22"}, "f3a9-22"),
         ("claim", {"username": "carol"}, "carol"),
     ],
 )
 def test_username_policies(catalog, policy, info, expected):
-    assert make(catalog, username_policy=policy).user_info_to_username(info) == expected
+    assert username_of(make(catalog, username_policy=policy), info) == expected
 
 
 def test_username_refusals(catalog):
     a = make(catalog, username_policy="email_local_part", email_domains=["example.edu"])
-    with pytest.raises(web.HTTPError) as e:
-        a.user_info_to_username({"email": "alice@other.org"})
-    assert e.value.status_code == 403 and "in example.edu" in e.value.log_message % e.value.args
-    with pytest.raises(web.HTTPError):
-        a.user_info_to_username({"email": "alice@example.edu", "email_verified": False})
+    e = refusal(a, {"email": "alice@other.org", "email_verified": True})
+    assert e.status_code == 403 and "in example.edu" in message(e)
+    e = refusal(a, {"email": "alice@example.edu", "email_verified": False})
+    assert e.status_code == 403 and "alice@example.edu is not verified" in message(e)
     with pytest.raises(ClaimError) as e:
         make(catalog).user_info_to_username({"sub": "x"})
-    assert "'preferred_username'" in e.value.log_message % e.value.args
-    with pytest.raises(web.HTTPError) as e:
-        make(catalog).user_info_to_username({"preferred_username": "Alice Smith"})
-    assert e.value.status_code == 403
+    assert "'preferred_username'" in message(e.value)
+    e = refusal(make(catalog), {"preferred_username": "Alice Smith"})
+    assert e.status_code == 403 and "'alice smith' cannot be used as a username" in message(e)
+
+
+@pytest.mark.parametrize("policy", ["email", "email_local_part"])
+def test_an_email_without_email_verified_is_not_an_identity(catalog, policy):
+    """The takeover: alice@evil.example, never verified, must not become alice."""
+    a = make(catalog, username_policy=policy)
+    e = refusal(a, {"email": "alice@evil.example"})
+    assert e.status_code == 403
+    assert "Your email address alice@evil.example is not verified" in message(e)
+    assert a._verified_emails({"email": "alice@evil.example"}) == []  # nor for rosters
+
+
+def test_trust_unverified_email_is_an_explicit_opt_in(catalog, caplog):
+    caplog.set_level(logging.WARNING)
+    a = make(catalog, username_policy="email_local_part", trust_unverified_email=True)
+    assert "trust_unverified_email is True" in caplog.text
+    assert username_of(a, {"email": "alice@example.edu"}) == "alice"
+    # an address the provider says is unverified stays refused
+    e = refusal(a, {"email": "alice@example.edu", "email_verified": False})
+    assert "is not verified" in message(e)
+    assert make(catalog).trust_unverified_email is False
+
+
+@pytest.mark.parametrize(
+    ("policy", "info", "name"),
+    [
+        # the claim policy used to skip the pattern: a homograph of alice, a space, a colon
+        ("claim", {"username": "\u0430lice"}, "\u0430lice"),
+        ("claim", {"username": "Ops Team"}, "ops team"),
+        ("claim", {"username": "x:ds101"}, "x:ds101"),
+        ("claim", {"username": "-rf"}, "-rf"),
+        ("claim", {"username": "a" * 65}, "a" * 65),
+        ("sub", {"sub": "auth0|5f3a"}, "auth0|5f3a"),
+        ("preferred_username", {"preferred_username": "ann@example.edu"}, "ann@example.edu"),
+        ("email", {"email": "a b@example.edu", "email_verified": True}, "a b@example.edu"),
+    ],
+)
+def test_every_policy_passes_the_username_pattern(catalog, policy, name, info):
+    e = refusal(make(catalog, username_policy=policy), info)
+    assert e.status_code == 403
+    assert f"{name!r} cannot be used as a username on this hub" in message(e)
+
+
+def test_username_pattern_is_jupyterhubs_own(catalog):
+    a = make(catalog)
+    assert a.username_pattern == r"^[a-z0-9][a-z0-9._-]{0,63}$"
+    assert a.validate_username("ann.lee_2-b") and not a.validate_username("ann@example.edu")
+    assert make(catalog, username_policy="email").validate_username("ann+x@example.edu")
+    # an institution's own pattern replaces the default, and names it in the refusal
+    b = make(catalog, username_pattern=r"^[a-z]{2,8}[0-9]{0,4}$")
+    assert username_of(b, {"preferred_username": "abc12"}) == "abc12"
+    e = refusal(b, {"preferred_username": "ann.lee"})
+    assert "matching ^[a-z]{2,8}[0-9]{0,4}$" in message(e)
+
+
+def test_email_local_part_without_email_domains_warns_at_start(catalog, caplog):
+    caplog.set_level(logging.WARNING)
+    make(catalog, username_policy="email_local_part").check_allow_config()
+    assert "username_policy 'email_local_part' without email_domains" in caplog.text
+    caplog.clear()
+    make(
+        catalog, username_policy="email_local_part", email_domains=["example.edu"]
+    ).check_allow_config()
+    assert "without email_domains" not in caplog.text
 
 
 async def test_groups_from_claims_catalog_and_rosters(catalog, tmp_path, caplog):
@@ -101,6 +194,7 @@ async def test_groups_from_claims_catalog_and_rosters(catalog, tmp_path, caplog)
         state(
             preferred_username="lee",
             email="lee@example.edu",
+            email_verified=True,
             groups=[
                 "urn:mace:example.edu:course:stat200:learner",
                 "urn:mace:other.org:course:ds101:teacher",  # another prefix: not ours
@@ -148,16 +242,28 @@ async def test_groups_claim_of_the_wrong_type(catalog, value, message):
     assert message in e.value.log_message % e.value.args
 
 
-async def test_missing_claim_and_callable_claims(catalog):
+async def test_missing_claim_and_callable_claims(catalog, caplog):
     a = make(catalog)
     assert await a.get_user_groups(state(preferred_username="nobody")) == set()
-    b = make(
+
+    # oauthenticator's own auth_state_groups_key, as a (maybe async) callable of the auth state
+    async def courses(auth_state):
+        return [f"course:{c}:learner" for c in auth_state["oauth_user"]["courses"]]
+
+    b = make(catalog, auth_state_groups_key=courses)
+    assert await b.get_user_groups(state(preferred_username="x", courses=["stat200"])) == {
+        "course:stat200:learner"
+    }
+    # the earlier trait for the same still works, with a deprecation warning
+    caplog.set_level(logging.WARNING)
+    d = make(
         catalog,
         course_groups_from_claims=lambda auth, info: [
             f"course:{c}:learner" for c in info["courses"]
         ],
     )
-    assert await b.get_user_groups(state(preferred_username="x", courses=["stat200"])) == {
+    assert "course_groups_from_claims is deprecated" in caplog.text
+    assert await d.get_user_groups(state(preferred_username="x", courses=["stat200"])) == {
         "course:stat200:learner"
     }
 
@@ -186,34 +292,180 @@ async def test_unreachable_provider_is_a_503(catalog):
     assert "could not be reached" in text and "secret-code" not in text
 
 
-def test_configure_oidc_from_discovery(tmp_path):
+def authenticator_from(c: Config) -> CourseOAuthenticator:
+    return CourseOAuthenticator(config=c)
+
+
+def test_configure_oidc_from_discovery(tmp_path, catalog):
     idp = start_idp(tmp_path / "idp", ["http://127.0.0.1:1/hub/oauth_callback"])
     try:
         c = Config()
-        meta = configure_oidc(c, idp.issuer, "course-hub", "s3cret", admin_groups=["hub-admins"])
+        configure_oidc(c, idp.issuer, "course-hub", "s3cret", admin_groups=["hub-admins"])
+        assert c.JupyterHub.authenticator_class == "course-oauth"
+        a = authenticator_from(c)
+        assert a.oidc_configuration["issuer"] == idp.issuer
+        assert (a.authorize_url, a.token_url, a.userdata_url) == (
+            f"{idp.issuer}/auth",
+            f"{idp.issuer}/token",
+            f"{idp.issuer}/me",
+        )
+        # logging out of the hub ends the session at the provider too (RP-initiated logout)
+        assert a.logout_redirect_url == f"{idp.issuer}/session/end?client_id=course-hub"
+        assert a.enable_auth_state is True and a.admin_groups == {"hub-admins"}
+        # set explicitly, an endpoint wins over the discovered one
+        c.CourseOAuthenticator.logout_redirect_url = ""
+        assert authenticator_from(c).logout_redirect_url == ""
     finally:
         stop_idp(idp.pid)
-    assert meta["issuer"] == idp.issuer
-    a = c.CourseOAuthenticator
-    assert c.JupyterHub.authenticator_class == "course-oauth"
-    assert (a.authorize_url, a.token_url, a.userdata_url) == (
-        f"{idp.issuer}/auth",
-        f"{idp.issuer}/token",
-        f"{idp.issuer}/me",
+    # the provider is gone now: reading its endpoints is a clear error, not an exit
+    c = Config()
+    configure_oidc(c, idp.issuer, "course-hub", "s3cret", timeout=2)
+    with pytest.raises(OIDCDiscoveryError) as e:
+        authenticator_from(c).authorize_url  # noqa: B018
+    text = str(e.value)
+    assert (
+        f"Cannot read the OpenID provider's discovery document at {idp.issuer}/.well-known" in text
     )
-    assert a.enable_auth_state is True and a.admin_groups == {"hub-admins"}
-    # the provider is gone now: a hub configured against it refuses to start, saying why
-    with pytest.raises(SystemExit) as e:
-        configure_oidc(Config(), idp.issuer, "course-hub", "s3cret", timeout=2)
-    assert "Cannot read the OpenID provider's discovery document" in str(e.value)
-    assert "s3cret" not in str(e.value)
+    assert "Connection refused" in text
+    assert "s3cret" not in text
+
+
+class _Discovery(BaseHTTPRequestHandler):
+    """Serves ``server.document`` (JSON) at the discovery path."""
+
+    def do_GET(self):
+        body = self.server.document
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def discovery_server(document, status=200, tls=None):
+    """A real HTTP(S) server on loopback standing in for a provider's discovery endpoint
+    (the development provider does not speak TLS, nor serve broken documents)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Discovery)
+    server.status = status
+    scheme = "http"
+    if tls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    issuer = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    server.document = document(issuer) if callable(document) else document
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield issuer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def good_document(issuer):
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("document", "status", "traits", "expected"),
+    [
+        (good_document, 500, {}, "it answered HTTP 500"),
+        (b"<html>not here</html>", 200, {}, "the answer is not JSON"),
+        (b"[]", 200, {}, "the answer is not a JSON object"),
+        (
+            lambda i: {**good_document(i), "issuer": "https://elsewhere.example"},
+            200,
+            {},
+            "announces the issuer 'https://elsewhere.example'",
+        ),
+        (
+            lambda i: {k: v for k, v in good_document(i).items() if k != "token_endpoint"},
+            200,
+            {},
+            "does not announce token_endpoint",
+        ),
+        (
+            lambda i: {
+                **good_document(i),
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            },
+            200,
+            {},
+            "does not accept client_secret_post (it offers private_key_jwt); set "
+            "c.CourseOAuthenticator.basic_auth = True",
+        ),
+        (
+            lambda i: {
+                **good_document(i),
+                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+            },
+            200,
+            {"basic_auth": True},
+            "does not accept client_secret_basic",
+        ),
+    ],
+)
+def test_unusable_discovery_document_is_a_clear_error(catalog, document, status, traits, expected):
+    with discovery_server(document, status) as issuer:
+        a = make(catalog, oidc_issuer=issuer + "/", **traits)
+        with pytest.raises(OIDCDiscoveryError) as e:
+            a.token_url  # noqa: B018
+    assert expected in str(e.value)
+    assert issuer in str(e.value)
+
+
+def test_discovery_uses_oauthenticators_request_settings(catalog, tmp_path):
+    """A provider behind a private CA: found with ``http_request_kwargs = {"ca_certs": ...}``,
+    refused (saying why) without it."""
+    ca, cert, key = make_private_ca(tmp_path)
+    with discovery_server(good_document, tls=(cert, key)) as issuer:
+        with pytest.raises(OIDCDiscoveryError) as e:
+            make(catalog, oidc_issuer=issuer).authorize_url  # noqa: B018
+        assert "CERTIFICATE_VERIFY_FAILED" in str(e.value)
+        a = make(catalog, oidc_issuer=issuer, http_request_kwargs={"ca_certs": str(ca)})
+        assert a.authorize_url == f"{issuer}/authorize"
+        assert a.userdata_url == f"{issuer}/userinfo"
+        assert a.logout_redirect_url == ""  # no end_session_endpoint announced
+        # validate_server_cert = False (oauthenticator's switch) is honoured as well
+        assert make(catalog, oidc_issuer=issuer, validate_server_cert=False).token_url == (
+            f"{issuer}/token"
+        )
+
+
+def make_private_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 that it signed (with the openssl command)."""
+    run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=directory)
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=test private CA", "-keyout", "ca.key", "-out", "ca.pem"])  # fmt: skip
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", "idp.key", "-out", "idp.csr"])  # fmt: skip
+    (directory / "ext.cnf").write_text("subjectAltName = IP:127.0.0.1\n")
+    run(["openssl", "x509", "-req", "-in", "idp.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "idp.pem"])  # fmt: skip
+    return directory / "ca.pem", directory / "idp.pem", directory / "idp.key"
+
+
+def test_issuer_must_be_a_url(catalog):
+    with pytest.raises(TraitError, match="must be an https:// URL"):
+        make(catalog, oidc_issuer="login.example.edu")
+    assert make(catalog).oidc_configuration == {}  # no issuer: no discovery
 
 
 async def test_failing_provider_is_a_503_but_its_4xx_answers_are_kept(catalog):
     """A real HTTP server on loopback standing in for a provider behind a failing proxy."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from tornado.httpclient import HTTPClientError, HTTPRequest
 
     class Handler(BaseHTTPRequestHandler):

@@ -9,6 +9,7 @@ The catalog lists nobody: every course group comes from the provider's claims or
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +63,8 @@ ACCOUNTS = [
         "email": "dan@example.edu",
         "email_verified": False,
     },
+    # same roster email, and the provider says nothing about its verification: not enrolled
+    {"username": "dora", "password": "pw-dora", "email": "dan@example.edu"},
     {"username": "eve", "password": "pw-eve", "groups": []},
     {"username": "mallory", "password": "pw-mallory", "groups": "course:ds101:learner"},
     {"username": "root", "password": "pw-root", "groups": ["hub-admins"]},
@@ -147,11 +150,33 @@ async def test_unverified_email_does_not_match_a_roster(oidc):
     assert "You are not enrolled in any course on this hub" in r.text
 
 
+async def test_email_without_email_verified_does_not_match_a_roster(oidc):
+    client = await oidc_login(oidc.hub.url, "dora", "pw-dora", expect_ok=False)
+    await client.aclose()
+    r = client.last_response
+    assert r.status_code == 403
+    assert "You are not enrolled in any course on this hub" in r.text
+    assert (await oidc.hub.api("GET", "/users/dora")).status_code == 404
+
+
 async def test_admin_by_provider_group(oidc):
     await (await oidc.login("root")).aclose()
     r = await oidc.hub.api("GET", "/users/root")
     assert r.json()["admin"] is True
     assert set(r.json()["groups"]) == {"hub-admins"}
+
+    # removed from the provider's admin group: no longer an admin at the next refresh
+    token = (await oidc.hub.api("POST", "/users/root/tokens", json={"note": "t"})).json()["token"]
+    oidc.set_groups("root", ["course:ds101:teacher"])
+    try:
+        await asyncio.sleep(2.5)  # past auth_refresh_age (2 s): the next request refreshes
+        r = await oidc.hub.api("GET", "/user", token=token)
+        assert r.status_code == 200, r.text
+        r = await oidc.hub.api("GET", "/users/root")
+        assert r.json()["admin"] is False
+        assert set(r.json()["groups"]) == {"course:ds101:teacher"}
+    finally:
+        oidc.set_groups("root", ["hub-admins"])
 
 
 async def test_not_enrolled_is_refused_with_a_clear_page(oidc):
@@ -194,6 +219,31 @@ async def test_wrong_password_stays_at_the_provider(oidc):
         r = await oidc_authorize(client, oidc.hub.url, "alice", "not-her-password")
     assert r.status_code == 401
     assert "Unknown username or wrong password." in r.text
+
+
+async def test_logout_ends_the_session_at_the_provider(oidc):
+    """A shared lab computer: after logging out of the hub, the next login asks for a password
+    (the default logout_redirect_url is the provider's end_session_endpoint)."""
+    client = await oidc.login("bob")
+    try:
+        # signed in at the provider: a login at the hub goes through without the form
+        r = await client.get(f"{oidc.hub.url}/hub/oauth_login", follow_redirects=True)
+        assert str(r.url) == f"{oidc.hub.url}/hub/home"
+        r = await client.get(f"{oidc.hub.url}/hub/logout")
+        assert r.status_code == 302
+        assert r.headers["location"] == (
+            f"{oidc.idp.issuer}/session/end?client_id={oidc.idp.client_id}"
+        )
+        r = await client.get(r.headers["location"])  # the provider's "sign out?" form
+        m = re.search(r'action="([^"]+/session/end/confirm)".*?name="xsrf" value="([^"]+)"', r.text)
+        assert m, r.text[:500]
+        r = await client.post(m[1], data={"xsrf": m[2], "logout": "yes"}, follow_redirects=True)
+        assert r.status_code == 200
+        r = await client.get(f"{oidc.hub.url}/hub/oauth_login", follow_redirects=True)
+        assert str(r.url).startswith(f"{oidc.idp.issuer}/interaction/")
+        assert 'name="password"' in r.text
+    finally:
+        await client.aclose()
 
 
 async def test_refresh_removes_and_adds_a_course(oidc):
@@ -293,3 +343,30 @@ async def test_provider_down_at_login_gives_a_friendly_page(tmp_path):
         assert len(env.seen_tokens) == 3
     finally:
         await env.stop()
+
+
+async def test_provider_down_at_start_stops_the_hub_saying_why(tmp_path):
+    """The discovery document is read when the hub starts: nobody listens at the issuer."""
+    from tests.hubtest import HubProcess, free_port
+
+    issuer = f"http://127.0.0.1:{free_port()}"
+    hub = HubProcess(
+        tmp_path / "hub",
+        oidc_catalog(tmp_path / "catalog"),
+        extra_config=f"""
+from hub_ext.authenticator import configure_oidc
+configure_oidc(c, {issuer!r}, "course-hub", "s3cret-never-logged")
+c.CryptKeeper.keys = [bytes(32)]
+""",
+    )
+    with pytest.raises(RuntimeError, match="the hub exited with 1") as info:
+        await hub.start()
+    await hub.stop()
+    message = str(info.value)
+    assert (
+        f"Cannot read the OpenID provider's discovery document at {issuer}"
+        "/.well-known/openid-configuration: [Errno 111] Connection refused." in message
+    )
+    assert "The hub will not start." in message
+    assert "Traceback" not in message
+    assert "s3cret-never-logged" not in hub.log_path.read_text()
