@@ -20,7 +20,14 @@ here = Path(__file__).resolve().parent
 state = Path(os.environ.get("HUB_EXT_DEMO_DIR", here.parent / ".demo"))
 state.mkdir(exist_ok=True)
 
+idp_file = state / "idp" / "idp.json"
+oidc = os.environ.get("HUB_EXT_DEMO_LOGIN", "oidc") == "oidc" and idp_file.exists()
 os.environ.setdefault("HUB_EXT_DATA_DIR", str(state))
+# admins: the provider's "hub-admins" group (the demo account "admin" is in it); the
+# development login has no groups, so there its "admin" account is named
+os.environ.setdefault("HUB_EXT_ADMIN_GROUPS", "hub-admins")
+if not oidc:
+    os.environ.setdefault("HUB_EXT_ADMIN_USERS", "admin")
 load_subconfig(str(here / "jupyterhub_config.py"))  # noqa: F821
 
 c.JupyterHub.bind_url = "http://127.0.0.1:8000"
@@ -35,15 +42,9 @@ c.JupyterHub.pid_file = str(state / "hub.pid")
 c.CourseLocalSpawner.workspace_template = str(state / "workspaces" / "{course}" / "{username}")
 c.JupyterHub.cleanup_servers = True
 
-idp_file = state / "idp" / "idp.json"
-if os.environ.get("HUB_EXT_DEMO_LOGIN", "oidc") == "oidc" and idp_file.exists():
+if oidc:
     idp = json.loads(idp_file.read_text())
-    # admins: the provider's "hub-admins" group (the demo account "admin" is in it)
-    configure_oidc(
-        c, idp["issuer"], idp["client_id"], idp["client_secret"], admin_groups=["hub-admins"]
-    )
+    configure_oidc(c, idp["issuer"], idp["client_id"], idp["client_secret"])
 else:
     c.JupyterHub.authenticator_class = "course-dev"
     c.CourseDevAuthenticator.password = os.environ.get("HUB_EXT_DEMO_PASSWORD", "demo")
-    # the development login has no groups: its "admin" account is named
-    c.Authenticator.admin_users = {"admin"}

@@ -24,11 +24,13 @@ default_catalog = "courses-docker.yaml" if BACKEND == "docker" else "courses.yam
 CATALOG = os.environ.get("HUB_EXT_CATALOG", str(here / default_catalog))
 # where the services keep their data (the event store, published notebooks)
 DATA_DIR = os.environ.get("HUB_EXT_DATA_DIR", ".")
-# Hub admins. Preferred: your provider's admin group (c.CourseOAuthenticator.admin_groups,
-# under "how people log in"). Only if your provider has no such group, name accounts here:
-# hub usernames as your provider gives them (see username_policy), e.g. {"jdoe"}.
-# Nobody is an admin until you fill in one of the two.
-ADMIN_USERS: set[str] = set()
+# Hub admins (they may also call every course's analytics). Preferred: your provider's
+# admin group, as its name appears in the provider's `groups` claim, e.g. {"hub-admins"}:
+# members become admins at login and stop being admins when removed from it. Only if your
+# provider has no such group, name accounts: hub usernames as your provider gives them (see
+# username_policy), e.g. {"jdoe"}. Nobody is an admin until you fill in one of the two.
+ADMIN_GROUPS: set[str] = set(os.environ.get("HUB_EXT_ADMIN_GROUPS", "").split())
+ADMIN_USERS: set[str] = set(os.environ.get("HUB_EXT_ADMIN_USERS", "").split())
 catalog = configure_course_hub(
     c,
     CATALOG,
@@ -36,7 +38,8 @@ catalog = configure_course_hub(
     data_dir=DATA_DIR,
     # the learning-event store: SQLite in DATA_DIR by default; PostgreSQL in production
     events_db=os.environ.get("HUB_EXT_EVENTS_DB"),  # e.g. postgresql://events@db/events
-    admin_users=ADMIN_USERS,  # hub admins by name (and every course's analytics)
+    admin_groups=ADMIN_GROUPS,  # hub admins by the provider's group
+    admin_users=ADMIN_USERS,  # hub admins by name
     public_url=os.environ.get("HUB_EXT_PUBLIC_URL", "http://127.0.0.1:8000"),
 )
 if BACKEND == "docker":
@@ -58,9 +61,6 @@ if BACKEND == "docker":
 # c.CourseOAuthenticator.enable_auth_state = True
 # a private CA for the provider's certificate:
 # c.CourseOAuthenticator.http_request_kwargs = {"ca_certs": "/etc/ssl/certs/uni-ca.pem"}
-# Hub admins: the members of this provider group (its name in the provider's `groups`
-# claim); they become admins at login and stop being admins when removed from it.
-# c.CourseOAuthenticator.admin_groups = {"hub-admins"}
 # Usernames: the provider's preferred_username by default; an email-based policy takes
 # only verified addresses, and only in your own domain(s):
 # c.CourseOAuthenticator.username_policy = "email_local_part"

@@ -196,6 +196,7 @@ def configure_course_hub(
     events_db: str | None = None,
     services: Iterable[str] = SERVICES,
     admin_users: Iterable[str] = (),
+    admin_groups: Iterable[str] = (),
     public_url: str = "http://127.0.0.1:8000",
 ) -> Catalog:
     """Configure JupyterHub (``c``) for the courses of ``catalog_path`` on ``backend``.
@@ -242,6 +243,11 @@ def configure_course_hub(
         c.Authenticator.admin_users = set(c.Authenticator.get("admin_users", set())) | set(
             admin_users
         )
+    if admin_groups:
+        # oauthenticator's: members of these provider groups are admins while they are in them
+        c.OAuthenticator.admin_groups = set(c.OAuthenticator.get("admin_groups", set())) | set(
+            admin_groups
+        )
 
     culler = idle_culler_service(catalog)
     if culler is not None:
@@ -273,7 +279,12 @@ def configure_course_hub(
         c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
         c.JupyterHub.load_roles = [
             *c.JupyterHub.get("load_roles", []),
-            *analytics_roles(catalog, admin_users=admin_users, service_name=service["name"]),
+            *analytics_roles(
+                catalog,
+                admin_users=admin_users,
+                admin_groups=admin_groups,
+                service_name=service["name"],
+            ),
         ]
     return catalog
 

@@ -186,6 +186,85 @@ class Gateway:
         self.proc = None
 
 
+class SandboxedGateways:
+    """The analytics service's own way of running notebooks, for sync tests: the course's
+    read-only extract built from ``store``, and a gateway supervisor (bubblewrap sandbox)
+    on an event loop of its own thread. :meth:`start` gives an object with ``get`` and
+    ``log_tail`` like :class:`Gateway`'s."""
+
+    def __init__(self, store: EventStore, course: str, workdir: Path, sandbox: str = "bubblewrap"):
+        import asyncio
+        import threading
+
+        from hub_ext.services.analytics.extracts import CourseExtracts
+        from hub_ext.services.analytics.supervisor import GatewaySupervisor
+
+        self.course = course
+        runtime = workdir / "runtime"
+        CourseExtracts(store_url=store.readonly_url, root=str(runtime / "data")).build(course)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def make():
+            return GatewaySupervisor(
+                pool_size=1,
+                runtime_dir=str(runtime),
+                sandbox=sandbox,
+                execution_timeout=170.0,
+                queue_timeout=170.0,
+                health_interval=30.0,
+                health_timeout=30.0,
+            )
+
+        self.supervisor = self._run(make())
+
+    def _run(self, coro):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def start(self, notebook: str):
+        from hub_ext.services.analytics.notebook import check_notebook
+
+        nb = check_notebook(NOTEBOOKS / notebook)
+        name = Path(notebook).stem.replace("_", "-")
+        return _SandboxedGateway(self._run(self.supervisor.publish(self.course, name, nb)))
+
+    def stop(self) -> None:
+        self._run(self.supervisor.stop_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class _SandboxedGateway:
+    def __init__(self, gateway):
+        self.gateway = gateway
+        self.notebook = gateway.spec.notebook
+        self.client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(gateway.spec.socket)),
+            headers={"Authorization": f"token {gateway.spec.token}"},
+            timeout=180,
+        )
+
+    def get(self, path: str, **params) -> httpx.Response:
+        try:
+            response = self.client.get(self.gateway.spec.url + path, params=params or None)
+        except httpx.HTTPError as e:
+            raise AssertionError(
+                f"GET {path} failed: {e!r}\ngateway log:\n{self.log_tail()}"
+            ) from e
+        if response.status_code >= 500:
+            print(f"gateway log ({self.notebook.name}):\n{self.log_tail()}")  # shown with a failure
+        return response
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.gateway.process.log_tail().splitlines()[-n:])
+
+    def stop(self) -> None:
+        self.client.close()
+
+
 def start_gateway(notebook: str, store: EventStore, course: str, workdir: Path) -> Gateway:
     gw = Gateway(
         NOTEBOOKS / notebook,

@@ -1,4 +1,8 @@
-"""The shipped analytics notebooks, run by a real jupyter-kernel-gateway over the OULAD import.
+"""The shipped analytics notebooks, as the analytics service runs them, over the OULAD import.
+
+Each notebook runs in its bubblewrap sandbox over the read-only extract of AAA 2013J (what
+a published notebook of that course gets); the institution-wide overview (``COURSE_ID`` "*",
+which no course's notebook can see) runs in a bare kernel gateway over the whole store.
 
 Every figure is checked against the dataset's published facts or against the same figure
 computed here straight from the CSV files with the csv module. Course: AAA 2013J
@@ -17,7 +21,14 @@ import nbformat
 import pytest
 
 from hub_ext.services.analytics.notebook import check_notebook
-from tests.events_fixtures import NOTEBOOKS, OuladFacts, oulad_facts, oulad_store, start_gateway  # noqa: F401
+from tests.events_fixtures import (  # noqa: F401
+    NOTEBOOKS,
+    OuladFacts,
+    SandboxedGateways,
+    oulad_facts,
+    oulad_store,
+    start_gateway,
+)
 
 PUBLISHED = {"Pass": 12361, "Withdrawn": 10156, "Fail": 7052, "Distinction": 3024}
 COURSE = "aaa-2013j"
@@ -81,14 +92,16 @@ def gateways(oulad_store, tmp_path_factory):  # noqa: F811
     """One gateway per shipped notebook for aaa-2013j, and the overview for every course."""
     workdir = tmp_path_factory.mktemp("kg")
     started = {}
+    sandboxes = SandboxedGateways(oulad_store, COURSE, workdir)
     try:
         for name in SHIPPED:
-            started[name] = start_gateway(name, oulad_store, COURSE, workdir)
+            started[name] = sandboxes.start(name)
         started["all"] = start_gateway("course_overview.ipynb", oulad_store, "*", workdir)
         yield started
     finally:
         for gw in started.values():
             gw.stop()
+        sandboxes.stop()
 
 
 def ok(response) -> dict:

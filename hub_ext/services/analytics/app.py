@@ -222,7 +222,8 @@ class AnalyticsService(Application):
             check_interval=self.watermark_interval,
         )
         if self.supervisor.sandbox == "docker":
-            self.extracts.file_mode = 0o644
+            # the container's user is not the service's: it reads through the bind mount
+            self.extracts.file_mode, self.extracts.dir_mode = 0o644, 0o755
         source = self.watermark
         self.watermark_source = (
             ThrottledWatermark(source, self.watermark_interval) if source else None

@@ -97,6 +97,12 @@ class CourseExtracts(LoggingConfigurable):
         help="""Permissions of an extract file; its directory is 0700. Default: 0600 (the
         Docker sandbox, whose user is not the service's, needs 0644).""",
     )
+    dir_mode = Integer(
+        0o700,
+        config=True,
+        help="""Permissions of a course's extract directory. Default: 0700 (the Docker
+        sandbox's user needs 0755; the runtime directory above it stays 0700).""",
+    )
     check_interval = Float(
         1.0,
         config=True,
@@ -175,6 +181,7 @@ class CourseExtracts(LoggingConfigurable):
     def _create(self, course: str) -> int:
         directory = self.directory(course)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(self.dir_mode)
         tmp = directory / f".{EXTRACT_NAME}.{uuid.uuid4().hex}.tmp"
         try:
             target = create_engine(f"sqlite:///{tmp}")

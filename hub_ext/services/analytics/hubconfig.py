@@ -59,7 +59,11 @@ def analytics_scopes(catalog: Catalog) -> dict[str, dict]:
 
 
 def analytics_roles(
-    catalog: Catalog, *, admin_users: Iterable[str] = (), service_name: str = SERVICE_NAME
+    catalog: Catalog,
+    *,
+    admin_users: Iterable[str] = (),
+    admin_groups: Iterable[str] = (),
+    service_name: str = SERVICE_NAME,
 ) -> list[dict]:
     """Roles that let teachers in through the service's door, and admins into every course."""
     roles = [
@@ -70,16 +74,18 @@ def analytics_roles(
             "groups": [c.teacher_group for c in catalog.values()],
         }
     ]
-    admins = sorted(admin_users)
-    if admins:
-        roles.append(
-            {
-                "name": f"{service_name}-admins",
-                "description": "Admins may call and publish the analytics APIs of every course",
-                "scopes": [access_scope(service_name), *(analytics_scope(c) for c in catalog)],
-                "users": admins,
-            }
-        )
+    admins, groups = sorted(admin_users), sorted(admin_groups)
+    if admins or groups:
+        role = {
+            "name": f"{service_name}-admins",
+            "description": "Admins may call and publish the analytics APIs of every course",
+            "scopes": [access_scope(service_name), *(analytics_scope(c) for c in catalog)],
+        }
+        if admins:
+            role["users"] = admins
+        if groups:  # the provider's admin groups (oauthenticator's admin_groups)
+            role["groups"] = groups
+        roles.append(role)
     return roles
 
 

@@ -33,7 +33,7 @@ from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ...sandbox import Limits, ProcessHandle, Sandbox, SandboxUnavailable, make_sandbox
-from .launch import GatewaySpec, gateway_spec
+from .launch import DATA, GatewaySpec, gateway_spec
 from .notebook import CheckedNotebook
 from .personality import HEALTH_PATH, SETUP_ERROR_EXIT, SETUP_ERROR_MARK
 from .unixhttp import SocketResolver, gateway_client
@@ -395,6 +395,11 @@ class GatewaySupervisor(LoggingConfigurable):
         if self._backend is None:
             try:
                 self._backend = make_sandbox(self.sandbox, parent=self, log=self.log)
+                if hasattr(self._backend, "remove_leftovers"):
+                    self._backend.owner = str(self.root)
+                    gone = self._backend.remove_leftovers()
+                    if gone:
+                        self.log.warning("Removed %d sandbox(es) left by a previous run", gone)
             except SandboxUnavailable as e:
                 if self.sandbox != "auto":
                     raise
@@ -413,6 +418,9 @@ class GatewaySupervisor(LoggingConfigurable):
 
     async def launch(self, spec: GatewaySpec, log_path: Path) -> ProcessHandle:
         spec.sandbox.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for bind in spec.sandbox.binds:  # a course without an extract yet sees an empty one
+            if bind.target == DATA:
+                bind.source.mkdir(parents=True, exist_ok=True, mode=0o700)
         spec.lifeline.touch()
         if spec.socket.exists():
             spec.socket.unlink()
