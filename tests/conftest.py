@@ -103,3 +103,21 @@ async def hub(tmp_path_factory, catalog_path):
         yield process
     finally:
         await process.shutdown()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The last check of every run: no log of the session holds a token, secret or password."""
+    from tests.secrets_watch import leaks
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    found = leaks(factory.getbasetemp())
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = ["secrets in the session's logs:", *found[:50]]
+        if reporter is not None:
+            reporter.write_line("\n".join(lines), red=True)
+        else:  # pragma: no cover
+            print("\n".join(lines))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.secrets_watch import remember
+
 REPO = Path(__file__).resolve().parent.parent
 PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 DEV_PASSWORD = "test-password-for-dev-login"
@@ -67,6 +69,7 @@ class HubProcess:
         self.proxy_api_port = free_port()
         self.admin_token = secrets.token_hex(32)
         self.password = DEV_PASSWORD  # what login() uses unless told otherwise
+        remember(self.admin_token, self.password)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "hub.log"
         self.config_path = self.workdir / "jupyterhub_config.py"
@@ -204,7 +207,10 @@ class HubProcess:
         async with httpx.AsyncClient(
             base_url=f"{self.url}/hub/api", headers=headers, timeout=timeout
         ) as c:
-            return await c.request(method, path, **kwargs)
+            response = await c.request(method, path, **kwargs)
+        if method == "POST" and path.endswith("/tokens") and response.status_code == 201:
+            remember(response.json().get("token"))
+        return response
 
     async def login(self, username: str, password: str | None = None) -> httpx.AsyncClient:
         """A browser-like client logged in as ``username`` (the caller closes it)."""

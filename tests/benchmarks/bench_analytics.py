@@ -13,6 +13,10 @@ In one run, on one notebook (``tests/notebooks/pandas_agg.ipynb``: a trivial rou
 - **tornado**: the same code in a plain Tornado handler (a separate process);
 - **hit+chp**: the cache hit through the hub's configurable-http-proxy (what callers get);
 
+ours run in the sandbox (``c.GatewaySupervisor.sandbox``, ``auto``: bubblewrap here). Also
+the **gateway start time** (publish to first answer), sandboxed vs unsandboxed (``none``),
+as a ratio, over ``--starts`` publications each;
+
 at concurrency 1, 8 and 32, for ``--seconds`` each: requests/s, p50/p99 latency, errors
 and hung requests (none may be), and ratios against bare. Goals: miss >= 0.9x bare,
 hit >= 20x bare. Bounded: about 24 x seconds + 30 s of start-up. The load generator is a
@@ -26,7 +30,6 @@ import asyncio
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -205,23 +208,48 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+async def start_times(root: Path, n: int) -> None:
+    """Publish to first answer, in the sandbox and unsandboxed (the same supervisor code)."""
+    from hub_ext.services.analytics.notebook import check_notebook
+    from hub_ext.services.analytics.supervisor import GatewaySupervisor
+    from tests.analytics_fixtures import gw_get
+
+    nb = check_notebook(REPO / "tests" / "notebooks" / "trivial.ipynb")
+    times: dict[str, list[float]] = {}
+    for kind in ("none", "bubblewrap") * n:
+        sup = GatewaySupervisor(
+            pool_size=1, runtime_dir=str(root / kind), data_root=str(root / "data"), sandbox=kind
+        )
+        started = time.perf_counter()
+        try:
+            gw = await sup.publish("ds101", "know", nb)
+            assert (await gw_get(gw, "/hello")).status_code == 200
+            times.setdefault(kind, []).append(time.perf_counter() - started)
+        finally:
+            await sup.stop_all()
+    none, sandboxed = (sorted(times[k])[len(times[k]) // 2] for k in ("none", "bubblewrap"))
+    print(
+        f"gateway start (publish to first answer, median of {n}): unsandboxed {none:.2f}s, "
+        f"bubblewrap {sandboxed:.2f}s, ratio {sandboxed / none:.2f}x"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
     parser.add_argument("--kernels", type=int, default=1, help="kernels per gateway (default 1)")
     parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--starts", type=int, default=3, help="publications timed per sandbox")
+    parser.add_argument("--sandbox", default="auto", help="ours: auto, bubblewrap, docker, none")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
 
-    from tests.analytics_fixtures import analytics_catalog, analytics_hub_config
+    from tests.analytics_fixtures import analytics_catalog, analytics_hub_config, make_store
     from tests.hubtest import HubProcess
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
-    events = tmp / "events.db"
-    with sqlite3.connect(events) as db:
-        db.execute(
-            "CREATE TABLE statements (pk INTEGER PRIMARY KEY, actor TEXT, verb TEXT, stored TEXT)"
-        )
+    events = make_store(tmp / "events.db")
+    await start_times(tmp / "starts", args.starts)
     procs = []
     hub = None
     try:
@@ -262,6 +290,7 @@ async def main() -> None:
                 "GatewaySupervisor.execution_timeout": 30.0,
                 "GatewaySupervisor.queue_timeout": 30.0,
                 "GatewaySupervisor.health_interval": 10.0,
+                "GatewaySupervisor.sandbox": args.sandbox,
                 "AnalyticsService.watermark_interval": 1.0,
                 "AnalyticsService.hub_cache_max_age": 300,
                 "Application.log_level": "WARN",
