@@ -138,7 +138,9 @@ def test_hubconfig_least_privilege(tmp_path):
         analytics_scope("ds101"),
         analytics_scope("stat200"),
     ]
-    assert svc["command"][1:3] == ["-m", "hub_ext.services.analytics"]
+    # it runs through the lifeline (it ends with the hub), as every hub_ext service does
+    assert svc["command"][1:4] == ["-m", "hub_ext.services.lifeline", "--"]
+    assert svc["command"][5:7] == ["-m", "hub_ext.services.analytics"]
     assert "--GatewaySupervisor.pool_size=4" in svc["command"]
     callers, admins = analytics_roles(cat, admin_users={"root"})
     assert callers["scopes"] == ["access:services!service=analytics"]

@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import signal
-import uuid
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
@@ -47,6 +46,7 @@ from traitlets import Any, Bool, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from ...courses import COURSE_ID_PATTERN, CatalogError, CourseCatalog, analytics_scope
+from ..base import JSONErrorsMixin, log_request
 from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
 from .extracts import CourseExtracts
 from .notebook import CheckedNotebook, NotebookError, check_notebook
@@ -268,23 +268,7 @@ class AnalyticsService(Application):
             cookie_secret=secrets.token_bytes(32),
             login_url=self.hub_auth.login_url,
             xsrf_cookies=False,
-            log_function=self._log_request,
-        )
-
-    def _log_request(self, handler):
-        status = handler.get_status()
-        log = self.log.info if status < 400 else self.log.warning
-        if status < 300 and handler.request.method == "GET":
-            log = self.log.debug
-        user = getattr(handler, "_hub_user_name", "-")
-        # the path only: a query string could hold a token
-        log(
-            "%d %s %s (%s) %.1fms",
-            status,
-            handler.request.method,
-            handler.request.path,
-            user,
-            1000 * handler.request.request_time(),
+            log_function=log_request(self.log),
         )
 
     # ------------------------------------------------------------------ publishing
@@ -438,7 +422,7 @@ class AnalyticsService(Application):
 # ------------------------------------------------------------------------ handlers
 
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+class BaseHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
     """Identify the caller through the hub (token or OAuth cookie); JSON errors."""
 
     @property
@@ -449,17 +433,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def log(self):
         return self.service.log
 
-    def initialize(self):
-        self.request_id = uuid.uuid4().hex[:16]
-        self.set_header("X-Request-Id", self.request_id)
-
     def set_default_headers(self):
+        super().set_default_headers()
         for name, value in INERT_HEADERS.items():
             self.set_header(name, value)
-
-    def clear(self):
-        super().clear()
-        self.set_header("X-Request-Id", getattr(self, "request_id", ""))
 
     async def prepare(self):
         # the hub is asked asynchronously (HubAuthenticated.get_current_user would block)
@@ -494,26 +471,6 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def may_call(self, user: dict, course: str) -> bool:
         return bool(self.hub_auth.check_scopes({analytics_scope(course)}, user))
-
-    def fail(self, status: int, error: str, message: str, **extra) -> None:
-        if self._finished:
-            return
-        self.clear()
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("X-Request-Id", self.request_id)
-        if status == 503:
-            self.set_header("Retry-After", "1")
-        self.finish(
-            json.dumps({"error": error, "message": message, "request_id": self.request_id, **extra})
-        )
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = (
-            exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
-        )
-        self.fail(status_code, self._reason.lower().replace(" ", "_"), message)
 
     def describe(self, gateway) -> dict:
         return {
