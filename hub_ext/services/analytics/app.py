@@ -656,8 +656,7 @@ class APIHandler(BaseHandler):
         self.set_header("Vary", "Authorization, Cookie")
         if self.request.method == "GET" and entry.status == 200:
             self.set_header("ETag", entry.etag)
-            inm = self.request.headers.get("If-None-Match", "")
-            if entry.etag in [t.strip() for t in inm.split(",")] or inm.strip() == "*":
+            if self.check_etag_header():  # tornado's If-None-Match rules (lists, W/, *)
                 self.set_status(304)
                 return self.finish()
         self.set_status(entry.status)
