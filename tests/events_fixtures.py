@@ -100,8 +100,9 @@ async def running_service(directory: Path, **traits):
 
     c = Config()
     c.EventsService.db_url = f"sqlite:///{directory / 'events.db'}"
-    c.EventsService.url = f"http://127.0.0.1:{free_port()}"
-    c.EventsService.prefix = "/services/events/"
+    c.EventsService.ip = "127.0.0.1"
+    c.EventsService.port = free_port()
+    c.EventsService.base_url = "/services/events/"
     c.EventsService.record_hub_activity = False
     for name, value in traits.items():
         setattr(c.EventsService, name, value)

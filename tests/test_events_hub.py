@@ -38,7 +38,7 @@ async def events_hub(tmp_path_factory):
     extra = f"""
 from hub_ext.services.events.hubconfig import events_role, events_service, server_action_handler
 c.JupyterHub.services = c.JupyterHub.services + [
-    events_service({db!r}, port={free_port()}, extra_args=["--EventsService.hub_poll_interval=0.5"])
+    events_service({db!r}, port={free_port()}, settings={{"EventsService.hub_poll_interval": 0.5}})
 ]
 c.JupyterHub.load_roles = c.JupyterHub.load_roles + [events_role()]
 c.EventLogger.handlers = [server_action_handler({db!r})]

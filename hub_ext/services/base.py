@@ -1,4 +1,10 @@
-"""What every hub-managed service of hub_ext shares: one error shape, one request log.
+"""What every hub-managed service of hub_ext shares: its place, one error shape, one log.
+
+- :class:`HubServiceApp`: a traitlets ``Application`` that knows its name, prefix and listen
+  address from what JupyterHub gives a managed service (``JUPYTERHUB_SERVICE_NAME``,
+  ``_PREFIX``, ``_URL``), with a default port of its own (:data:`PORTS`);
+- :func:`service_entry`: the ``c.JupyterHub.services`` entry that runs one (through the
+  lifeline, so it ends with the hub);
 
 - :class:`JSONErrorsMixin`: every error is ``{"error", "message", "request_id"}`` (``error`` a
   short machine word, ``message`` the sentence a person reads), the request id is also the
@@ -11,11 +17,107 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import uuid
+from collections.abc import Mapping
+from urllib.parse import urlparse
 
 from tornado import web
+from traitlets import Integer, Unicode, default, validate
+from traitlets.config import Application
 
-__all__ = ["JSONErrorsMixin", "log_request"]
+from .lifeline import with_lifeline
+
+__all__ = ["PORTS", "HubServiceApp", "JSONErrorsMixin", "log_request", "service_entry"]
+
+#: each service's port when run outside the hub (the hub gives managed services a free one)
+PORTS = {"analytics": 10101, "events": 10102, "workspace-export": 10103}
+
+
+class HubServiceApp(Application):
+    """A hub-managed service: where it listens and under which prefix the proxy routes to it."""
+
+    #: the service's name in the hub unless ``$JUPYTERHUB_SERVICE_NAME`` says otherwise
+    default_name = ""
+
+    service_name = Unicode(
+        config=True,
+        help="""The service's name in the hub. Default: ``$JUPYTERHUB_SERVICE_NAME``, else
+        the service's own name. Example: ``c.AnalyticsService.service_name = "analytics"``""",
+    )
+
+    @default("service_name")
+    def _default_service_name(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME", self.default_name)
+
+    base_url = Unicode(
+        config=True,
+        help="""URL prefix the hub's proxy routes to this service. Default:
+        ``$JUPYTERHUB_SERVICE_PREFIX``, else ``/services/<name>/``.""",
+    )
+
+    @default("base_url")
+    def _default_base_url(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.service_name}/")
+
+    @validate("base_url")
+    def _slashes(self, proposal):
+        value = proposal["value"].strip("/")
+        return f"/{value}/" if value else "/"
+
+    ip = Unicode(
+        config=True,
+        help="""Address to listen on. Default: the host of ``$JUPYTERHUB_SERVICE_URL``, else
+        127.0.0.1. Example: ``c.AnalyticsService.ip = "127.0.0.1"``""",
+    )
+
+    @default("ip")
+    def _default_ip(self):
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).hostname if url else None) or "127.0.0.1"
+
+    port = Integer(
+        config=True,
+        help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else the
+        service's own (:data:`PORTS`: analytics 10101, events 10102, workspace-export 10103).
+        Example: ``c.AnalyticsService.port = 10101``""",
+    )
+
+    @default("port")
+    def _default_port(self):
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).port if url else None) or PORTS[self.default_name]
+
+    @property
+    def url(self) -> str:
+        """Where it listens, as a URL (without the prefix)."""
+        return f"http://{self.ip}:{self.port}"
+
+
+def service_entry(
+    name: str,
+    module: str,
+    *,
+    port: int,
+    settings: Mapping[str, object] = (),
+    python: str = sys.executable,
+    **extra,
+) -> dict:
+    """The ``c.JupyterHub.services`` entry of a hub_ext service run as ``python -m module``.
+
+    ``settings`` are traitlets options (``{"GatewaySupervisor.pool_size": 4}``) put on its
+    command line; ``extra`` are more keys of the entry (``oauth_client_allowed_scopes``).
+    """
+    command = [python, "-m", module, *(f"--{k}={v}" for k, v in dict(settings).items())]
+    return {
+        "name": name,
+        "url": f"http://127.0.0.1:{port}",
+        "command": with_lifeline(command, python),
+        "display": False,
+        "oauth_no_confirm": True,
+        **extra,
+    }
 
 
 class JSONErrorsMixin:
@@ -67,12 +169,13 @@ def log_request(log: logging.Logger):
         user = getattr(handler, "_hub_user_name", "-")
         log.log(
             level,
-            "%d %s %s (%s) %.1fms",
+            "%d %s %s (%s) %.1fms request_id=%s",
             status,
             handler.request.method,
             handler.request.path,
             user,
             1000 * handler.request.request_time(),
+            getattr(handler, "request_id", "") or "-",
         )
 
     return _log

@@ -86,7 +86,7 @@ class Service:
         self.log = open(workdir / "service.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub_ext.services.events.service", f"--EventsService.db_url={db}",
-             f"--EventsService.url={self.url}", "--EventsService.record_hub_activity=False",
+             f"--EventsService.port={self.port}", "--EventsService.base_url=/", "--EventsService.record_hub_activity=False",
              "--EventsService.log_level=ERROR"],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir, env=env,
         )  # fmt: skip

@@ -92,7 +92,7 @@ class Service:
         self.log = open(workdir / f"service-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub_ext.services.events.service", f"--EventsService.db_url={url}",
-             f"--EventsService.url={self.url}", "--EventsService.record_hub_activity=False",
+             f"--EventsService.port={self.port}", "--EventsService.base_url=/", "--EventsService.record_hub_activity=False",
              "--EventsService.log_level=WARN"],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir,
         )  # fmt: skip

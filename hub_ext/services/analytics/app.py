@@ -30,7 +30,7 @@ import re
 import secrets
 import signal
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 from jupyterhub.services.auth import (
     HubOAuth,
@@ -42,11 +42,10 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
-from traitlets import Any, Bool, Float, Integer, Unicode, default
-from traitlets.config import Application
+from traitlets import Any, Bool, Float, Integer, Unicode
 
 from ...courses import COURSE_ID_PATTERN, CatalogError, CourseCatalog, analytics_scope
-from ..base import JSONErrorsMixin, log_request
+from ..base import HubServiceApp, JSONErrorsMixin, log_request
 from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
 from .extracts import CourseExtracts
 from .notebook import CheckedNotebook, NotebookError, check_notebook
@@ -76,10 +75,11 @@ def safe_media_type(content_type: str) -> bool:
     )
 
 
-class AnalyticsService(Application):
+class AnalyticsService(HubServiceApp):
     """Publishes course notebooks as JSON APIs behind the hub's identity and scopes."""
 
     name = "hub-ext-analytics"
+    default_name = "analytics"
     description = __doc__.splitlines()[0]
     classes = [GatewaySupervisor, CourseCatalog, CourseExtracts]
     aliases = {
@@ -91,48 +91,6 @@ class AnalyticsService(Application):
     config_file = Unicode(
         "", config=True, help="A Python config file to load (``c.AnalyticsService...``)."
     )
-
-    service_name = Unicode(
-        config=True,
-        help="""The service's name in the hub. Default: ``$JUPYTERHUB_SERVICE_NAME`` or
-        ``analytics``. Example: ``c.AnalyticsService.service_name = "analytics"``""",
-    )
-
-    @default("service_name")
-    def _default_service_name(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_NAME", "analytics")
-
-    base_url = Unicode(
-        config=True,
-        help="""URL prefix the hub's proxy routes to this service. Default:
-        ``$JUPYTERHUB_SERVICE_PREFIX`` or ``/services/analytics/``.""",
-    )
-
-    @default("base_url")
-    def _default_base_url(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.service_name}/")
-
-    ip = Unicode(
-        config=True,
-        help="""Address to listen on. Default: the host of ``$JUPYTERHUB_SERVICE_URL``, else
-        127.0.0.1. Example: ``c.AnalyticsService.ip = "127.0.0.1"``""",
-    )
-
-    @default("ip")
-    def _default_ip(self):
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).hostname if url else None) or "127.0.0.1"
-
-    port = Integer(
-        config=True,
-        help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else 10101.
-        Example: ``c.AnalyticsService.port = 10101``""",
-    )
-
-    @default("port")
-    def _default_port(self):
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).port if url else None) or 10101
 
     publish_catalog_notebooks = Bool(
         True,

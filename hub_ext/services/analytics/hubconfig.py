@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ...courses import Catalog, analytics_scope
 from ...rbac import course_scopes
-from ..lifeline import with_lifeline
+from ..base import PORTS, service_entry
 
 __all__ = [
     "SERVICE_NAME",
@@ -93,7 +93,7 @@ def analytics_service(
     catalog: Catalog,
     *,
     catalog_path: str | Path,
-    port: int = 10101,
+    port: int = PORTS["analytics"],
     runtime_dir: str | Path | None = None,
     events_url: str = "",
     options: Mapping[str, object] | None = None,
@@ -105,26 +105,20 @@ def analytics_service(
     ``options`` are more traitlets settings for the service, e.g.
     ``{"GatewaySupervisor.pool_size": 4, "GatewaySupervisor.execution_timeout": 20}``.
     """
-    command = [
-        python,
-        "-m",
-        "hub_ext.services.analytics",
-        f"--CourseCatalog.path={Path(catalog_path).resolve()}",
-    ]
+    settings = {"CourseCatalog.path": Path(catalog_path).resolve()}
     if runtime_dir:
-        command.append(f"--GatewaySupervisor.runtime_dir={Path(runtime_dir).resolve()}")
+        settings["GatewaySupervisor.runtime_dir"] = Path(runtime_dir).resolve()
     if events_url:
-        command.append(f"--AnalyticsService.events_url={events_url}")
-    for key, value in (options or {}).items():
-        command.append(f"--{key}={value}")
-    return {
-        "name": service_name,
-        "url": f"http://127.0.0.1:{port}",
-        "command": with_lifeline(command, python),
-        "display": False,
-        "oauth_no_confirm": True,
-        "oauth_client_allowed_scopes": [analytics_scope(c) for c in catalog],
-    }
+        settings["AnalyticsService.events_url"] = events_url
+    settings.update(options or {})
+    return service_entry(
+        service_name,
+        "hub_ext.services.analytics",
+        port=port,
+        settings=settings,
+        python=python,
+        oauth_client_allowed_scopes=[analytics_scope(c) for c in catalog],
+    )
 
 
 def configure_analytics(

@@ -22,9 +22,7 @@ Basic credentials, not hub tokens) and no write scope on the hub. Without the ro
 
 from __future__ import annotations
 
-import sys
-
-from ..lifeline import with_lifeline
+from ..base import PORTS, service_entry
 from .hubevents import ServerActionHandler
 from .store import readonly_url
 
@@ -45,9 +43,9 @@ def events_service(
     db_url: str,
     *,
     name: str = SERVICE_NAME,
-    port: int = 10102,
+    port: int = PORTS["events"],
     public_url: str | None = None,
-    extra_args: list[str] | None = None,
+    settings: dict | None = None,
 ) -> dict:
     """The ``c.JupyterHub.services`` entry of a hub-managed events service.
 
@@ -58,15 +56,11 @@ def events_service(
     env = {"HUB_EXT_EVENTS_DB": db_url}
     if public_url:
         env["HUB_EXT_PUBLIC_URL"] = public_url
-    return {
-        "name": name,
-        "url": f"http://127.0.0.1:{port}",
-        "command": with_lifeline(
-            [sys.executable, "-m", "hub_ext.services.events.service", *(extra_args or [])]
-        ),
-        "environment": env,
-        "display": False,
-    }
+    entry = service_entry(
+        name, "hub_ext.services.events.service", port=port, settings=settings or {}, environment=env
+    )
+    entry.pop("oauth_no_confirm")  # no browser logs in to it: LMSs use Basic credentials
+    return entry
 
 
 def events_role(name: str = SERVICE_NAME) -> dict:

@@ -57,14 +57,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
-from traitlets.config import Application
 
+from ..base import HubServiceApp, log_request
 from .store import HUB_SOURCE, Conflict, EventStore, verify_secret
 from .xapi import (
     VERSION,
@@ -316,7 +316,7 @@ class StatementsHandler(XAPIHandler):
             token = base64.urlsafe_b64encode(
                 json.dumps({"f": filters, "a": next_pk}).encode()
             ).decode()
-            more = f"{self.service.prefix}xAPI/statements?{urlencode({'more': token})}"
+            more = f"{self.service.base_url}xAPI/statements?{urlencode({'more': token})}"
         self.set_header(
             "X-Experience-API-Consistent-Through",
             datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -389,10 +389,11 @@ class _NoLock:
         return False
 
 
-class EventsService(Application):
+class EventsService(HubServiceApp):
     """The events service (an LRS for the hub): xAPI in, the event store behind it."""
 
     name = "hub-ext-events"
+    default_name = "events"
     description = "The hub's learning-event store: xAPI 1.0.3 Statements resource and hub activity"
 
     db_url = Unicode(
@@ -406,34 +407,6 @@ class EventsService(Application):
     @default("db_url")
     def _default_db(self):
         return os.environ.get("HUB_EXT_EVENTS_DB", "sqlite:///events.sqlite")
-
-    url = Unicode(
-        help="""Where to listen, as a URL (only host and port are used).
-
-        Default: ``$JUPYTERHUB_SERVICE_URL`` (the hub sets it), else ``http://127.0.0.1:10102``.
-        Example: ``c.EventsService.url = "http://127.0.0.1:10102"``
-        """,
-    ).tag(config=True)
-
-    @default("url")
-    def _default_url(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")
-
-    prefix = Unicode(
-        help="""URL prefix the service answers under, with a trailing slash.
-
-        Default: ``$JUPYTERHUB_SERVICE_PREFIX`` (``/services/events/`` under the hub), else ``/``.
-        """,
-    ).tag(config=True)
-
-    @default("prefix")
-    def _default_prefix(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-
-    @validate("prefix")
-    def _slash(self, proposal):
-        value = proposal["value"]
-        return "/" + value.strip("/") + "/" if value.strip("/") else "/"
 
     max_batch = Integer(
         1000,
@@ -676,7 +649,7 @@ class EventsService(Application):
         self._sources_at = self.clock()
 
     def make_app(self) -> web.Application:
-        prefix = self.prefix
+        prefix = self.base_url
         kw = {"service": self}
         return web.Application(
             [
@@ -685,25 +658,17 @@ class EventsService(Application):
             ],
             default_handler_class=NotFoundHandler,
             default_handler_args=kw,
-            log_function=self._log_request,
+            log_function=log_request(self.log),
         )
 
-    def _log_request(self, handler):
-        # never the query string (agents' e-mail addresses) nor the Authorization header
-        status = handler.get_status()
-        level = self.log.info if status < 400 else self.log.warning
-        level("%d %s %s %.1fms request_id=%s", status, handler.request.method,
-              handler.request.path, 1000 * handler.request.request_time(),
-              getattr(handler, "request_id", "") or "-")  # fmt: skip
-
     async def start_async(self) -> HTTPServer:
-        parsed = urlparse(self.url)
         server = HTTPServer(self.make_app(), max_body_size=self.max_body_size, xheaders=True)
-        server.listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
+        server.listen(self.port, self.ip)
         self.log.info(
-            "xAPI statements at %s%sxAPI/statements (store %s)",
-            self.url.rstrip("/"),
-            self.prefix,
+            "xAPI statements at http://%s:%d%sxAPI/statements (store %s)",
+            self.ip,
+            self.port,
+            self.base_url,
             self.store,
         )
         self._tasks = []

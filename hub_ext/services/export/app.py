@@ -21,7 +21,7 @@ import os
 import secrets
 import threading
 from datetime import UTC, datetime
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import docker
 import docker.errors
@@ -34,20 +34,20 @@ from jupyterhub.services.auth import (
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.iostream import StreamClosedError
-from traitlets import Callable, Dict, Integer, Unicode, default
-from traitlets.config import Application
+from traitlets import Callable, Dict, Integer, Unicode
 
 from ...courses import CatalogError, CourseCatalog, enrollments_from_groups
 from ...docker_backend import escape_name, workspace_volume_name, write_workspace_archive
-from ..base import JSONErrorsMixin, log_request
+from ..base import HubServiceApp, JSONErrorsMixin, log_request
 
 __all__ = ["WorkspaceExportService", "main"]
 
 
-class WorkspaceExportService(Application):
+class WorkspaceExportService(HubServiceApp):
     """Streams learners' course workspaces (Docker volumes) as .tar.gz archives."""
 
     name = "hub-ext-workspace-export"
+    default_name = "workspace-export"
     description = __doc__.splitlines()[0]
     classes = [CourseCatalog]
     aliases = {"catalog": "CourseCatalog.path", "port": "WorkspaceExportService.port"}
@@ -66,37 +66,6 @@ class WorkspaceExportService(Application):
         help="""The mount point of the read-only materials inside the workspace (relative to
         it): its empty directory entry is left out of the archive. Default: ``materials``.""",
     )
-    ip = Unicode(
-        config=True,
-        help="""Address to listen on. Default: the host of ``$JUPYTERHUB_SERVICE_URL``, else
-        127.0.0.1.""",
-    )
-
-    @default("ip")
-    def _default_ip(self):
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).hostname if url else None) or "127.0.0.1"
-
-    port = Integer(
-        config=True,
-        help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else 10103.""",
-    )
-
-    @default("port")
-    def _default_port(self):
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).port if url else None) or 10103
-
-    base_url = Unicode(
-        config=True,
-        help="""URL prefix the proxy routes here. Default: ``$JUPYTERHUB_SERVICE_PREFIX`` or
-        ``/services/workspace-export/``.""",
-    )
-
-    @default("base_url")
-    def _default_base_url(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/workspace-export/")
-
     docker_kwargs = Dict(
         config=True,
         help="""Extra arguments of ``docker.APIClient`` (the ``DOCKER_HOST`` environment

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..lifeline import with_lifeline
+from ..base import PORTS, service_entry
 
 __all__ = [
     "SERVICE_NAME",
@@ -22,7 +22,7 @@ SERVICE_NAME = "workspace-export"
 def export_service(
     *,
     catalog_path: str | Path,
-    port: int = 10103,
+    port: int = PORTS["workspace-export"],
     options: Mapping[str, object] | None = None,
     service_name: str = SERVICE_NAME,
     python: str = sys.executable,
@@ -30,21 +30,13 @@ def export_service(
     """The hub-managed service entry. ``options`` are more traitlets settings, e.g.
     ``{"WorkspaceExportService.volume_template": "ws_{course}_{username}"}`` (it must match
     ``c.CourseDockerSpawner.workspace_volume_template``)."""
-    command = [
-        python,
-        "-m",
+    return service_entry(
+        service_name,
         "hub_ext.services.export",
-        f"--CourseCatalog.path={Path(catalog_path).resolve()}",
-    ]
-    for key, value in (options or {}).items():
-        command.append(f"--{key}={value}")
-    return {
-        "name": service_name,
-        "url": f"http://127.0.0.1:{port}",
-        "command": with_lifeline(command, python),
-        "display": False,
-        "oauth_no_confirm": True,
-    }
+        port=port,
+        settings={"CourseCatalog.path": Path(catalog_path).resolve(), **(options or {})},
+        python=python,
+    )
 
 
 def export_service_role(service_name: str = SERVICE_NAME) -> dict:
