@@ -17,24 +17,7 @@ spec's ``env`` is the whole environment), not a hub file, not another process. A
 answers its caller over a Unix socket in its scratch directory, so it needs no network.
 """
 
-from .base import (
-    Bind,
-    Limits,
-    ProcessHandle,
-    RunResult,
-    Sandbox,
-    SandboxSpec,
-    SandboxUnavailable,
-    make_sandbox,
-)
+from . import base
+from .base import *  # noqa: F403 (the interface; the backends are imported when chosen)
 
-__all__ = [
-    "Bind",
-    "Limits",
-    "ProcessHandle",
-    "RunResult",
-    "Sandbox",
-    "SandboxSpec",
-    "SandboxUnavailable",
-    "make_sandbox",
-]
+__all__ = base.__all__

@@ -131,12 +131,39 @@ class ProcessHandle:
         self._signal(signal.SIGTERM)
 
     def log_tail(self, size: int = 20000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, f.seek(0, 2) - size))
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return log_tail(self.log_path, size)
+
+
+def log_tail(path: Path, size: int = 20000) -> str:
+    """The last ``size`` bytes of a log file, as text ("" if there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+async def start_process(
+    argv: list[str], env: dict[str, str], log_path: Path, limits: Limits, cwd: str | None = None
+) -> ProcessHandle:
+    """Start ``argv`` in a session of its own with exactly ``env``, output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = await asyncio.to_thread(open, log_path, "ab")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=cwd,
+            preexec_fn=rlimits(limits),
+        )
+    finally:
+        log.close()
+    return ProcessHandle(proc, log_path)
 
 
 def rlimits(limits: Limits):

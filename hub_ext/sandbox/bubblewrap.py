@@ -13,7 +13,6 @@ as a cgroup would (the address-space limit is per process). The Docker tier does
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from traitlets import Unicode, default
 
-from .base import SCRATCH, ProcessHandle, Sandbox, SandboxSpec, SandboxUnavailable, rlimits
+from .base import SCRATCH, ProcessHandle, Sandbox, SandboxSpec, SandboxUnavailable, start_process
 
 __all__ = ["BubblewrapSandbox", "bwrap_argv", "python_roots"]
 
@@ -182,19 +181,6 @@ class BubblewrapSandbox(Sandbox):
 
     async def launch(self, spec: SandboxSpec, log_path: Path) -> ProcessHandle:
         self.prepare_scratch(spec.scratch)
-        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log = await asyncio.to_thread(open, log_path, "ab")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv(spec),
-                env=self.sandbox_env(spec),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                preexec_fn=rlimits(spec.limits),
-            )
-        finally:
-            log.close()
-        self.log.info("Sandbox %s started (bubblewrap, pid %d)", spec.name, proc.pid)
-        return ProcessHandle(proc, log_path)
+        handle = await start_process(self.argv(spec), self.sandbox_env(spec), log_path, spec.limits)
+        self.log.info("Sandbox %s started (bubblewrap, pid %d)", spec.name, handle.pid)
+        return handle

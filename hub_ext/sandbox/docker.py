@@ -18,7 +18,7 @@ from pathlib import Path
 
 from traitlets import Dict, Unicode, default
 
-from .base import SCRATCH, Sandbox, SandboxSpec, SandboxUnavailable
+from .base import SCRATCH, Sandbox, SandboxSpec, SandboxUnavailable, log_tail
 
 __all__ = ["ContainerHandle", "DockerSandbox", "container_config"]
 
@@ -121,12 +121,7 @@ class ContainerHandle:
         self._stop("SIGTERM")
 
     def log_tail(self, size: int = 20000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, f.seek(0, 2) - size))
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return log_tail(self.log_path, size)
 
 
 class DockerSandbox(Sandbox):

@@ -8,13 +8,12 @@ this way; teachers' runtime publishing is refused (the analytics service says wh
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 from traitlets import default
 
-from .base import SCRATCH, ProcessHandle, Sandbox, SandboxSpec, rlimits
+from .base import SCRATCH, ProcessHandle, Sandbox, SandboxSpec, start_process
 
 __all__ = ["Unconfined"]
 
@@ -37,25 +36,11 @@ class Unconfined(Sandbox):
 
     async def launch(self, spec: SandboxSpec, log_path: Path) -> ProcessHandle:
         self.prepare_scratch(spec.scratch)
-        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         env = {"HOME": str(spec.scratch), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         env.update(spec.env)
         workdir = str(spec.scratch) if spec.workdir == SCRATCH else spec.workdir
-        log = await asyncio.to_thread(open, log_path, "ab")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                cwd=workdir,
-                preexec_fn=rlimits(spec.limits),
-            )
-        finally:
-            log.close()
+        handle = await start_process(list(spec.argv), env, log_path, spec.limits, cwd=workdir)
         self.log.warning(
-            "%s runs unsandboxed (pid %d): vetted catalog code only", spec.name, proc.pid
+            "%s runs unsandboxed (pid %d): vetted catalog code only", spec.name, handle.pid
         )
-        return ProcessHandle(proc, log_path)
+        return handle

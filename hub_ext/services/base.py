@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from .lifeline import with_lifeline
 
 __all__ = ["PORTS", "HubServiceApp", "JSONErrorsMixin", "log_request", "service_entry"]
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: each service's port when run outside the hub (the hub gives managed services a free one)
 PORTS = {"analytics": 10101, "events": 10102, "workspace-export": 10103}
 
@@ -125,10 +127,12 @@ class JSONErrorsMixin:
 
     request_id: str
 
-    def initialize(self, *args, **kwargs):
-        self.request_id = uuid.uuid4().hex[:16]
+    def initialize(self, **kwargs):
+        """Subclasses taking handler arguments call ``super().initialize()`` first."""
+        given = self.request.headers.get("X-Request-Id", "")
+        # a caller's (the front door's) request id is kept, so one id follows a request
+        self.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
         self.set_header("X-Request-Id", self.request_id)
-        super().initialize(*args, **kwargs)
 
     def set_default_headers(self):
         self.set_header("X-Content-Type-Options", "nosniff")

@@ -43,7 +43,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +59,8 @@ from kernel_gateway.notebook_http.request_utils import (
 )
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
+
+from ..base import JSONErrorsMixin
 
 __all__ = ["AnalyticsPersonality", "create_personality", "SETUP_ERROR_EXIT", "SETUP_ERROR_MARK"]
 
@@ -496,13 +497,12 @@ def create_personality(*args, **kwargs):
 # ------------------------------------------------------------------------ handlers
 
 
-class _JSONHandler(tornado.web.RequestHandler):
+class _JSONHandler(JSONErrorsMixin, tornado.web.RequestHandler):
     """Token check on the Authorization header; every error as {error, message, request_id}."""
 
     def initialize(self, personality: AnalyticsPersonality, **kwargs):
+        super().initialize()
         self.personality = personality
-        self.request_id = self.request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
-        self.set_header("X-Request-Id", self.request_id)
 
     @property
     def log(self):
@@ -517,15 +517,6 @@ class _JSONHandler(tornado.web.RequestHandler):
                 token.strip().encode(), expected.encode()
             ):
                 self.fail(401, "unauthorized", "a valid gateway token is required")
-
-    def fail(self, status: int, error: str, message: str) -> None:
-        self.clear()
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("X-Request-Id", self.request_id)
-        if status == 503:
-            self.set_header("Retry-After", "1")
-        self.finish({"error": error, "message": message, "request_id": self.request_id})
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
