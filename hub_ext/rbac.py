@@ -46,6 +46,8 @@ Limits, stated honestly:
 
 from __future__ import annotations
 
+import functools
+
 from jupyterhub import orm
 from sqlalchemy import event
 from sqlalchemy.orm import object_session
@@ -144,40 +146,47 @@ def _is_teacher_group(group) -> bool:
     return parsed is not None and parsed[1] == "teacher"
 
 
-def _teacher_added(user, group, initiator):
-    """``user`` joined ``group``: if it is a teacher group, copy the group's shares to them."""
-    if not _is_teacher_group(group):
-        return
-    session = object_session(user) or object_session(group)
-    if session is None:
-        return
-    with session.no_autoflush:
-        have = {share.spawner_id for share in user.shared_with_me}
-        for group_share in list(group.shared_with_me):
-            if group_share.spawner_id in have:
-                continue
-            user.shared_with_me.append(
-                orm.Share(
-                    created_at=orm.Share.now(),
-                    owner=group_share.owner,
-                    spawner=group_share.spawner,
-                    scopes=sorted(group_share.scopes),
-                )
+def _teacher_membership(change):
+    """A membership listener that runs ``change(user, group)`` for teacher groups only,
+    inside the ORM session, without autoflush (the hub commits)."""
+
+    @functools.wraps(change)
+    def listener(user, group, initiator):
+        if not _is_teacher_group(group):
+            return
+        session = object_session(user) or object_session(group)
+        if session is None:
+            return
+        with session.no_autoflush:
+            change(user, group)
+
+    return listener
+
+
+@_teacher_membership
+def _teacher_added(user, group):
+    """``user`` joined a teacher group: copy the group's shares to them."""
+    have = {share.spawner_id for share in user.shared_with_me}
+    for group_share in list(group.shared_with_me):
+        if group_share.spawner_id in have:
+            continue
+        user.shared_with_me.append(
+            orm.Share(
+                created_at=orm.Share.now(),
+                owner=group_share.owner,
+                spawner=group_share.spawner,
+                scopes=sorted(group_share.scopes),
             )
+        )
 
 
-def _teacher_removed(user, group, initiator):
-    """``user`` left ``group``: if it is a teacher group, remove their copies of its shares."""
-    if not _is_teacher_group(group):
-        return
-    session = object_session(user) or object_session(group)
-    if session is None:
-        return
-    with session.no_autoflush:
-        shared = {share.spawner_id for share in group.shared_with_me}
-        for share in list(user.shared_with_me):
-            if share.spawner_id in shared:
-                user.shared_with_me.remove(share)  # delete-orphan: the row goes too
+@_teacher_membership
+def _teacher_removed(user, group):
+    """``user`` left a teacher group: remove their copies of its shares."""
+    shared = {share.spawner_id for share in group.shared_with_me}
+    for share in list(user.shared_with_me):
+        if share.spawner_id in shared:
+            user.shared_with_me.remove(share)  # delete-orphan: the row goes too
 
 
 def install_share_sync() -> None:
