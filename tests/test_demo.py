@@ -67,6 +67,24 @@ async def test_demo_accounts_log_in_through_the_provider(demo_hub):
     assert (await demo_hub.api("GET", "/users/admin")).json()["admin"] is True
 
 
+async def test_the_demo_admin_may_call_every_courses_analytics(demo_hub):
+    """Trust-boundaries finding 10: the README says admins may call every course's analytics;
+    the demo's admin (an admin by the provider's hub-admins group) was refused them."""
+    from hub_ext.courses import Catalog, analytics_scope
+
+    await (await oidc_login(demo_hub.url, "admin", "admin-demo")).aclose()
+    token = (await demo_hub.api("POST", "/users/admin/tokens", json={"note": "t"})).json()["token"]
+    scopes = set((await demo_hub.api("GET", "/user", token=token)).json()["scopes"])
+    assert scopes & {"access:services", "access:services!service=analytics"}
+    catalog = Catalog.load(REPO / "hub_config" / "courses.yaml")
+    assert {analytics_scope(course) for course in catalog} <= scopes
+    # and a learner has none of them
+    await (await oidc_login(demo_hub.url, "alice", "alice-demo")).aclose()
+    token = (await demo_hub.api("POST", "/users/alice/tokens", json={"note": "t"})).json()["token"]
+    scopes = set((await demo_hub.api("GET", "/user", token=token)).json()["scopes"])
+    assert not {analytics_scope(course) for course in catalog} & scopes
+
+
 async def test_each_demo_course_runs_its_own_kernel(demo_hub):
     await (await oidc_login(demo_hub.url, "alice", "alice-demo")).aclose()
     token = (await demo_hub.api("POST", "/users/alice/tokens", json={"note": "test"})).json()[
