@@ -275,6 +275,8 @@ def configure_course_hub(
             port=random_port(),
             runtime_dir=data_dir / "analytics",
             events_url=readonly_url(events_db),
+            # teachers' notebooks run where learners' code does: containers on the Docker tier
+            options={"GatewaySupervisor.sandbox": "docker"} if backend == "docker" else None,
         )
         c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
         c.JupyterHub.load_roles = [

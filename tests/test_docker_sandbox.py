@@ -10,19 +10,27 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import pytest_asyncio
 
 pytest.register_assert_rewrite("tests.docker_fixtures")
 
 from hub_ext.sandbox import Bind, Limits, SandboxSpec  # noqa: E402
 from hub_ext.sandbox.docker import container_config  # noqa: E402
+from hub_ext.services.analytics.extracts import CourseExtracts  # noqa: E402
 from hub_ext.services.analytics.notebook import check_notebook  # noqa: E402
 from hub_ext.services.analytics.supervisor import GatewaySupervisor  # noqa: E402
-from tests.analytics_fixtures import NOTEBOOKS, add_events, gw_get, make_store  # noqa: E402
+from tests.analytics_fixtures import (  # noqa: E402
+    NOTEBOOKS,
+    add_events,
+    gw_get,
+    make_store,
+    readonly_url,
+)
 from tests.docker_fixtures import require_images  # noqa: E402
 from tests.hubtest import REPO, free_port  # noqa: E402
 
 pytest_plugins = ["tests.docker_fixtures"]
-pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.docker]
 
 ANALYTICS_IMAGE = "hub-ext/analytics:2026.11"
 
@@ -32,7 +40,7 @@ def test_container_config_is_locked_down(tmp_path):
     spec = SandboxSpec(
         name="analytics ds101/know",
         argv=("/opt/venv/bin/python", "-m", "x"),
-        env={"KG_AUTH_TOKEN": "t"},
+        env={"KG_AUTH_TOKEN": "gateway-token-secret"},
         scratch=tmp_path / "run",
         binds=(Bind(tmp_path / "nb.ipynb", "/srv/api/notebook.ipynb"),),
         limits=Limits(memory=512 * 1024**2, cpu=0.5, pids=64),
@@ -46,19 +54,24 @@ def test_container_config_is_locked_down(tmp_path):
     assert host["nano_cpus"] == 500_000_000 and host["pids_limit"] == 64
     assert host["binds"][str(tmp_path / "nb.ipynb")]["mode"] == "ro"
     assert host["binds"][str(tmp_path / "run")] == {"bind": "/srv/run", "mode": "rw"}
-    assert "t" not in repr(spec)
+    assert "gateway-token-secret" not in repr(spec)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def docker_supervisor(docker_client, tmp_path):
     require_images(docker_client, ANALYTICS_IMAGE)
-    data = tmp_path / "runtime" / "data"
+    store = make_store(tmp_path / "events.sqlite")
     for course, learner in (("ds101", "alice"), ("stat200", "carol")):
-        store = make_store(data / course / "events.sqlite")
         add_events(store, [(learner, "viewed", "2026-10-01 10:00:00")], course=course)
-        # as CourseExtracts makes them for the Docker sandbox's user
-        store.chmod(0o644)
-        store.parent.chmod(0o755)
+    # the extracts, as the analytics service makes them for the Docker sandbox's user
+    extracts = CourseExtracts(
+        store_url=readonly_url(store),
+        root=str(tmp_path / "runtime" / "data"),
+        file_mode=0o644,
+        dir_mode=0o755,
+    )
+    for course in ("ds101", "stat200"):
+        extracts.build(course)
     sup = GatewaySupervisor(
         pool_size=1,
         runtime_dir=str(tmp_path / "runtime"),
@@ -71,6 +84,7 @@ async def docker_supervisor(docker_client, tmp_path):
     await sup.stop_all()
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_a_notebook_in_a_container_reaches_nothing(
     docker_supervisor, docker_client, tmp_path
 ):
