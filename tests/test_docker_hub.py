@@ -14,6 +14,7 @@ import pytest
 pytest.register_assert_rewrite("tests.docker_fixtures")
 
 from tests.docker_fixtures import (  # noqa: E402
+    DEPLOYER_DATA,
     DS101_IMAGE,
     NETWORK,
     STAT200_IMAGE,
@@ -55,12 +56,21 @@ async def test_each_course_gets_its_image_and_kernel(docker_hub, docker_client):
     # the catalog's limits, enforced by the engine; no capabilities; the learners' network
     assert ds101["HostConfig"]["Memory"] == 1024**3
     assert ds101["HostConfig"]["MemorySwap"] == 1024**3
-    assert ds101["HostConfig"]["NanoCpus"] == 10**9
+    assert ds101["HostConfig"]["CpuQuota"] == ds101["HostConfig"]["CpuPeriod"] == 100_000
+    assert ds101["HostConfig"]["PidsLimit"] == 1024
+    assert ds101["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
     assert ds101["HostConfig"]["CapDrop"] == ["ALL"]
     assert list(ds101["NetworkSettings"]["Networks"]) == [NETWORK]
     assert ds101["Config"]["User"] in ("1000", "")  # the image's jovyan
     code, out = await docker_exec(docker_client, ds101["Id"], ["id", "-u"])
     assert (code, out.strip()) == (0, "1000")
+    # the deployer's own c.CourseDockerSpawner.volumes entry is there beside the course's
+    mounts = {m["Destination"]: m for m in ds101["Mounts"]}
+    assert mounts[DEPLOYER_DATA]["RW"] is False
+    code, out = await docker_exec(
+        docker_client, ds101["Id"], ["cat", f"{DEPLOYER_DATA}/licence.txt"]
+    )
+    assert (code, out) == (0, "site licence\n")
 
     specs = (await server_request(hub, "GET", "alice", "ds101", "api/kernelspecs", token)).json()
     assert specs["default"] == "python3" and set(specs["kernelspecs"]) == {"python3"}
@@ -299,22 +309,32 @@ async def test_closed_course_is_refused_before_any_container(docker_hub, docker_
     assert volume not in [v["Name"] for v in docker_client.volumes().get("Volumes") or []]
 
 
-async def test_learners_network_is_created_once_and_must_isolate(docker_client):
-    from hub_ext.docker_backend import NetworkError, ensure_network
+async def test_learners_networks_are_created_once_and_must_isolate(docker_client):
+    from hub_ext.spawners.docker import NetworkError, ensure_network
     from tests.docker_fixtures import SESSION
 
     name = f"{SESSION}-net"
-    try:
-        gateway = ensure_network(docker_client, name)
-        assert ensure_network(docker_client, name) == gateway
-        options = docker_client.inspect_network(name)["Options"]
-        assert options["com.docker.network.bridge.enable_icc"] == "false"
-    finally:
-        docker_client.remove_network(name)
-    # a network that lets containers talk to each other is refused, not used
+    for kind, internal in (("hub-only", True), ("internet", False)):
+        try:
+            gateway = ensure_network(docker_client, name, kind)
+            assert ensure_network(docker_client, name, kind) == gateway
+            network = docker_client.inspect_network(name)
+            assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+            assert network["Internal"] is internal
+        finally:
+            docker_client.remove_network(name)
+    # a network that lets containers talk to each other, or routes out, is refused, not used
     docker_client.create_network(name, driver="bridge")
     try:
         with pytest.raises(NetworkError, match="lets containers reach each other"):
-            ensure_network(docker_client, name)
+            ensure_network(docker_client, name, "internet")
+    finally:
+        docker_client.remove_network(name)
+    docker_client.create_network(
+        name, driver="bridge", options={"com.docker.network.bridge.enable_icc": "false"}
+    )
+    try:
+        with pytest.raises(NetworkError, match="routes learners' containers out"):
+            ensure_network(docker_client, name, "hub-only")
     finally:
         docker_client.remove_network(name)
