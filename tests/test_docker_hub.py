@@ -77,6 +77,15 @@ async def test_each_course_gets_its_image_and_kernel(docker_hub, docker_client):
     specs = (await server_request(hub, "GET", "alice", "stat200", "api/kernelspecs", token)).json()
     assert specs["default"] == "ir" and set(specs["kernelspecs"]) == {"ir"}
 
+    # the image has python3 too; stat200's server starts only the course's kernel (finding 6)
+    for name in ("python3", "nosuch"):
+        r = await server_request(
+            hub, "POST", "alice", "stat200", "api/kernels", token, json={"name": name}
+        )
+        assert r.status_code == 404, (name, r.status_code, r.text)
+    kernels = await server_request(hub, "GET", "alice", "stat200", "api/kernels", token)
+    assert kernels.json() == [], kernels.text
+
     # the other kernel really runs: R in stat200
     r = await server_request(
         hub, "POST", "alice", "stat200", "api/kernels", token, json={"name": "ir"}

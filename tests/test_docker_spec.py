@@ -16,6 +16,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from hub_ext.courses import Catalog, CourseCatalog
+from hub_ext.spawners.base import COURSE_KERNEL_SPEC_MANAGER, SINGLEUSER_DIR
 from hub_ext.spawners.docker import CourseDockerSpawner, workspace_volume_name
 from hub_ext.spawners.docker_objects import (
     bridge_name,
@@ -169,7 +170,9 @@ def test_the_course_sets_dockerspawners_own_settings(spawner_for, tmp_path):
             "bind": "/home/jovyan/work/materials",
             "mode": "ro",
         },
+        str(SINGLEUSER_DIR): {"bind": "/opt/hub-ext/singleuser", "mode": "ro"},
     }
+    assert "--ServerApp.kernel_spec_manager_class=" + COURSE_KERNEL_SPEC_MANAGER in s.get_args()
     assert s.extra_host_config == {
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
@@ -185,6 +188,7 @@ def test_the_course_sets_dockerspawners_own_settings(spawner_for, tmp_path):
     assert s.network_name == "hub-ext-learners" and s.use_internal_ip
     env = s.get_env()
     assert env["COURSE_ID"] == "ds101" and env["JUPYTERHUB_ROOT_DIR"] == "/home/jovyan/work"
+    assert env["PYTHONPATH"] == "/opt/hub-ext/singleuser"
     assert s.remove and s.pull_policy == "never" and s.options_form == ""
 
 
@@ -212,7 +216,7 @@ def test_a_deployers_settings_are_kept_beside_the_courses(spawner_for):
         assert binds["/srv/datasets"] == {"bind": "/srv/data", "mode": "ro"}
         assert binds["/srv/licences"] == {"bind": "/opt/licences", "mode": "ro"}
         assert binds["ws_ds101_alice"] == {"bind": "/home/jovyan", "mode": "rw"}
-        assert len(binds) == 4  # and the materials, at /home/jovyan/materials
+        assert len(binds) == 5  # and the materials, at /home/jovyan/materials, and the guard
         assert s.extra_host_config["shm_size"] == "256m"
         assert s.extra_host_config["pids_limit"] == 64  # the deployer's wins
         assert s.extra_host_config["cap_drop"] == ["ALL"]

@@ -318,3 +318,72 @@ async def test_home_page_offers_the_workspace_download_while_work_is_reachable(
         if f'href="/services/workspace-export/{course}"' in home
     }
     assert links == {"ds101", "stat200", "grace200"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stats_hub(tmp_path_factory):
+    """A hub whose stat200 runs only the ``stats`` kernel (python3 is installed here too)."""
+    from tests.conftest import day, write_catalog
+
+    catalog = write_catalog(
+        tmp_path_factory.mktemp("stats-catalog"),
+        [
+            {
+                "id": "stat200",
+                "title": "Statistical inference",
+                "opens": day(-10),
+                "closes": day(90),
+                "kernels": ["stats"],
+                "learners": ["alice"],
+            }
+        ],
+    )
+    process = HubProcess(tmp_path_factory.mktemp("stats-hub"), catalog)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.shutdown()
+
+
+async def server_post(hub, user, server, path, token, body):
+    async with httpx.AsyncClient(timeout=60) as c:
+        return await c.post(
+            f"{hub.url}/user/{user}/{server}/{path}",
+            headers={"Authorization": f"token {token}"},
+            json=body,
+        )
+
+
+async def test_a_course_server_starts_only_the_courses_kernels(stats_hub):
+    """Finding 6: whatever the REST API asks, stat200 (kernels: [stats]) starts no python3
+    kernel, though python3 is installed (and ipykernel's native kernel is importable)."""
+    hub = stats_hub
+    token = await hub.user_token("alice")
+    r = await hub.start_server("alice", "stat200", token=token)
+    assert r.status_code in (201, 202), r.text
+    specs = (await server_get(hub, "alice", "stat200", "api/kernelspecs", token)).json()
+    assert set(specs["kernelspecs"]) == {"stats"} and specs["default"] == "stats"
+
+    for name in ("python3", "PYTHON3", "nosuch"):
+        r = await server_post(hub, "alice", "stat200", "api/kernels", token, {"name": name})
+        assert r.status_code in (403, 404), (name, r.status_code, r.text)
+    r = await server_post(
+        hub,
+        "alice",
+        "stat200",
+        "api/sessions",
+        token,
+        {"path": "x.ipynb", "type": "notebook", "kernel": {"name": "python3"}},
+    )
+    assert r.status_code >= 400, r.text
+    kernels = (await server_get(hub, "alice", "stat200", "api/kernels", token)).json()
+    assert kernels == [], kernels
+
+    # the course's own kernel starts
+    r = await server_post(hub, "alice", "stat200", "api/kernels", token, {"name": "stats"})
+    assert r.status_code == 201, r.text
+    r = await server_post(hub, "alice", "stat200", "api/kernels", token, {})
+    assert r.status_code == 201 and r.json()["name"] == "stats", r.text
+    kernels = (await server_get(hub, "alice", "stat200", "api/kernels", token)).json()
+    assert {k["name"] for k in kernels} == {"stats"}

@@ -14,7 +14,9 @@ Backends are small subclasses beside this module: :mod:`hub_ext.spawners.local`,
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import maybe_future
@@ -35,6 +37,12 @@ __all__ = [
 #: What a course server's own token (``$JUPYTERHUB_API_TOKEN``) may do: report its activity
 #: and let the hub's OAuth check who visits it.
 SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
+
+#: The directory of the single-user side's modules (``hub_ext_course_kernels``), put on
+#: each course server's ``PYTHONPATH``.
+SINGLEUSER_DIR = Path(__file__).parent / "singleuser"
+#: The single-user server's kernelspec manager: the course's kernels only.
+COURSE_KERNEL_SPEC_MANAGER = "hub_ext_course_kernels.CourseKernelSpecManager"
 
 #: What the catalog's refusals leave behind: nothing, for a server record that never ran.
 _NEVER_STARTED_REASONS = ("unknown_course", "not_enrolled", "course_not_open", "course_closed")
@@ -279,11 +287,21 @@ class CourseSpawnerMixin(LoggingConfigurable):
         ns["course"] = self.name
         return ns
 
+    @property
+    def singleuser_path(self) -> str:
+        """Where the server finds :data:`SINGLEUSER_DIR` (a backend that mounts it elsewhere
+        says where)."""
+        return str(SINGLEUSER_DIR)
+
     def get_env(self):
         env = super().get_env()
         course = self.course
         if course is not None:
             env.update(course.env)
+            # the course kernels' guard (get_args) must be importable by the server
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (self.singleuser_path, env.get("PYTHONPATH")) if p
+            )
             env.update(
                 COURSE_ID=course.id,
                 COURSE_TITLE=course.title,
@@ -303,6 +321,8 @@ class CourseSpawnerMixin(LoggingConfigurable):
         args += [
             f"--MappingKernelManager.default_kernel_name={course.default_kernel}",
             f"--KernelSpecManager.allowed_kernelspecs=[{kernels}]",
+            # allowed_kernelspecs alone filters the list, not what starts (finding 6)
+            f"--ServerApp.kernel_spec_manager_class={COURSE_KERNEL_SPEC_MANAGER}",
         ]
         if course.idle_timeout:
             # The server culls its own idle kernels and shuts down when idle:

@@ -35,7 +35,7 @@ from traitlets import Bool, Int, Unicode, default, validate
 from traitlets.config import Config
 
 from ..courses import Course
-from .base import CourseSpawnerMixin, check_per_learner_template
+from .base import SINGLEUSER_DIR, CourseSpawnerMixin, check_per_learner_template
 from .docker_objects import (
     DEFAULT_NETWORK,
     HUB_ONLY,
@@ -76,6 +76,8 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
       mounted at :attr:`workspace_path`, the server's root. Containers are removed when
       they stop; the volume is never removed by the hub;
     - materials: bind-mounted read-only at :attr:`materials_path`;
+    - kernels: the course's only (the single-user side's guard,
+      ``hub_ext/spawners/singleuser/``, mounted read-only at ``/opt/hub-ext/singleuser``);
     - network: the course's ``network`` from the catalog: ``hub-only`` (default) puts the
       container on :attr:`network_name`, an internal bridge (no route out), ``internet``
       on :attr:`internet_network_name`; on both, containers cannot reach each other, and
@@ -202,6 +204,11 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
     # ------------------------------------------------------------------ the course
 
     @property
+    def singleuser_path(self) -> str:
+        # the single-user side's modules, mounted read-only (the image need not have hub_ext)
+        return "/opt/hub-ext/singleuser"
+
+    @property
     def workspace_volume(self) -> str:
         return volume_name(
             self.workspace_volume_template,
@@ -233,6 +240,7 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
             self.workspace_volume: {"bind": self.workspace_path, "mode": "rw"},
         }
         read_only = dict(self._configured("read_only_volumes"))
+        read_only[str(SINGLEUSER_DIR)] = self.singleuser_path
         if course.materials is not None:
             read_only[str(course.materials)] = self.materials_path
         self.read_only_volumes = read_only
