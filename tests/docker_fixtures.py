@@ -149,6 +149,15 @@ def docker_courses() -> list[dict]:
             "teachers": ["sam"],
         },
         {
+            "id": "web101",
+            "title": "The web",
+            "image": DS101_IMAGE,
+            "opens": day(-10),
+            "closes": day(90),
+            "network": "internet",
+            "learners": ["gina"],
+        },
+        {
             "id": "tiny101",
             "title": "Small machines",
             "image": DS101_IMAGE,

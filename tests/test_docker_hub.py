@@ -16,6 +16,7 @@ pytest.register_assert_rewrite("tests.docker_fixtures")
 from tests.docker_fixtures import (  # noqa: E402
     DEPLOYER_DATA,
     DS101_IMAGE,
+    INTERNET_NETWORK,
     NETWORK,
     STAT200_IMAGE,
     VOLUME_TEMPLATE,
@@ -270,42 +271,98 @@ async def test_memory_limit_kills_the_kernel_not_the_server_or_hub(docker_hub, d
     await stop_server(hub, "dave", "tiny101")
 
 
-async def test_learners_containers_cannot_reach_each_other(docker_hub, docker_client):
+PROBE = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.settimeout(3)\n"
+    "try:\n"
+    "    s.connect((sys.argv[1], int(sys.argv[2]))); print('connected')\n"
+    "except OSError as e:\n"
+    "    print('refused', type(e).__name__)\n"
+)
+
+
+async def probe(client, container: dict, host: str, port) -> str:
+    """Can ``container`` open a TCP connection to ``host:port``? ('connected' / 'refused ...')"""
+    _code, out = await docker_exec(
+        client, container["Id"], ["python", "-c", PROBE, host, str(port)]
+    )
+    return out.strip()
+
+
+class HostServers:
+    """Two HTTP servers on this machine: one on the learners' bridge address, one on every
+    address (0.0.0.0, reached on the bridge address). Only ever this machine's addresses."""
+
+    def __init__(self, gateway: str):
+        import http.server
+        import threading
+
+        self.servers = [
+            http.server.ThreadingHTTPServer((gateway, 0), http.server.SimpleHTTPRequestHandler),
+            http.server.ThreadingHTTPServer(("0.0.0.0", 0), http.server.SimpleHTTPRequestHandler),
+        ]
+        self.ports = [server.server_address[1] for server in self.servers]
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self):
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+async def test_learners_containers_reach_the_hub_and_nothing_else(docker_hub, docker_client):
+    """Finding 12: from a learner's container, the host's services (on the bridge address,
+    on 0.0.0.0), another learner's container and anything beyond the host are out of
+    reach; the hub's API port is reachable (the spawn itself needs it)."""
     hub = docker_hub
-    tokens = {u: await hub.user_token(u) for u in ("alice", "bob")}
-    for user in ("alice", "bob"):
-        await hub.start_server(user, "ds101", token=tokens[user], timeout=120)
+    tokens = {u: await hub.user_token(u) for u in ("alice", "bob", "gina")}
+    for user, course in (("alice", "ds101"), ("bob", "ds101"), ("gina", "web101")):
+        r = await hub.start_server(user, course, token=tokens[user], timeout=120)
+        assert r.status_code in (201, 202), r.text
     alice = await asyncio.to_thread(container_of, docker_client, "alice", "ds101")
     bob = await asyncio.to_thread(container_of, docker_client, "bob", "ds101")
+    gina = await asyncio.to_thread(container_of, docker_client, "gina", "web101")
+    assert list(gina["NetworkSettings"]["Networks"]) == [INTERNET_NETWORK]
     bob_ip = bob["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
     hub_api = env_of(alice)["JUPYTERHUB_API_URL"]  # http://<gateway>:<hub port>/hub/api
     hub_host, hub_port = hub_api.split("//")[1].split("/")[0].split(":")
+    networks = {n: docker_client.inspect_network(n) for n in (NETWORK, INTERNET_NETWORK)}
+    gateways = {n: net["IPAM"]["Config"][0]["Gateway"] for n, net in networks.items()}
+    assert hub_host == gateways[NETWORK]
 
-    probe = (
-        "import socket, sys\n"
-        "s = socket.socket(); s.settimeout(3)\n"
-        "try:\n"
-        "    s.connect((sys.argv[1], int(sys.argv[2]))); print('connected')\n"
-        "except OSError as e:\n"
-        "    print('refused', type(e).__name__)\n"
-    )
-    # alice's container reaches the hub ...
-    code, out = await docker_exec(
-        docker_client, alice["Id"], ["python", "-c", probe, hub_host, hub_port]
-    )
-    assert out.strip() == "connected", out
-    # ... and the host (the proxy) reaches bob's server on the learners' network ...
+    servers = HostServers(gateways[NETWORK])
+    try:
+        # the test servers answer on this machine ...
+        async with httpx.AsyncClient(timeout=5) as c:
+            for port in servers.ports:
+                assert (await c.get(f"http://{gateways[NETWORK]}:{port}/")).status_code == 200
+        # ... but not to a learner's container, on either learners' network
+        for container, network in ((alice, NETWORK), (gina, INTERNET_NETWORK)):
+            for host in {gateways[NETWORK], gateways[network]}:
+                for port in servers.ports:
+                    out = await probe(docker_client, container, host, port)
+                    assert out.startswith("refused"), (network, host, port, out)
+            # the hub's API is reachable from both
+            assert await probe(docker_client, container, hub_host, hub_port) == "connected"
+    finally:
+        servers.close()
+
+    # the proxy (on the host) reaches bob's server; alice's container does not
     async with httpx.AsyncClient(timeout=10) as c:
         r = await c.get(f"http://{bob_ip}:8888/user/bob/ds101/api/status")
-    # an HTTP answer from bob's server (it asks the host to log in): the connection was made
-    assert r.status_code in (302, 401, 403), r.text
-    # ... but alice's container cannot open a connection to bob's
-    code, out = await docker_exec(
-        docker_client, alice["Id"], ["python", "-c", probe, bob_ip, "8888"]
-    )
-    assert out.strip().startswith("refused"), out
-    for user in ("alice", "bob"):
-        await stop_server(hub, user, "ds101")
+    assert r.status_code in (302, 401, 403), r.text  # an HTTP answer: connected
+    assert (await probe(docker_client, alice, bob_ip, 8888)).startswith("refused")
+
+    # beyond the host: hub-only is an internal network (no masquerading, Docker drops what
+    # it would forward out) and its containers have no default route; no outside address
+    # is ever tried from here
+    assert networks[NETWORK]["Internal"] is True and networks[INTERNET_NETWORK]["Internal"] is False
+    code, routes = await docker_exec(docker_client, alice["Id"], ["cat", "/proc/net/route"])
+    defaults = [line for line in routes.splitlines()[1:] if line.split()[1] == "00000000"]
+    assert code == 0 and defaults == [], routes
+    for user, course in (("alice", "ds101"), ("bob", "ds101"), ("gina", "web101")):
+        await stop_server(hub, user, course)
 
 
 async def test_closed_course_is_refused_before_any_container(docker_hub, docker_client):

@@ -163,7 +163,8 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
 
         The chain lets containers open connections to the hub's API port and drops every
         other connection to the host's services (a server bound to ``0.0.0.0`` or to the
-        bridge's address included). Without ``iptables`` the hub refuses to start. Set it
+        bridge's address included). The default route of a ``hub-only`` container is
+        removed too (``nsenter``; Docker 20.10 gives internal networks one). Without ``iptables`` the hub refuses to start. Set it
         to False only when the host is guarded otherwise (a firewall managed elsewhere):
         learners' containers then reach every service of the host.
         Default: True. Example: ``c.CourseDockerSpawner.host_firewall = False``
@@ -219,9 +220,8 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
 
     def course_network(self, course: Course) -> str:
         """The learners' network of ``course`` (by its catalog ``network``)."""
-        if course.network == INTERNET:
-            return self.internet_network_name
-        return self._configured("network_name")
+        hub_only = self._configured("network_name")  # read before the course sets it
+        return self.internet_network_name if course.network == INTERNET else hub_only
 
     def apply_course(self, course: Course) -> None:
         super().apply_course(course)
@@ -234,6 +234,7 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
             )
         self.image = course.image
         self.notebook_dir = self.workspace_path
+        self._network_kind = INTERNET if course.network == INTERNET else HUB_ONLY
         self.network_name = self.course_network(course)
         self.volumes = {
             **self._configured("volumes"),
@@ -261,6 +262,7 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
 
     _networks_ready: set[str] = set()
     _course_memswap: int | None = None
+    _network_kind: str = HUB_ONLY
 
     async def prepare_workspace(self, course: Course) -> str:
         network = self.network_name
@@ -327,7 +329,7 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
         host = self.extra_host_config
         if (
             isinstance(host, dict)
-            and self._course_memswap is not None
+            and self._course_memswap
             and host.get("memswap_limit") == self._course_memswap
             and self.mem_limit != self._course_memswap
         ):
@@ -357,6 +359,32 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
     async def start_object(self):
         self._report(70, "Starting your container")
         await super().start_object()
+        if self.host_firewall and self._network_kind == HUB_ONLY:
+            await asyncio.wrap_future(self.executor.submit(self._drop_default_route))
+
+    def _drop_default_route(self) -> None:
+        """Remove the default route of a ``hub-only`` container (blocking).
+
+        Docker 20.10 gives containers of an internal network a default route to the
+        bridge's address anyway; what is forwarded through it is dropped by Docker, but
+        without the route nothing leaves at all (the hub is on the bridge's subnet).
+        """
+        pid = self.client.inspect_container(self.container_id)["State"]["Pid"]
+        nsenter, ip = shutil.which("nsenter"), shutil.which("ip")
+        if not (pid and nsenter and ip):
+            self.log.warning("Cannot drop the default route of %s (no nsenter/ip)", self._log_name)
+            return
+        done = subprocess.run(
+            [nsenter, "-t", str(pid), "-n", ip, "-4", "route", "del", "default"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0 and "No such process" not in done.stderr:
+            self.log.warning(
+                "Cannot drop the default route of %s: %s", self._log_name, done.stderr.strip()
+            )
 
 
 def _bytes_text(n: int) -> str:

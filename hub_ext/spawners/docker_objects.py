@@ -100,7 +100,7 @@ def course_host_config(*, mem_limit: int | None, pids_limit: int | None) -> dict
     processes and threads (a fork bomb stays in its container).
     """
     config: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
-    if mem_limit is not None:
+    if mem_limit:  # DockerSpawner's 0: no limit
         config["memswap_limit"] = mem_limit
     if pids_limit is not None:
         config["pids_limit"] = pids_limit
