@@ -404,3 +404,57 @@ async def test_learners_networks_are_created_once_and_must_isolate(docker_client
             ensure_network(docker_client, name, "hub-only")
     finally:
         docker_client.remove_network(name)
+
+
+READ_OWN_MODEL = (
+    "import json, os, sys, urllib.request, urllib.error\n"
+    "api, token = os.environ['JUPYTERHUB_API_URL'], os.environ['JUPYTERHUB_API_TOKEN']\n"
+    "for path in sys.argv[1:]:\n"
+    "    req = urllib.request.Request(api + path, headers={'Authorization': 'token ' + token})\n"
+    "    try:\n"
+    "        print(json.dumps([path, 200, json.load(urllib.request.urlopen(req, timeout=10))]))\n"
+    "    except urllib.error.HTTPError as e:\n"
+    "        print(json.dumps([path, e.code, None]))\n"
+)
+
+
+async def test_a_course_servers_token_does_not_tell_the_learners_other_courses(
+    docker_hub, docker_client
+):
+    """Finding 13: code in alice's ds101 server (hers, or a ds101 teacher's looking over her
+    shoulder) reads $JUPYTERHUB_API_TOKEN and asks the hub about alice: it must not learn
+    her groups (she is enrolled in stat200), while the server keeps working."""
+    import json
+
+    hub = docker_hub
+    token = await hub.user_token("alice")
+    r = await hub.start_server("alice", "ds101", token=token, timeout=120)
+    assert r.status_code in (201, 202), r.text
+    alice = await asyncio.to_thread(container_of, docker_client, "alice", "ds101")
+    code, out = await docker_exec(
+        docker_client,
+        alice["Id"],
+        ["python", "-c", READ_OWN_MODEL, "/user", "/users/alice", "/groups/course:stat200:learner"],
+    )
+    assert code == 0, out
+    answers = {path: (status, model) for path, status, model in map(json.loads, out.splitlines())}
+    for path in ("/user", "/users/alice"):
+        status, model = answers[path]
+        assert status == 403 or "groups" not in model, (path, model)
+    assert answers["/user"][1]["name"] == "alice"  # it still knows whose server it is
+    assert answers["/groups/course:stat200:learner"][0] in (403, 404)
+    # the server works: reached through the hub's OAuth (its token is the client secret)
+    client = await hub.login("alice")
+    try:
+        page = await client.get("/user/alice/ds101/lab")  # the OAuth dance, then the page
+        r = await client.get("/user/alice/ds101/api/status")
+    finally:
+        await client.aclose()
+    assert page.status_code == 200 and "/user/alice/ds101/" in str(page.url), page.url
+    assert r.status_code == 200 and "kernels" in r.json(), r.text
+    # ... and its activity reaches the hub
+    r = await hub.api("GET", "/users/alice")
+    assert r.json()["servers"]["ds101"]["last_activity"]
+    # the hub itself (for admins, services, its pages) still has alice's groups
+    assert "course:stat200:learner" in r.json()["groups"]
+    await stop_server(hub, "alice", "ds101")

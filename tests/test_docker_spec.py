@@ -288,3 +288,19 @@ async def test_deployer_hooks_run_after_the_course_in_order(spawner_for):
         ("pre_spawn", 2 * 1024**3),
     ]
     assert "/srv/extra" in s.volume_binds and "hub-ext_ds101_alice" in s.volume_binds
+
+
+def test_the_hub_api_guard_drops_groups_from_user_models_only():
+    import json
+
+    from hub_ext.spawners.hub_api_guard import filter_user_models
+
+    alice = {"kind": "user", "name": "alice", "groups": ["course:stat200:learner"]}
+    body = json.dumps(alice).encode()
+    for path in ("user", "users/alice", "users/alice/"):
+        assert json.loads(filter_user_models(path, body)) == {"kind": "user", "name": "alice"}
+    listed = json.loads(filter_user_models("users", json.dumps([alice, alice]).encode()))
+    assert listed == [{"kind": "user", "name": "alice"}] * 2
+    assert filter_user_models("users/alice/activity", body) == body
+    assert filter_user_models("groups/x", body) == body
+    assert filter_user_models("user", b"not json") == b"not json"

@@ -210,7 +210,10 @@ class CourseSpawnerMixin(LoggingConfigurable):
 
         Whoever runs code in the server (the learner, a teacher looking over their
         shoulder) can read this token, so it gets only what the server needs: report
-        activity and authenticate its visitors. Default:
+        activity and authenticate its visitors. JupyterHub still lets any token read its
+        owner's name and groups (``GET /hub/api/user``); the Docker backend's containers
+        reach the hub through :mod:`hub_ext.spawners.hub_api_guard`, which drops the groups
+        (a learner's courses). Default:
         ``["users:activity!user", "access:servers!server"]``.
         Example: ``c.CourseLocalSpawner.server_token_scopes = ["users:activity!user",
         "access:servers!server", "read:users:name!user"]``

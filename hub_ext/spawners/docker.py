@@ -7,7 +7,8 @@
   configures (``mounts``, internal SSL, ``extra_create_kwargs``, ...) still works.
 - :func:`ensure_network` and :func:`ensure_host_firewall`: the learners' networks and the
   host firewall that keeps their containers away from the host's services.
-- :func:`docker_hub_config`: the hub-side settings of the Docker backend.
+- :func:`docker_hub_config`: the hub-side settings of the Docker backend (the hub on
+  127.0.0.1; containers reach its API through :mod:`hub_ext.spawners.hub_api_guard`).
 - :func:`workspace_volume_name`: a learner's workspace volume, named as the spawner names it.
 - :func:`write_workspace_archive`: a workspace volume as a ``.tar.gz`` (the export service).
 
@@ -25,6 +26,7 @@ import sys
 import tarfile
 from collections.abc import Iterable, Iterator
 from typing import IO
+from urllib.parse import urlparse
 
 import docker
 import docker.errors
@@ -270,7 +272,10 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
             # once per network and hub process: the network (and its firewall) as
             # docker_hub_config made them, or made again if someone removed them
             kind = INTERNET if course.network == INTERNET else HUB_ONLY
-            hub_port = self.hub.port if self.host_firewall else None
+            hub_port = None
+            if self.host_firewall:  # the port containers reach the hub's API on
+                hub_port = urlparse(self.hub_connect_url).port if self.hub_connect_url else None
+                hub_port = hub_port or self.hub.port
             gateway = await self._blocking(_ensure_guarded_network, network, kind, hub_port)
             self.log.info("Learners' network %s (%s), gateway %s", network, kind, gateway)
             CourseDockerSpawner._networks_ready.add(network)
@@ -533,10 +538,11 @@ def docker_hub_config(
     *,
     network: str = DEFAULT_NETWORK,
     internet_network: str | None = None,
+    api_guard_port: int | None = None,
     client=None,
 ) -> str:
-    """Hub-side settings of the Docker backend; returns the hub's address (the gateway of
-    the ``hub-only`` learners' network).
+    """Hub-side settings of the Docker backend; returns the address learners' containers
+    reach the hub's API on (the gateway of the ``hub-only`` learners' network).
 
     Call it after :func:`hub_ext.hubconfig.configure_course_hub` (``backend="docker"``) and
     after setting ``c.JupyterHub.hub_port``::
@@ -546,13 +552,15 @@ def docker_hub_config(
 
     It creates both learners' networks if needed (``network``, internal, for ``hub-only``
     courses; ``internet_network``, default ``network + "-internet"``, for ``internet``
-    ones), installs the host firewall of each (unless
-    ``c.CourseDockerSpawner.host_firewall = False``), makes the hub listen on the
-    ``hub-only`` network's gateway (containers of both networks reach it there; the proxy
-    reaches containers on their network address) and gives the spawner the networks'
-    names. Every course of ``catalog`` must name an image. Exits with a clear message when
-    no Docker engine answers, a network is unfit, the firewall cannot be installed or the
-    catalog lacks images: a config file cannot half-fail.
+    ones) and makes the hub listen on 127.0.0.1 only. Containers reach the hub's API
+    through :mod:`hub_ext.spawners.hub_api_guard` (a hub-managed service on the
+    ``hub-only`` gateway, port ``api_guard_port``, default ``hub_port + 1``: the hub's API
+    without users' groups), set as the spawner's ``hub_connect_url``; the proxy reaches
+    containers on their network address. It installs the host firewall of each network
+    (unless ``c.CourseDockerSpawner.host_firewall = False``): containers reach that port
+    and nothing else of the host. Every course of ``catalog`` must name an image. Exits
+    with a clear message when no Docker engine answers, a network is unfit, the firewall
+    cannot be installed or the catalog lacks images: a config file cannot half-fail.
     """
     if catalog is not None:
         missing = [course.id for course in catalog.values() if not course.image]
@@ -565,6 +573,7 @@ def docker_hub_config(
     spawner_config = c.CourseDockerSpawner
     firewall = spawner_config.get("host_firewall", True)
     hub_port = c.JupyterHub.get("hub_port", 8081)
+    api_guard_port = api_guard_port or hub_port + 1
     try:
         if client is None:
             client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
@@ -572,7 +581,7 @@ def docker_hub_config(
         ensure_network(client, internet_network, INTERNET)
         if firewall:
             for name in (network, internet_network):
-                ensure_host_firewall(name, hub_port, client=client)
+                ensure_host_firewall(name, api_guard_port, client=client)
     except docker.errors.DockerException as e:
         sys.exit(f"The Docker backend cannot reach a Docker engine: {e}")
     except NetworkError as e:
@@ -583,8 +592,23 @@ def docker_hub_config(
             f"(the hub must run as root with iptables installed), and that failed: {e}. "
             "If the host is guarded otherwise, set c.CourseDockerSpawner.host_firewall = False."
         )
-    c.JupyterHub.hub_ip = gateway
-    c.JupyterHub.hub_connect_ip = gateway
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.services = [
+        *c.JupyterHub.get("services", []),
+        {
+            "name": "hub-api-guard",
+            "command": [
+                sys.executable,
+                "-m",
+                "hub_ext.spawners.hub_api_guard",
+                f"--ip={gateway}",
+                f"--port={api_guard_port}",
+                f"--hub-url=http://127.0.0.1:{hub_port}",
+            ],
+            "display": False,
+        },
+    ]
+    spawner_config.hub_connect_url = f"http://{gateway}:{api_guard_port}"
     spawner_config.network_name = network
     spawner_config.internet_network_name = internet_network
     spawner_config.use_internal_ip = True
