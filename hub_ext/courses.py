@@ -64,6 +64,10 @@ USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]*$"
 KERNEL_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
+#: What a course's containers may reach (Docker backend): ``hub-only``, the default (the hub's
+#: API and nothing else), or ``internet`` (the hub, and addresses beyond the host).
+NETWORKS = ("hub-only", "internet")
+
 _GROUP_RE = re.compile(r"^course:(?P<course>[a-z0-9-]+):(?P<role>learner|teacher)$")
 
 
@@ -140,6 +144,7 @@ _COURSE_PROPERTIES: dict[str, Any] = {
     "grace_days": {"type": "integer", "minimum": 0},
     "idle_timeout": _DURATION,
     "materials": {"type": "string", "minLength": 1},
+    "network": {"enum": list(NETWORKS)},
     "env": {
         "type": "object",
         "propertyNames": {"pattern": ENV_NAME_PATTERN},
@@ -183,6 +188,7 @@ DEFAULTABLE = (
     "mem_limit",
     "grace_days",
     "idle_timeout",
+    "network",
     "env",
 )
 
@@ -348,6 +354,7 @@ class Course:
     grace_days: int = 0
     idle_timeout: int | None = None
     materials: Path | None = None
+    network: str = NETWORKS[0]
     env: Mapping[str, str] = field(default_factory=dict)
     learners: frozenset[str] = frozenset()
     teachers: frozenset[str] = frozenset()
@@ -588,6 +595,8 @@ class _Builder:
             return f"{error.instance!r} must be {'greater than' if v == 'exclusiveMinimum' else 'at least'} {error.validator_value}"
         if v == "type":
             return f"{error.instance!r} should be of type {error.validator_value}"
+        if v == "enum":
+            return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
         if v == "propertyNames":
             return f"{error.instance!r} is not a valid environment variable name"
         if v == "uniqueItems":
@@ -669,6 +678,7 @@ class _Builder:
             grace_days=entry.get("grace_days", 0),
             idle_timeout=parse_duration(entry["idle_timeout"]) if "idle_timeout" in entry else None,
             materials=materials,
+            network=entry.get("network", NETWORKS[0]),
             env={k: str(v) for k, v in entry.get("env", {}).items()},
             learners=frozenset(entry.get("learners", ())),
             teachers=frozenset(entry.get("teachers", ())),

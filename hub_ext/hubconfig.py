@@ -36,8 +36,12 @@ __all__ = [
     "courses_for_user",
 ]
 
-#: backend name -> the spawner entry point (``jupyterhub.spawners`` in setup.cfg)
-BACKENDS = {"local": "course-local", "docker": "course-docker"}
+#: backend name -> the spawner class (also the ``jupyterhub.spawners`` entry points
+#: ``course-local`` / ``course-docker`` of setup.cfg)
+BACKENDS = {
+    "local": "hub_ext.spawners.local.CourseLocalSpawner",
+    "docker": "hub_ext.spawners.docker.CourseDockerSpawner",
+}
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 
@@ -298,8 +302,8 @@ def configure_docker_tier(c, catalog: Catalog, catalog_path: str | Path) -> None
     network (hub reachable, learners not reaching each other) and the service through
     which a learner downloads their course workspace, linked from the home page.
     """
-    from .docker_backend import docker_hub_config
     from .services.export.hubconfig import configure_export
+    from .spawners.docker import docker_hub_config
 
     docker_hub_config(c, catalog)
     service = configure_export(

@@ -28,6 +28,7 @@ STAT200_IMAGE = f"hub-ext/course-stat200:{IMAGE_TAG}"
 #: Names of everything one test session creates start with this (cleaned up at the end).
 SESSION = f"hub-ext-test-{secrets.token_hex(3)}"
 NETWORK = f"{SESSION}-learners"
+INTERNET_NETWORK = f"{NETWORK}-internet"
 VOLUME_TEMPLATE = SESSION + "_{course}_{username}"
 
 
@@ -148,6 +149,15 @@ def docker_courses() -> list[dict]:
             "teachers": ["sam"],
         },
         {
+            "id": "web101",
+            "title": "The web",
+            "image": DS101_IMAGE,
+            "opens": day(-10),
+            "closes": day(90),
+            "network": "internet",
+            "learners": ["gina"],
+        },
+        {
             "id": "tiny101",
             "title": "Small machines",
             "image": DS101_IMAGE,
@@ -184,17 +194,25 @@ def docker_catalog(tmp_path_factory) -> Path:
 
 
 def docker_hub_extra(
-    port_export: int | None = None, catalog: Path | None = None, *, answer_at_once: bool = False
+    port_export: int | None = None,
+    catalog: Path | None = None,
+    *,
+    answer_at_once: bool = False,
+    deployer_volumes: dict | None = None,
 ) -> str:
-    """Hub config for the Docker backend, on this session's own network, names and volumes."""
+    """Hub config for the Docker backend, on this session's own networks, names and volumes.
+
+    ``deployer_volumes``: a deployer's own ``c.CourseDockerSpawner.volumes``."""
     extra = f"""
-from hub_ext.docker_backend import docker_hub_config
+from hub_ext.spawners.docker import docker_hub_config
 docker_hub_config(c, network={NETWORK!r})
 c.CourseDockerSpawner.prefix = {SESSION!r}
 c.CourseDockerSpawner.workspace_volume_template = {VOLUME_TEMPLATE!r}
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 """
+    if deployer_volumes:
+        extra += f"c.CourseDockerSpawner.volumes = {deployer_volumes!r}\n"
     if answer_at_once:
         # answer start requests at once (202): the progress of a start can be followed
         extra += 'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}\n'
@@ -220,7 +238,13 @@ async def docker_hub(tmp_path_factory, docker_client, docker_catalog):
         tmp_path_factory.mktemp("docker-hub"),
         docker_catalog,
         backend="docker",
-        extra_config=docker_hub_extra(free_port(), docker_catalog),
+        extra_config=docker_hub_extra(
+            free_port(),
+            docker_catalog,
+            deployer_volumes={
+                str(deployer_data(docker_catalog)): {"bind": DEPLOYER_DATA, "mode": "ro"}
+            },
+        ),
     )
     await process.start()
     try:
@@ -230,9 +254,24 @@ async def docker_hub(tmp_path_factory, docker_client, docker_catalog):
         await asyncio.to_thread(cleanup, docker_client)
 
 
+#: where the Docker hub's deployer mounts a directory of their own (c.CourseDockerSpawner.volumes)
+DEPLOYER_DATA = "/srv/deployer-data"
+
+
+def deployer_data(catalog: Path) -> Path:
+    """A host directory the deployer mounts in every course container, with one file."""
+    path = catalog.parent / "deployer-data"
+    path.mkdir(exist_ok=True)
+    (path / "licence.txt").write_text("site licence\n")
+    return path
+
+
 def cleanup(client) -> None:
-    """Remove what this test session created: containers, workspace volumes, the network."""
+    """Remove what this test session created: containers, workspace volumes, the learners'
+    networks and their host firewall."""
     import docker.errors
+
+    from hub_ext.spawners.docker import remove_host_firewall
 
     for c in session_containers(client):
         try:
@@ -245,10 +284,15 @@ def cleanup(client) -> None:
                 client.remove_volume(v["Name"], force=True)
             except docker.errors.APIError:
                 pass
-    try:
-        client.remove_network(NETWORK)
-    except docker.errors.APIError:
-        pass
+    for network in (NETWORK, INTERNET_NETWORK):
+        try:
+            remove_host_firewall(network, client=client)
+        except Exception:  # no iptables: nothing was installed
+            pass
+        try:
+            client.remove_network(network)
+        except docker.errors.APIError:
+            pass
 
 
 async def docker_exec(

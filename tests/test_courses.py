@@ -137,6 +137,11 @@ def test_the_shipped_example_catalogs_are_valid():
             id="bad-duration",
         ),
         pytest.param(
+            [course(network="everything")],
+            "course 'ds101': network: 'everything' is not one of hub-only, internet",
+            id="bad-network",
+        ),
+        pytest.param(
             [course(learners=["tina"], teachers=["tina"])],
             "course 'ds101': teachers: tina also listed as learner",
             id="teacher-and-learner",
@@ -205,6 +210,19 @@ def test_defaults_apply_and_courses_override(tmp_path):
     assert catalog["ds101"].mem_limit == 2 * 1024**3
     assert catalog["stat200"].mem_limit == 512 * 1024**2
     assert catalog["ds101"].idle_timeout == 45 * 60
+
+
+def test_network_defaults_to_hub_only(tmp_path):
+    path = write_catalog(
+        tmp_path,
+        [course(), course(id="web101", network="internet")],
+        defaults={"network": "hub-only"},
+    )
+    catalog = Catalog.load(path)
+    assert catalog["ds101"].network == "hub-only"
+    assert catalog["web101"].network == "internet"
+    path = write_catalog(tmp_path / "plain", [course()])
+    assert Catalog.load(path)["ds101"].network == "hub-only"
 
 
 def test_access_window(tmp_path):

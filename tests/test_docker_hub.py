@@ -14,7 +14,9 @@ import pytest
 pytest.register_assert_rewrite("tests.docker_fixtures")
 
 from tests.docker_fixtures import (  # noqa: E402
+    DEPLOYER_DATA,
     DS101_IMAGE,
+    INTERNET_NETWORK,
     NETWORK,
     STAT200_IMAGE,
     VOLUME_TEMPLATE,
@@ -55,17 +57,35 @@ async def test_each_course_gets_its_image_and_kernel(docker_hub, docker_client):
     # the catalog's limits, enforced by the engine; no capabilities; the learners' network
     assert ds101["HostConfig"]["Memory"] == 1024**3
     assert ds101["HostConfig"]["MemorySwap"] == 1024**3
-    assert ds101["HostConfig"]["NanoCpus"] == 10**9
+    assert ds101["HostConfig"]["CpuQuota"] == ds101["HostConfig"]["CpuPeriod"] == 100_000
+    assert ds101["HostConfig"]["PidsLimit"] == 1024
+    assert ds101["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
     assert ds101["HostConfig"]["CapDrop"] == ["ALL"]
     assert list(ds101["NetworkSettings"]["Networks"]) == [NETWORK]
     assert ds101["Config"]["User"] in ("1000", "")  # the image's jovyan
     code, out = await docker_exec(docker_client, ds101["Id"], ["id", "-u"])
     assert (code, out.strip()) == (0, "1000")
+    # the deployer's own c.CourseDockerSpawner.volumes entry is there beside the course's
+    mounts = {m["Destination"]: m for m in ds101["Mounts"]}
+    assert mounts[DEPLOYER_DATA]["RW"] is False
+    code, out = await docker_exec(
+        docker_client, ds101["Id"], ["cat", f"{DEPLOYER_DATA}/licence.txt"]
+    )
+    assert (code, out) == (0, "site licence\n")
 
     specs = (await server_request(hub, "GET", "alice", "ds101", "api/kernelspecs", token)).json()
     assert specs["default"] == "python3" and set(specs["kernelspecs"]) == {"python3"}
     specs = (await server_request(hub, "GET", "alice", "stat200", "api/kernelspecs", token)).json()
     assert specs["default"] == "ir" and set(specs["kernelspecs"]) == {"ir"}
+
+    # the image has python3 too; stat200's server starts only the course's kernel (finding 6)
+    for name in ("python3", "nosuch"):
+        r = await server_request(
+            hub, "POST", "alice", "stat200", "api/kernels", token, json={"name": name}
+        )
+        assert r.status_code == 404, (name, r.status_code, r.text)
+    kernels = await server_request(hub, "GET", "alice", "stat200", "api/kernels", token)
+    assert kernels.json() == [], kernels.text
 
     # the other kernel really runs: R in stat200
     r = await server_request(
@@ -251,42 +271,98 @@ async def test_memory_limit_kills_the_kernel_not_the_server_or_hub(docker_hub, d
     await stop_server(hub, "dave", "tiny101")
 
 
-async def test_learners_containers_cannot_reach_each_other(docker_hub, docker_client):
+PROBE = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.settimeout(3)\n"
+    "try:\n"
+    "    s.connect((sys.argv[1], int(sys.argv[2]))); print('connected')\n"
+    "except OSError as e:\n"
+    "    print('refused', type(e).__name__)\n"
+)
+
+
+async def probe(client, container: dict, host: str, port) -> str:
+    """Can ``container`` open a TCP connection to ``host:port``? ('connected' / 'refused ...')"""
+    _code, out = await docker_exec(
+        client, container["Id"], ["python", "-c", PROBE, host, str(port)]
+    )
+    return out.strip()
+
+
+class HostServers:
+    """Two HTTP servers on this machine: one on the learners' bridge address, one on every
+    address (0.0.0.0, reached on the bridge address). Only ever this machine's addresses."""
+
+    def __init__(self, gateway: str):
+        import http.server
+        import threading
+
+        self.servers = [
+            http.server.ThreadingHTTPServer((gateway, 0), http.server.SimpleHTTPRequestHandler),
+            http.server.ThreadingHTTPServer(("0.0.0.0", 0), http.server.SimpleHTTPRequestHandler),
+        ]
+        self.ports = [server.server_address[1] for server in self.servers]
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self):
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+async def test_learners_containers_reach_the_hub_and_nothing_else(docker_hub, docker_client):
+    """Finding 12: from a learner's container, the host's services (on the bridge address,
+    on 0.0.0.0), another learner's container and anything beyond the host are out of
+    reach; the hub's API port is reachable (the spawn itself needs it)."""
     hub = docker_hub
-    tokens = {u: await hub.user_token(u) for u in ("alice", "bob")}
-    for user in ("alice", "bob"):
-        await hub.start_server(user, "ds101", token=tokens[user], timeout=120)
+    tokens = {u: await hub.user_token(u) for u in ("alice", "bob", "gina")}
+    for user, course in (("alice", "ds101"), ("bob", "ds101"), ("gina", "web101")):
+        r = await hub.start_server(user, course, token=tokens[user], timeout=120)
+        assert r.status_code in (201, 202), r.text
     alice = await asyncio.to_thread(container_of, docker_client, "alice", "ds101")
     bob = await asyncio.to_thread(container_of, docker_client, "bob", "ds101")
+    gina = await asyncio.to_thread(container_of, docker_client, "gina", "web101")
+    assert list(gina["NetworkSettings"]["Networks"]) == [INTERNET_NETWORK]
     bob_ip = bob["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
     hub_api = env_of(alice)["JUPYTERHUB_API_URL"]  # http://<gateway>:<hub port>/hub/api
     hub_host, hub_port = hub_api.split("//")[1].split("/")[0].split(":")
+    networks = {n: docker_client.inspect_network(n) for n in (NETWORK, INTERNET_NETWORK)}
+    gateways = {n: net["IPAM"]["Config"][0]["Gateway"] for n, net in networks.items()}
+    assert hub_host == gateways[NETWORK]
 
-    probe = (
-        "import socket, sys\n"
-        "s = socket.socket(); s.settimeout(3)\n"
-        "try:\n"
-        "    s.connect((sys.argv[1], int(sys.argv[2]))); print('connected')\n"
-        "except OSError as e:\n"
-        "    print('refused', type(e).__name__)\n"
-    )
-    # alice's container reaches the hub ...
-    code, out = await docker_exec(
-        docker_client, alice["Id"], ["python", "-c", probe, hub_host, hub_port]
-    )
-    assert out.strip() == "connected", out
-    # ... and the host (the proxy) reaches bob's server on the learners' network ...
+    servers = HostServers(gateways[NETWORK])
+    try:
+        # the test servers answer on this machine ...
+        async with httpx.AsyncClient(timeout=5) as c:
+            for port in servers.ports:
+                assert (await c.get(f"http://{gateways[NETWORK]}:{port}/")).status_code == 200
+        # ... but not to a learner's container, on either learners' network
+        for container, network in ((alice, NETWORK), (gina, INTERNET_NETWORK)):
+            for host in {gateways[NETWORK], gateways[network]}:
+                for port in servers.ports:
+                    out = await probe(docker_client, container, host, port)
+                    assert out.startswith("refused"), (network, host, port, out)
+            # the hub's API is reachable from both
+            assert await probe(docker_client, container, hub_host, hub_port) == "connected"
+    finally:
+        servers.close()
+
+    # the proxy (on the host) reaches bob's server; alice's container does not
     async with httpx.AsyncClient(timeout=10) as c:
         r = await c.get(f"http://{bob_ip}:8888/user/bob/ds101/api/status")
-    # an HTTP answer from bob's server (it asks the host to log in): the connection was made
-    assert r.status_code in (302, 401, 403), r.text
-    # ... but alice's container cannot open a connection to bob's
-    code, out = await docker_exec(
-        docker_client, alice["Id"], ["python", "-c", probe, bob_ip, "8888"]
-    )
-    assert out.strip().startswith("refused"), out
-    for user in ("alice", "bob"):
-        await stop_server(hub, user, "ds101")
+    assert r.status_code in (302, 401, 403), r.text  # an HTTP answer: connected
+    assert (await probe(docker_client, alice, bob_ip, 8888)).startswith("refused")
+
+    # beyond the host: hub-only is an internal network (no masquerading, Docker drops what
+    # it would forward out) and its containers have no default route; no outside address
+    # is ever tried from here
+    assert networks[NETWORK]["Internal"] is True and networks[INTERNET_NETWORK]["Internal"] is False
+    code, routes = await docker_exec(docker_client, alice["Id"], ["cat", "/proc/net/route"])
+    defaults = [line for line in routes.splitlines()[1:] if line.split()[1] == "00000000"]
+    assert code == 0 and defaults == [], routes
+    for user, course in (("alice", "ds101"), ("bob", "ds101"), ("gina", "web101")):
+        await stop_server(hub, user, course)
 
 
 async def test_closed_course_is_refused_before_any_container(docker_hub, docker_client):
@@ -299,22 +375,86 @@ async def test_closed_course_is_refused_before_any_container(docker_hub, docker_
     assert volume not in [v["Name"] for v in docker_client.volumes().get("Volumes") or []]
 
 
-async def test_learners_network_is_created_once_and_must_isolate(docker_client):
-    from hub_ext.docker_backend import NetworkError, ensure_network
+async def test_learners_networks_are_created_once_and_must_isolate(docker_client):
+    from hub_ext.spawners.docker import NetworkError, ensure_network
     from tests.docker_fixtures import SESSION
 
     name = f"{SESSION}-net"
-    try:
-        gateway = ensure_network(docker_client, name)
-        assert ensure_network(docker_client, name) == gateway
-        options = docker_client.inspect_network(name)["Options"]
-        assert options["com.docker.network.bridge.enable_icc"] == "false"
-    finally:
-        docker_client.remove_network(name)
-    # a network that lets containers talk to each other is refused, not used
+    for kind, internal in (("hub-only", True), ("internet", False)):
+        try:
+            gateway = ensure_network(docker_client, name, kind)
+            assert ensure_network(docker_client, name, kind) == gateway
+            network = docker_client.inspect_network(name)
+            assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+            assert network["Internal"] is internal
+        finally:
+            docker_client.remove_network(name)
+    # a network that lets containers talk to each other, or routes out, is refused, not used
     docker_client.create_network(name, driver="bridge")
     try:
         with pytest.raises(NetworkError, match="lets containers reach each other"):
-            ensure_network(docker_client, name)
+            ensure_network(docker_client, name, "internet")
     finally:
         docker_client.remove_network(name)
+    docker_client.create_network(
+        name, driver="bridge", options={"com.docker.network.bridge.enable_icc": "false"}
+    )
+    try:
+        with pytest.raises(NetworkError, match="routes learners' containers out"):
+            ensure_network(docker_client, name, "hub-only")
+    finally:
+        docker_client.remove_network(name)
+
+
+READ_OWN_MODEL = (
+    "import json, os, sys, urllib.request, urllib.error\n"
+    "api, token = os.environ['JUPYTERHUB_API_URL'], os.environ['JUPYTERHUB_API_TOKEN']\n"
+    "for path in sys.argv[1:]:\n"
+    "    req = urllib.request.Request(api + path, headers={'Authorization': 'token ' + token})\n"
+    "    try:\n"
+    "        print(json.dumps([path, 200, json.load(urllib.request.urlopen(req, timeout=10))]))\n"
+    "    except urllib.error.HTTPError as e:\n"
+    "        print(json.dumps([path, e.code, None]))\n"
+)
+
+
+async def test_a_course_servers_token_does_not_tell_the_learners_other_courses(
+    docker_hub, docker_client
+):
+    """Finding 13: code in alice's ds101 server (hers, or a ds101 teacher's looking over her
+    shoulder) reads $JUPYTERHUB_API_TOKEN and asks the hub about alice: it must not learn
+    her groups (she is enrolled in stat200), while the server keeps working."""
+    import json
+
+    hub = docker_hub
+    token = await hub.user_token("alice")
+    r = await hub.start_server("alice", "ds101", token=token, timeout=120)
+    assert r.status_code in (201, 202), r.text
+    alice = await asyncio.to_thread(container_of, docker_client, "alice", "ds101")
+    code, out = await docker_exec(
+        docker_client,
+        alice["Id"],
+        ["python", "-c", READ_OWN_MODEL, "/user", "/users/alice", "/groups/course:stat200:learner"],
+    )
+    assert code == 0, out
+    answers = {path: (status, model) for path, status, model in map(json.loads, out.splitlines())}
+    for path in ("/user", "/users/alice"):
+        status, model = answers[path]
+        assert status == 403 or "groups" not in model, (path, model)
+    assert answers["/user"][1]["name"] == "alice"  # it still knows whose server it is
+    assert answers["/groups/course:stat200:learner"][0] in (403, 404)
+    # the server works: reached through the hub's OAuth (its token is the client secret)
+    client = await hub.login("alice")
+    try:
+        page = await client.get("/user/alice/ds101/lab")  # the OAuth dance, then the page
+        r = await client.get("/user/alice/ds101/api/status")
+    finally:
+        await client.aclose()
+    assert page.status_code == 200 and "/user/alice/ds101/" in str(page.url), page.url
+    assert r.status_code == 200 and "kernels" in r.json(), r.text
+    # ... and its activity reaches the hub
+    r = await hub.api("GET", "/users/alice")
+    assert r.json()["servers"]["ds101"]["last_activity"]
+    # the hub itself (for admins, services, its pages) still has alice's groups
+    assert "course:stat200:learner" in r.json()["groups"]
+    await stop_server(hub, "alice", "ds101")

@@ -318,3 +318,162 @@ async def test_home_page_offers_the_workspace_download_while_work_is_reachable(
         if f'href="/services/workspace-export/{course}"' in home
     }
     assert links == {"ds101", "stat200", "grace200"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stats_hub(tmp_path_factory):
+    """A hub whose stat200 runs only the ``stats`` kernel (python3 is installed here too)."""
+    from tests.conftest import day, write_catalog
+
+    catalog = write_catalog(
+        tmp_path_factory.mktemp("stats-catalog"),
+        [
+            {
+                "id": "stat200",
+                "title": "Statistical inference",
+                "opens": day(-10),
+                "closes": day(90),
+                "kernels": ["stats"],
+                "learners": ["alice"],
+            }
+        ],
+    )
+    process = HubProcess(tmp_path_factory.mktemp("stats-hub"), catalog)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.shutdown()
+
+
+async def server_post(hub, user, server, path, token, body):
+    async with httpx.AsyncClient(timeout=60) as c:
+        return await c.post(
+            f"{hub.url}/user/{user}/{server}/{path}",
+            headers={"Authorization": f"token {token}"},
+            json=body,
+        )
+
+
+async def test_a_course_server_starts_only_the_courses_kernels(stats_hub):
+    """Finding 6: whatever the REST API asks, stat200 (kernels: [stats]) starts no python3
+    kernel, though python3 is installed (and ipykernel's native kernel is importable)."""
+    hub = stats_hub
+    token = await hub.user_token("alice")
+    r = await hub.start_server("alice", "stat200", token=token)
+    assert r.status_code in (201, 202), r.text
+    specs = (await server_get(hub, "alice", "stat200", "api/kernelspecs", token)).json()
+    assert set(specs["kernelspecs"]) == {"stats"} and specs["default"] == "stats"
+
+    for name in ("python3", "PYTHON3", "nosuch"):
+        r = await server_post(hub, "alice", "stat200", "api/kernels", token, {"name": name})
+        assert r.status_code in (403, 404), (name, r.status_code, r.text)
+    r = await server_post(
+        hub,
+        "alice",
+        "stat200",
+        "api/sessions",
+        token,
+        {"path": "x.ipynb", "type": "notebook", "kernel": {"name": "python3"}},
+    )
+    assert r.status_code >= 400, r.text
+    kernels = (await server_get(hub, "alice", "stat200", "api/kernels", token)).json()
+    assert kernels == [], kernels
+
+    # the course's own kernel starts
+    r = await server_post(hub, "alice", "stat200", "api/kernels", token, {"name": "stats"})
+    assert r.status_code == 201, r.text
+    r = await server_post(hub, "alice", "stat200", "api/kernels", token, {})
+    assert r.status_code == 201 and r.json()["name"] == "stats", r.text
+    kernels = (await server_get(hub, "alice", "stat200", "api/kernels", token)).json()
+    assert {k["name"] for k in kernels} == {"stats"}
+
+
+async def wait_for(predicate, timeout: float = 10):
+    import asyncio
+
+    for _ in range(int(timeout / 0.1)):
+        if await predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_refused_names_leave_no_server_records(hub):
+    """Finding 8: each refused start used to leave a server record (400 names, 400 rows)."""
+    token = await hub.user_token("bob")
+    refused = [f"nosuch{i}" for i in range(4)] + ["stat200", "hist100"]
+    for name in refused:
+        r = await hub.api("POST", f"/users/bob/servers/{name}", token=token)
+        assert r.status_code in (403, 404), r.text
+    # the browser's spawn page is refused too
+    page = await hub.page("bob", "/hub/spawn/bob/nosuch9")
+    assert page.status_code == 404
+
+    async def none_left():
+        r = await hub.api("GET", "/users/bob", params={"include_stopped_servers": "1"})
+        return not set(r.json()["servers"]) & {*refused, "nosuch9"}
+
+    assert await wait_for(none_left), (
+        await hub.api("GET", "/users/bob", params={"include_stopped_servers": "1"})
+    ).json()["servers"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def clock_hub(tmp_path_factory):
+    """A hub whose spawner clock is a file the test writes (to close a course)."""
+    from tests.conftest import day, write_catalog
+
+    work = tmp_path_factory.mktemp("clock-hub")
+    clock = work / "now.txt"
+    clock.write_text(day(0))
+    catalog = write_catalog(
+        tmp_path_factory.mktemp("clock-catalog"),
+        [
+            {
+                "id": "ds101",
+                "title": "Data analysis with Python",
+                "opens": day(-10),
+                "closes": day(10),
+                "learners": ["alice"],
+            }
+        ],
+    )
+    extra = (
+        "from datetime import UTC, datetime\n"
+        f"c.CourseLocalSpawner.now = lambda: datetime.fromisoformat(open({str(clock)!r}).read())"
+        ".replace(tzinfo=UTC)\n"
+    )
+    process = HubProcess(work, catalog, extra_config=extra)
+    process.clock = clock
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.shutdown()
+
+
+async def test_a_refused_server_that_ran_keeps_its_record(clock_hub):
+    """Finding 8's other side: the record of a server that ran (it has state) is kept when
+    a later start is refused (here: the course has closed)."""
+    from tests.conftest import day
+
+    hub = clock_hub
+    token = await hub.user_token("alice")
+    r = await hub.start_server("alice", "ds101", token=token)
+    assert r.status_code in (201, 202), r.text
+    await hub.api("DELETE", "/users/alice/servers/ds101")
+    await wait_stopped(hub, "alice", "ds101")
+    hub.clock.write_text(day(30))
+    r = await hub.api("POST", "/users/alice/servers/ds101", token=token)
+    assert r.status_code == 403 and "is closed" in r.json()["message"], r.text
+    await wait_for(lambda: _false(), timeout=1)  # give a removal, if any, time to happen
+    r = await hub.api("GET", "/users/alice", params={"include_stopped_servers": "1"})
+    assert r.json()["servers"]["ds101"]["state"]["course"] == "ds101"
+    hub.clock.write_text(day(0))
+    r = await hub.start_server("alice", "ds101", token=token)
+    assert r.status_code in (201, 202), r.text
+
+
+async def _false():
+    return False

@@ -1,0 +1,26 @@
+"""Course spawners: the course mixin, then one module per backend.
+
+- :mod:`hub_ext.spawners.base`: :class:`CourseSpawnerMixin` (all course logic) and the
+  pure start decision :func:`start_refusal`;
+- :mod:`hub_ext.spawners.local`: :class:`CourseLocalSpawner` (local processes);
+- :mod:`hub_ext.spawners.docker`: :class:`CourseDockerSpawner` (dockerspawner), with its
+  pure builders in :mod:`hub_ext.spawners.docker_objects`.
+
+The Docker backend is imported only when asked for (``hub_ext.spawners.CourseDockerSpawner``
+or its module), so a local-only install needs neither docker-py nor dockerspawner.
+"""
+
+from __future__ import annotations
+
+from .base import CourseSpawnerMixin, start_refusal
+from .local import CourseLocalSpawner
+
+__all__ = ["CourseDockerSpawner", "CourseLocalSpawner", "CourseSpawnerMixin", "start_refusal"]
+
+
+def __getattr__(name: str):
+    if name == "CourseDockerSpawner":
+        from .docker import CourseDockerSpawner
+
+        return CourseDockerSpawner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
