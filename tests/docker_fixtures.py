@@ -220,8 +220,8 @@ c.Spawner.http_timeout = 120
         extra += f"""
 from hub_ext.courses import Catalog
 from hub_ext.services.export.hubconfig import configure_export
-configure_export(c, Catalog.load({str(catalog)!r}), catalog_path={str(catalog)!r}, port={port_export},
-    options={{"WorkspaceExportService.volume_template": {VOLUME_TEMPLATE!r}}})
+# the spawner's volume template (set above) reaches the service through configure_export
+configure_export(c, Catalog.load({str(catalog)!r}), catalog_path={str(catalog)!r}, port={port_export})
 """
     return extra
 

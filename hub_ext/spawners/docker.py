@@ -37,6 +37,7 @@ from traitlets import Bool, Int, Unicode, default, validate
 from traitlets.config import Config
 
 from ..courses import Course
+from ..services.lifeline import with_lifeline
 from .base import SINGLEUSER_DIR, CourseSpawnerMixin, check_per_learner_template
 from .docker_objects import (
     DEFAULT_NETWORK,
@@ -597,14 +598,16 @@ def docker_hub_config(
         *c.JupyterHub.get("services", []),
         {
             "name": "hub-api-guard",
-            "command": [
-                sys.executable,
-                "-m",
-                "hub_ext.spawners.hub_api_guard",
-                f"--ip={gateway}",
-                f"--port={api_guard_port}",
-                f"--hub-url=http://127.0.0.1:{hub_port}",
-            ],
+            "command": with_lifeline(
+                [
+                    sys.executable,
+                    "-m",
+                    "hub_ext.spawners.hub_api_guard",
+                    f"--ip={gateway}",
+                    f"--port={api_guard_port}",
+                    f"--hub-url=http://127.0.0.1:{hub_port}",
+                ]
+            ),
             "display": False,
         },
     ]

@@ -167,6 +167,25 @@ def _rows(
         progress.finish(counting.done, n)
 
 
+def _checked_rows(
+    path: Path, progress: Progress, label: str, required: tuple[str, ...], report: ImportReport
+) -> Iterator[tuple[int, dict]]:
+    """:func:`_rows`, with each malformed row reported (and left out)."""
+    for line, row in _rows(path, progress, label, required):
+        if "__bad__" in row:
+            report.problem(path, line, row["__bad__"])
+        else:
+            yield line, row
+
+
+def _required(row: dict, key: str) -> str:
+    """The row's ``key``, stripped; a :class:`LineError` if it is empty."""
+    value = row[key].strip()
+    if not value:
+        raise LineError(f"{key} is empty")
+    return value
+
+
 def _int(row: dict, key: str, *, optional: bool = False) -> int | None:
     value = row[key].strip()
     if value == "" and optional:
@@ -326,10 +345,7 @@ def import_oulad(
 
     def guarded(name, required, handle):
         path = files[name]
-        for line, row in _rows(path, progress, name, required):
-            if "__bad__" in row:
-                report.problem(path, line, row["__bad__"])
-                continue
+        for line, row in _checked_rows(path, progress, name, required, report):
             try:
                 handle(row, line)
             except LineError as e:
@@ -546,14 +562,11 @@ def import_futurelearn(
 
     if enrolments is not None:
         path = Path(enrolments)
-        for line, row in _rows(path, progress, "enrolments", ("learner_id", "enrolled_at")):
-            if "__bad__" in row:
-                report.problem(path, line, row["__bad__"])
-                continue
+        for line, row in _checked_rows(
+            path, progress, "enrolments", ("learner_id", "enrolled_at"), report
+        ):
             try:
-                learner = row["learner_id"].strip()
-                if not learner:
-                    raise LineError("learner_id is empty")
+                learner = _required(row, "learner_id")
                 attrs = {
                     k: v
                     for k, v in row.items()
@@ -579,14 +592,9 @@ def import_futurelearn(
             "first_visited_at",
             "last_completed_at",
         )
-        for line, row in _rows(path, progress, "step-activity", required):
-            if "__bad__" in row:
-                report.problem(path, line, row["__bad__"])
-                continue
+        for line, row in _checked_rows(path, progress, "step-activity", required, report):
             try:
-                learner = row["learner_id"].strip()
-                if not learner:
-                    raise LineError("learner_id is empty")
+                learner = _required(row, "learner_id")
                 week, number = _int(row, "week_number"), _int(row, "step_number")
                 step = row["step"].strip() or f"{week}.{number}"
                 iri = f"urn:futurelearn:{course_id}:step:{step}"
@@ -694,10 +702,7 @@ def import_moodle_log(
     w = _Writer(store, report, batch)
     stored = datetime.now(UTC)
     previous, run = None, 0
-    for line, row in _rows(path, progress, "moodle log", MOODLE_COLUMNS):
-        if "__bad__" in row:
-            report.problem(path, line, row["__bad__"])
-            continue
+    for line, row in _checked_rows(path, progress, "moodle log", MOODLE_COLUMNS, report):
         key = tuple(row[c] for c in MOODLE_COLUMNS if c != "IP address")
         run = run + 1 if key == previous else 0
         previous = key

@@ -9,7 +9,7 @@ looking over a learner's shoulder (through a share) cannot export that learner's
 course groups (read with the service's own token, scope ``read:users:groups``) say which
 courses they are enrolled in. The archive is streamed as it is read: the workspace volume
 is mounted read-only in a throw-away container that never starts and has no network
-(:func:`hub_ext.docker_backend.write_workspace_archive`). Exports are allowed while a
+(:func:`hub_ext.spawners.docker.write_workspace_archive`). Exports are allowed while a
 course is open and during its grace period.
 """
 
@@ -37,7 +37,8 @@ from tornado.iostream import StreamClosedError
 from traitlets import Callable, Dict, Integer, Unicode
 
 from ...courses import CatalogError, CourseCatalog, enrollments_from_groups
-from ...docker_backend import escape_name, workspace_volume_name, write_workspace_archive
+from ...spawners.docker import workspace_volume_name, write_workspace_archive
+from ...spawners.docker_objects import escape_name
 from ..base import HubServiceApp, JSONErrorsMixin, log_request
 
 __all__ = ["WorkspaceExportService", "main"]
@@ -52,14 +53,6 @@ class WorkspaceExportService(HubServiceApp):
     classes = [CourseCatalog]
     aliases = {"catalog": "CourseCatalog.path", "port": "WorkspaceExportService.port"}
 
-    volume_template = Unicode(
-        "hub-ext_{course}_{username}",
-        config=True,
-        help="""Name of a learner's workspace volume: must equal
-        ``c.CourseDockerSpawner.workspace_volume_template``. Default:
-        ``hub-ext_{course}_{username}``.
-        Example: ``c.WorkspaceExportService.volume_template = "ws_{course}_{username}"``""",
-    )
     materials_dirname = Unicode(
         "materials",
         config=True,
@@ -158,7 +151,7 @@ class ExportHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
                 403,
                 "forbidden",
                 f"this token of {model.get('name')} does not allow downloading workspaces "
-                f"(it needs {sorted(self.hub_auth.access_scopes)[0]})",
+                f"(it needs access:services!service={service.service_name})",
             )
         if model.get("kind", "user") != "user":
             return self.fail(403, "forbidden", "only people have workspaces to download")
@@ -179,7 +172,8 @@ class ExportHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
                 f"{course.id} ({course.title}) is closed: it was {course.describe_window()}. "
                 "Ask the course's teachers for your work.",
             )
-        volume = workspace_volume_name(service.volume_template, course=course.id, username=user)
+        # named as the spawner names it, from the spawner's own settings (on our command line)
+        volume = workspace_volume_name(service.config, course.id, user)
         try:
             await asyncio.to_thread(service.docker.inspect_volume, volume)
         except docker.errors.NotFound:

@@ -28,8 +28,7 @@ def export_service(
     python: str = sys.executable,
 ) -> dict:
     """The hub-managed service entry. ``options`` are more traitlets settings, e.g.
-    ``{"WorkspaceExportService.volume_template": "ws_{course}_{username}"}`` (it must match
-    ``c.CourseDockerSpawner.workspace_volume_template``)."""
+    ``{"WorkspaceExportService.max_concurrent": 2}``."""
     return service_entry(
         service_name,
         "hub_ext.services.export",
@@ -60,9 +59,29 @@ def export_users_role(catalog, service_name: str = SERVICE_NAME) -> dict:
     }
 
 
+#: the spawner's settings that name a workspace volume, given to the service as they are
+VOLUME_SETTINGS = ("workspace_volume_template", "escape")
+
+
 def configure_export(c, catalog, *, catalog_path: str | Path, **service_options) -> dict:
-    """Add the service, its role and its users' role to a JupyterHub config object ``c``."""
-    service = export_service(catalog_path=catalog_path, **service_options)
+    """Add the service, its role and its users' role to a JupyterHub config object ``c``.
+
+    The service names workspace volumes as the spawner does: the spawner's
+    :data:`VOLUME_SETTINGS` set in ``c`` so far are passed on (set them before this call;
+    a callable ``escape`` cannot be passed and is refused).
+    """
+    options = dict(service_options.pop("options", None) or {})
+    spawner = c.CourseDockerSpawner
+    for name in VOLUME_SETTINGS:
+        if name in spawner:
+            value = spawner[name]
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"c.CourseDockerSpawner.{name} is {value!r}: the workspace-export service "
+                    "needs it by name ('legacy' or a template string) to find the volumes"
+                )
+            options.setdefault(f"CourseDockerSpawner.{name}", value)
+    service = export_service(catalog_path=catalog_path, options=options, **service_options)
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
     c.JupyterHub.load_roles = [
         *c.JupyterHub.get("load_roles", []),
