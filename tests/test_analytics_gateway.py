@@ -5,6 +5,7 @@ JSON errors, bodies), the supervisor (setup errors, watchdog, replace, withdraw)
 """
 
 import asyncio
+import os
 import signal
 
 import pytest
@@ -311,3 +312,16 @@ async def test_replace_and_withdraw(supervisor, tmp_path):
 
 async def _free_is(gw, n):
     return await gw_free(gw) == n
+
+
+async def test_a_gateway_whose_service_is_gone_stops_itself(supervisor_factory):
+    """A container does not die with its parent: a gateway exits when its lifeline is no
+    longer touched (the service that supervised it died)."""
+    sup = supervisor_factory(lifeline_interval=1.0)  # the gateway waits 6 s without a touch
+    gw = await publish(sup, "trivial")
+    assert (await gw_get(gw, "/hello")).status_code == 200
+    sup._lifeline_task.cancel()  # the service "dies": nobody touches the lifeline any more
+    gw.state = "stopped"  # and nobody restarts the gateway
+    old = gw.spec.lifeline.stat().st_mtime - 60
+    os.utime(gw.spec.lifeline, (old, old))
+    await wait_until(lambda: gw.process.returncode is not None, 30, 0.5, "the gateway to exit")

@@ -432,6 +432,24 @@ async def test_a_teachers_notebook_cannot_reach_the_hub(env):
     assert "pwned" not in tables
 
 
+async def test_a_token_with_other_scopes_is_refused(env):
+    """The service authorizes by the token's scopes, not by whose token it is: a token of
+    tina's that may only read her name does not call her course's analytics."""
+    r = await env.hub.api(
+        "POST",
+        "/users/tina/tokens",
+        json={"note": "narrow", "scopes": ["read:users:name!user=tina"]},
+    )
+    assert r.status_code == 201, r.text
+    narrow = r.json()["token"]
+    async with httpx.AsyncClient(timeout=30) as c:
+        r = await c.get(
+            f"{env.hub.url}{PREFIX}/ds101/know/hello", headers={"Authorization": f"token {narrow}"}
+        )
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "forbidden"
+
+
 async def test_answers_are_inert(env):
     """Finding 4: a notebook declaring text/html is refused (JSON error naming the route);
     every answer carries nosniff and a restrictive CSP."""
