@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup demo test lint format bench images clean
+.PHONY: help setup sandbox-tools demo test lint format bench images clean
 
 help:
 	@echo "make demo    set up, then run the hub on http://127.0.0.1:8000 with the demo courses"
@@ -13,7 +13,18 @@ help:
 	@echo "make images  build the course images (needs a running Docker engine)"
 	@echo "make bench   run the benchmarks (minutes; prints ratios against baselines)"
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed sandbox-tools
+
+# bubblewrap: the sandbox of teachers' notebooks on the embedded default (Debian's package).
+# Installed here when we may (root with apt-get); otherwise said, and the hub runs only the
+# catalog's notebooks, unsandboxed, refusing runtime publishing (see README, Security model).
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends bubblewrap; \
+	  else \
+	    echo "note: install bubblewrap (apt-get install bubblewrap) so teachers' notebooks run in a sandbox"; \
+	  fi; }
 
 # The virtual environment: the package, what single-user servers run, test tools,
 # and the demo's statistics kernel.
