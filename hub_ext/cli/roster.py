@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from .courses import Catalog, CatalogError
-from .roster import FORMATS, RosterError, RosterStore, parse_roster
+from ..courses import Catalog, CatalogError
+from ..roster import FORMATS, RosterError, RosterStore, parse_roster
+from . import add_command
 
 
 def import_roster(args) -> int:
@@ -46,9 +47,9 @@ def import_roster(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "import-roster",
-        help="import a course roster (plain CSV or a Moodle participants export)",
         description="Validate a roster exported from an LMS or SIS and store it where the hub's "
         "authenticator reads it. A file with any bad row is rejected whole (every problem is "
         "listed with its line number) and nothing is stored. An import replaces the course's "
