@@ -47,7 +47,13 @@ from traitlets import (
 from traitlets.config import LoggingConfigurable
 
 from .courses import CourseCatalog, parse_group
-from .roster import RosterError, RosterIndex, RosterStore, load_catalog_rosters
+from .roster import (
+    RosterError,
+    RosterIndex,
+    RosterStore,
+    default_roster_dir,
+    load_catalog_rosters,
+)
 
 __all__ = [
     "ClaimError",
@@ -79,15 +85,17 @@ class CourseGroupsMixin(LoggingConfigurable):
         help="""Directory of the rosters imported with ``hub-ext import-roster``
         (its ``rosters.json``). Read at each login and refresh (re-read when it changes).
 
-        Default: the ``HUB_EXT_ROSTER_DIR`` environment variable, else none (only the
-        catalog's own lists and ``rosters:`` files).
+        Default: the ``HUB_EXT_ROSTER_DIR`` environment variable, else ``rosters`` in the
+        hub's working directory: where ``hub-ext import-roster`` stores them by default
+        (:func:`hub_ext.roster.default_roster_dir`). Empty: only the catalog's own lists
+        and ``rosters:`` files.
         Example: ``c.CourseOAuthenticator.roster_dir = "/srv/jupyterhub/rosters"``
         """,
     ).tag(config=True)
 
     @default("roster_dir")
     def _default_roster_dir(self):
-        return os.environ.get("HUB_EXT_ROSTER_DIR", "")
+        return default_roster_dir()
 
     @default("manage_groups")
     def _default_manage_groups(self):

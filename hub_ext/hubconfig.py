@@ -50,7 +50,7 @@ def load_catalog_or_exit(path: str | Path, *, backend: str) -> Catalog:
     """Load the catalog, or stop the hub with its problems (a config file cannot half-fail)."""
     known_kernels = None
     if backend == "local":
-        from .courses_cli import installed_kernels
+        from .kernels import installed_kernels
 
         known_kernels = installed_kernels()
     try:

@@ -45,17 +45,35 @@ from pathlib import Path
 from .courses import ROLES, USERNAME_PATTERN, Catalog, group_name
 
 __all__ = [
+    "DEFAULT_ROSTER_DIR",
     "FORMATS",
+    "ROSTER_DIR_ENV",
     "Roster",
     "RosterEntry",
     "RosterError",
     "RosterIndex",
     "RosterStore",
+    "default_roster_dir",
     "load_catalog_rosters",
     "parse_roster",
 ]
 
 FORMATS = ("auto", "csv", "moodle")
+
+#: the environment variable naming the directory of imported rosters (hub and ``hub-ext``)
+ROSTER_DIR_ENV = "HUB_EXT_ROSTER_DIR"
+#: the directory of imported rosters when nothing names one, relative to the working directory
+DEFAULT_ROSTER_DIR = "rosters"
+
+
+def default_roster_dir() -> str:
+    """Where imported rosters are kept by default: ``$HUB_EXT_ROSTER_DIR``, else ``rosters``.
+
+    The one default of both ``c.CourseOAuthenticator.roster_dir`` (the hub reads there)
+    and ``hub-ext import-roster --roster-dir`` (the command line writes there).
+    """
+    return os.environ.get(ROSTER_DIR_ENV) or DEFAULT_ROSTER_DIR
+
 
 #: Moodle role names (lowercased) -> course role; None = not enrolled here (row skipped).
 MOODLE_ROLES: dict[str, str | None] = {

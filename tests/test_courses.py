@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
 import yaml
 
+from hub_ext.cli import main as cli_main
 from hub_ext.courses import (
     Catalog,
     CatalogError,
@@ -262,41 +261,38 @@ def test_group_names():
     ) == {"ds101": "teacher", "stat200": "learner"}
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "hub_ext.cli", *args], capture_output=True, text=True
-    )
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``hub-ext ARGS``, in this process: its exit status, stdout and stderr."""
+    status = cli_main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
-def test_check_catalog_cli_prints_problems(tmp_path):
+def test_check_catalog_cli_prints_problems(tmp_path, capsys):
     write_catalog(tmp_path, [course(opens="2026-09-01", closes="2026-01-01"), course(id="ds101")])
-    result = run_cli("check-catalog", str(tmp_path / "courses.yaml"))
-    assert result.returncode == 1
-    assert (
-        "course 'ds101': closes: closes (2026-01-01) is before opens (2026-09-01)" in result.stderr
-    )
-    assert "course 'ds101': id: duplicate id" in result.stderr
-    assert "2 problem(s); the hub would not start." in result.stderr
+    status, _, err = run_cli(capsys, "check-catalog", str(tmp_path / "courses.yaml"))
+    assert status == 1
+    assert "course 'ds101': closes: closes (2026-01-01) is before opens (2026-09-01)" in err
+    assert "course 'ds101': id: duplicate id" in err
+    assert "2 problem(s); the hub would not start." in err
 
 
-def test_check_catalog_cli_summarises(catalog_path):
-    result = run_cli("check-catalog", str(catalog_path))
-    assert result.returncode == 0, result.stderr
-    assert "5 course(s)" in result.stdout
-    assert "ds101" in result.stdout and "open" in result.stdout
-    assert "hist100      closed" in result.stdout
+def test_check_catalog_cli_summarises(catalog_path, capsys):
+    status, out, err = run_cli(capsys, "check-catalog", str(catalog_path))
+    assert status == 0, err
+    assert "5 course(s)" in out
+    assert "ds101" in out and "open" in out
+    assert "hist100      closed" in out
 
 
-def test_check_catalog_cli_checks_kernels(tmp_path):
+def test_check_catalog_cli_checks_kernels(tmp_path, capsys):
     write_catalog(tmp_path, [course(kernels=["no-such-kernel"])])
-    assert (
-        "unknown kernel 'no-such-kernel'"
-        in run_cli("check-catalog", str(tmp_path / "courses.yaml")).stderr
+    _, _, err = run_cli(capsys, "check-catalog", str(tmp_path / "courses.yaml"))
+    assert "unknown kernel 'no-such-kernel'" in err
+    status, _, _ = run_cli(
+        capsys, "check-catalog", "--no-kernel-check", str(tmp_path / "courses.yaml")
     )
-    assert (
-        run_cli("check-catalog", "--no-kernel-check", str(tmp_path / "courses.yaml")).returncode
-        == 0
-    )
+    assert status == 0
 
 
 def test_catalog_yaml_round_trip_keeps_dates_as_text(tmp_path):

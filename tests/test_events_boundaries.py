@@ -271,7 +271,7 @@ def test_add_source_requires_a_course_of_the_catalog(tmp_path, capsys, monkeypat
 
     status, _, err = cli("add-source", "moodle")
     assert status == 2 and "--course ID is required" in err and "one course" in err
-    events = build_parser()._subparsers._group_actions[0].choices["events"]
+    events = build_parser("events")._subparsers._group_actions[0].choices["events"]
     add = events._subparsers._group_actions[0].choices["add-source"]
     assert "required" in add.format_help() and "--catalog" in add.format_help()
     status, _, err = cli("add-source", "moodle", "--course", "DS 101")

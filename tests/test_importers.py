@@ -11,13 +11,12 @@ import io
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from hub_ext.cli import main as cli_main
 from hub_ext.courses import COURSE_ID_PATTERN
 from hub_ext.services.events import queries as q
 from hub_ext.services.events.importers import (
@@ -92,7 +91,7 @@ def test_oulad_import_twice_changes_nothing(oulad_slice, tmp_path):
     assert sum(again.new.values()) == 0 and again.read == first.read
 
 
-def test_oulad_bad_lines_are_reported_with_their_line(oulad_slice, tmp_path):
+def test_oulad_bad_lines_are_reported_with_their_line(oulad_slice, tmp_path, capsys):
     path = oulad_slice / "studentVle.csv"
     rows = path.read_text().splitlines()
     rows[6] = rows[6].rsplit(",", 1)[0] + ",many"  # line 7: sum_click not a number
@@ -106,13 +105,13 @@ def test_oulad_bad_lines_are_reported_with_their_line(oulad_slice, tmp_path):
     ]
     assert store.count(Statement) == 800 + 1200 - 2  # the good lines are in
     # the command line says the same and exits 1
-    r = subprocess.run(
-        [sys.executable, "-m", "hub_ext.cli", "import", "oulad", str(oulad_slice), "--db", f"sqlite:///{tmp_path / 'cli.db'}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 1
-    assert f"{path}:7: sum_click 'many'" in r.stderr and f"{path}:10:" in r.stderr
-    assert "statements" in r.stdout and "\r" not in r.stderr  # no progress bar when not a terminal
+    status = cli_main(
+        ["import", "oulad", str(oulad_slice), "--db", f"sqlite:///{tmp_path / 'cli.db'}"]
+    )
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert f"{path}:7: sum_click 'many'" in err and f"{path}:10:" in err
+    assert "statements" in out and "\r" not in err  # no progress bar when not a terminal
 
 
 def test_missing_column_is_reported(tmp_path, oulad_slice):
@@ -247,15 +246,13 @@ def q_first_id(store) -> str:
         return conn.execute(select(Statement.id)).scalars().first()
 
 
-def test_moodle_bad_line_is_reported(tmp_path):
+def test_moodle_bad_line_is_reported(tmp_path, capsys):
     path = tmp_path / "logs.csv"
     path.write_text(MOODLE.replace('"22/11/26, 14:01"', '"someday"'))
     report = import_moodle_log(EventStore(f"sqlite:///{tmp_path / 'e.db'}"), path, "ds101")
     assert report.problems == [f"{path}:4: Time 'someday' is not a time such as 22/11/26, 14:05"]
-    r = subprocess.run(
-        [sys.executable, "-m", "hub_ext.cli", "import", "moodle-log", str(path), "--course", "ds101",
-         "--db", f"sqlite:///{tmp_path / 'cli.db'}", "--progress"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert r.returncode == 1 and f"{path}:4: Time 'someday'" in r.stderr
-    assert "100.0%" in r.stderr  # --progress draws the bar even without a terminal
+    status = cli_main(["import", "moodle-log", str(path), "--course", "ds101",
+                       "--db", f"sqlite:///{tmp_path / 'cli.db'}", "--progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1 and f"{path}:4: Time 'someday'" in err
+    assert "100.0%" in err  # --progress draws the bar even without a terminal

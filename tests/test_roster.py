@@ -239,3 +239,26 @@ def test_cli_imports_and_refuses_whole(tmp_path, catalog_file, capsys):
     assert (roster_dir / "rosters.json").read_bytes() == stored
     assert cli([*args, str(again), "--course", "ds101"]) == 0
     assert "(replaces 4 from" in capsys.readouterr().out
+
+
+def test_default_import_is_read_by_the_hub(tmp_path, catalog_file, catalog, capsys, monkeypatch):
+    """``hub-ext import-roster`` without ``--roster-dir`` stores the roster where the hub's
+    course authenticator, with no ``roster_dir`` configured, reads it (both run in one
+    directory, as the hub and an operator's shell in the hub's directory do)."""
+    from hub_ext.authenticator import CourseOAuthenticator
+    from hub_ext.courses import CourseCatalog
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUB_EXT_ROSTER_DIR", raising=False)
+    roster = write(tmp_path / "r.csv", "username,role\nzed,learner\n")
+    assert (
+        cli(["import-roster", "--catalog", str(catalog_file), str(roster), "--course", "ds101"])
+        == 0
+    )
+    capsys.readouterr()
+    CourseCatalog.clear_instance()
+    CourseCatalog.instance().set_catalog(catalog)
+    try:
+        assert CourseOAuthenticator().rosters.groups_for("zed") == {"course:ds101:learner"}
+    finally:
+        CourseCatalog.clear_instance()

@@ -5,14 +5,9 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
-from .courses import Catalog, CatalogError
-
-
-def installed_kernels() -> set[str]:
-    """Kernel names installed in this Python environment (the local backend's kernels)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return set(KernelSpecManager().find_kernel_specs())
+from ..courses import Catalog, CatalogError
+from ..kernels import installed_kernels
+from . import add_command
 
 
 def check_catalog(args) -> int:
@@ -46,9 +41,9 @@ def check_catalog(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "check-catalog",
-        help="validate a course catalog and summarise it",
         description="Validate a course catalog: print every problem (file, course, field), "
         "or a summary of the courses. Exit status 1 if there is a problem.",
     )

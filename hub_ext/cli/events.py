@@ -14,19 +14,21 @@ from __future__ import annotations
 import os
 import sys
 
+from . import add_command
+
 __all__ = ["add_commands"]
 
 DEFAULT_DB = "sqlite:///events.sqlite"
 
 
 def _store(args):
-    from .services.events.store import EventStore
+    from ..services.events.store import EventStore
 
     return EventStore(args.db or os.environ.get("HUB_EXT_EVENTS_DB") or DEFAULT_DB)
 
 
 def _progress(args):
-    from .services.events.importers import Progress
+    from ..services.events.importers import Progress
 
     return Progress(enabled=True if args.progress else None)
 
@@ -46,7 +48,7 @@ def _finish(report) -> int:
 
 
 def _run(func, args, *a, **kw) -> int:
-    from .services.events.importers import LineError
+    from ..services.events.importers import LineError
 
     try:
         report = func(_store(args), *a, progress=_progress(args), **kw)
@@ -57,13 +59,13 @@ def _run(func, args, *a, **kw) -> int:
 
 
 def import_oulad_cmd(args) -> int:
-    from .services.events.importers import import_oulad
+    from ..services.events.importers import import_oulad
 
     return _run(import_oulad, args, args.directory, student_vle=args.vle)
 
 
 def import_futurelearn_cmd(args) -> int:
-    from .services.events.importers import import_futurelearn
+    from ..services.events.importers import import_futurelearn
 
     if not args.step_activity and not args.enrolments:
         print(
@@ -80,7 +82,7 @@ def import_futurelearn_cmd(args) -> int:
 
 
 def import_moodle_cmd(args) -> int:
-    from .services.events.importers import import_moodle_log
+    from ..services.events.importers import import_moodle_log
 
     return _run(
         import_moodle_log,
@@ -96,7 +98,7 @@ def _check_course(course_id: str, catalog_path: str | None) -> str | None:
     """What is wrong with ``course_id`` as a source's course, else None."""
     import re
 
-    from .courses import COURSE_ID_PATTERN, Catalog, CatalogError
+    from ..courses import COURSE_ID_PATTERN, Catalog, CatalogError
 
     if not re.match(COURSE_ID_PATTERN, course_id):
         return (
@@ -181,8 +183,11 @@ def _common(p) -> None:
 
 
 def add_commands(subparsers) -> None:
-    imp = subparsers.add_parser("import", help="import learning events from CSV exports",
-                                description="Import CSV exports into the event store (streaming, idempotent).")  # fmt: skip
+    imp = add_command(
+        subparsers,
+        "import",
+        description="Import CSV exports into the event store (streaming, idempotent).",
+    )
     sub = imp.add_subparsers(dest="format", required=True, metavar="FORMAT")
 
     def importer(name, help_, func):
@@ -227,7 +232,7 @@ def add_commands(subparsers) -> None:
         help="strptime format of the Time column (default: tries Moodle's usual ones)",
     )
 
-    ev = subparsers.add_parser("events", help="manage the event store and its xAPI sources")
+    ev = add_command(subparsers, "events")
     sub = ev.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser(
         "add-source",

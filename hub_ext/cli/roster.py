@@ -5,8 +5,17 @@ from __future__ import annotations
 import os
 import sys
 
-from .courses import Catalog, CatalogError
-from .roster import FORMATS, RosterError, RosterStore, parse_roster
+from ..courses import Catalog, CatalogError
+from ..roster import (
+    DEFAULT_ROSTER_DIR,
+    FORMATS,
+    ROSTER_DIR_ENV,
+    RosterError,
+    RosterStore,
+    default_roster_dir,
+    parse_roster,
+)
+from . import add_command
 
 
 def import_roster(args) -> int:
@@ -25,7 +34,7 @@ def import_roster(args) -> int:
             file=sys.stderr,
         )
         return 1
-    store = RosterStore(args.roster_dir)
+    store = RosterStore(args.roster_dir or default_roster_dir())
     previous = {} if args.dry_run else store.save(roster)
     verb = "would import" if args.dry_run else "imported"
     print(f"{roster.source} ({roster.format}): {verb} {len(roster.entries)} enrolment(s)")
@@ -46,9 +55,9 @@ def import_roster(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "import-roster",
-        help="import a course roster (plain CSV or a Moodle participants export)",
         description="Validate a roster exported from an LMS or SIS and store it where the hub's "
         "authenticator reads it. A file with any bad row is rejected whole (every problem is "
         "listed with its line number) and nothing is stored. An import replaces the course's "
@@ -63,9 +72,9 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument(
         "--roster-dir",
-        default=os.environ.get("HUB_EXT_ROSTER_DIR", "rosters"),
-        help="where imported rosters are kept; the same as c.CourseOAuthenticator.roster_dir "
-        "(default: $HUB_EXT_ROSTER_DIR, else ./rosters)",
+        help="where imported rosters are kept: the hub reads them from "
+        "c.CourseOAuthenticator.roster_dir, whose default is this option's "
+        f"(${ROSTER_DIR_ENV}, else ./{DEFAULT_ROSTER_DIR})",
     )
     p.add_argument("--format", choices=FORMATS, default="auto", help="the file's format")
     p.add_argument("--dry-run", action="store_true", help="validate and summarise, store nothing")

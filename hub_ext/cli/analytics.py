@@ -15,7 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .services.analytics.notebook import NotebookError, check_notebook
+from ..services.analytics.notebook import NotebookError, check_notebook
+from . import add_command
 
 SERVICE_PREFIX = "/services/analytics"
 
@@ -25,17 +26,24 @@ def _api_name(path: Path) -> str:
     return re.sub(r"[^a-z0-9-]", "-", path.stem.replace("_", "-").lower()).strip("-")
 
 
-def check_notebook_command(args) -> int:
-    path = Path(args.notebook)
+def _checked(path: Path, *, count: bool = False):
+    """The checked notebook at ``path``, else None after printing why (and, with ``count``,
+    how many problems)."""
     try:
-        nb = check_notebook(path)
+        return check_notebook(path)
     except OSError as e:
         print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
-        return 1
     except NotebookError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
-        print(f"{len(e.problems)} problem(s); the notebook would be refused.", file=sys.stderr)
+        if count:
+            print(f"{len(e.problems)} problem(s); the notebook would be refused.", file=sys.stderr)
+    return None
+
+
+def check_notebook_command(args) -> int:
+    nb = _checked(Path(args.notebook), count=True)
+    if nb is None:
         return 1
     print(f"{nb.source}: {len(nb.routes)} route(s), kernel {nb.kernel_name}, version {nb.version}")
     for route in nb.routes:
@@ -81,14 +89,8 @@ def _token() -> str | None:
 
 def publish_command(args) -> int:
     path = Path(args.notebook)
-    try:
-        nb = check_notebook(path)
-    except OSError as e:
-        print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
-        return 1
-    except NotebookError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
+    nb = _checked(path)
+    if nb is None:
         return 1
     token = _token()
     name = args.name or _api_name(path)
@@ -129,9 +131,9 @@ def withdraw_command(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "check-notebook",
-        help="check an annotated notebook's routes (offline)",
         description="List the routes of an annotated notebook ('# GET /learners/:id' cells), "
         "or every reason the analytics service would refuse it. Exit status 1 if refused.",
     )
@@ -139,9 +141,9 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=check_notebook_command)
 
     hub_help = "the hub's public URL (default: $JUPYTERHUB_URL or http://127.0.0.1:8000)"
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "publish",
-        help="publish (or replace) a notebook as a course's analytics API",
         description="Check a notebook, then publish it through the hub's analytics service "
         "as /services/analytics/<course>/<name>/. Uses JUPYTERHUB_API_TOKEN (a token of a "
         "teacher of the course). Publishing a name again replaces it.",
@@ -152,9 +154,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--hub-url", help=hub_help)
     p.set_defaults(func=publish_command)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "withdraw",
-        help="withdraw a course's analytics API",
         description="Stop serving a published analytics API. Uses JUPYTERHUB_API_TOKEN.",
     )
     p.add_argument("name", help="the API name")
