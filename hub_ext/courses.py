@@ -37,11 +37,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from jsonschema import Draft202012Validator
-from traitlets import Unicode, default
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import TraitError, Unicode, default
 from traitlets.config import SingletonConfigurable
 
 __all__ = [
+    "API_NAME_PATTERN",
     "ROLES",
+    "api_name",
     "analytics_scope",
     "Catalog",
     "CatalogError",
@@ -63,6 +66,15 @@ COURSE_ID_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]*$"
 KERNEL_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: An analytics API name is a URL segment and a file name: the same rules as a course id.
+API_NAME_PATTERN = COURSE_ID_PATTERN
+
+
+def api_name(notebook: os.PathLike | str) -> str:
+    """The default API name of a notebook: its file name, lowercase, runs of anything but
+    letters and digits as one dash (``Know_Thy Student.ipynb`` -> ``know-thy-student``)."""
+    return re.sub(r"[^a-z0-9]+", "-", Path(notebook).stem.lower()).strip("-")
+
 
 #: What a course's containers may reach (Docker backend): ``hub-only``, the default (the hub's
 #: API and nothing else), or ``internet`` (the hub, and addresses beyond the host).
@@ -116,12 +128,11 @@ _DURATION = {
         {"type": "string", "pattern": r"^\d+\s*[smhd]?$"},
     ],
 }
+#: what JupyterHub's ``ByteSpecification`` (``c.Spawner.mem_limit``) accepts, in words
+_BYTES_FORMS = "bytes, or a number with one of the suffixes K, M, G or T: 512M, 2G, 1.5G"
 _BYTES = {
-    "description": "bytes, or a number with a unit: 512M, 2G (powers of 1024)",
-    "anyOf": [
-        {"type": "integer", "exclusiveMinimum": 0},
-        {"type": "string", "pattern": r"^\d+(\.\d+)?\s*[KMGT]i?B?$"},
-    ],
+    "description": _BYTES_FORMS,
+    "anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string"}],
 }
 _USERS = {"type": "array", "items": {"type": "string", "pattern": USERNAME_PATTERN}}
 
@@ -164,7 +175,7 @@ _COURSE_PROPERTIES: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         "path": {"type": "string", "minLength": 1},
-                        "name": {"type": "string", "pattern": COURSE_ID_PATTERN},
+                        "name": {"type": "string", "pattern": API_NAME_PATTERN},
                     },
                 },
             ]
@@ -266,14 +277,19 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+_MEM_LIMIT = ByteSpecification()  # the trait class of JupyterHub's c.Spawner.mem_limit
+
+
 def parse_bytes(value: int | str) -> int:
-    """``"2G"`` -> 2147483648 (the units of JupyterHub's ``mem_limit``)."""
-    if isinstance(value, int):
-        return value
-    m = re.match(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", value.strip())
-    if not m:
-        raise ValueError(f"{value!r} is not a size such as 512M or 2G")
-    return int(float(m[1]) * _UNITS[m[2]])
+    """``"2G"`` -> 2147483648, parsed by JupyterHub's own ``mem_limit`` trait, so the catalog
+    accepts exactly what the spawner does; ValueError naming the accepted forms otherwise."""
+    try:
+        parsed = _MEM_LIMIT.validate(None, value)
+    except (TraitError, ValueError, OverflowError, TypeError):
+        parsed = None
+    if not isinstance(parsed, int) or parsed <= 0:
+        raise ValueError(f"{value!r} is not valid: use {_BYTES_FORMS}")
+    return parsed
 
 
 def parse_duration(value: int | str) -> int:
@@ -650,13 +666,24 @@ class _Builder:
         notebooks, names = [], set()
         for item in entry.get("notebooks", ()):
             item = {"path": item} if isinstance(item, str) else item
-            name = item.get("name") or Path(item["path"]).stem.replace("_", "-").lower()
+            name = item.get("name") or api_name(item["path"])
+            if not re.match(API_NAME_PATTERN, name):
+                self.problem(
+                    cid, "notebooks", f"{item['path']!r} gives the API name {name!r}: add a 'name'"
+                )
             if name in names:
                 self.problem(cid, "notebooks", f"two notebooks are published as {name!r}")
             names.add(name)
             path = self._path(cid, "notebooks", item["path"], kind="file")
             if path:
                 notebooks.append(Notebook(name=name, path=path))
+
+        mem_limit = None
+        if "mem_limit" in entry:
+            try:
+                mem_limit = parse_bytes(entry["mem_limit"])
+            except ValueError as e:
+                self.problem(cid, "mem_limit", str(e))
 
         both = set(entry.get("learners", ())) & set(entry.get("teachers", ()))
         if both:
@@ -674,7 +701,7 @@ class _Builder:
             environment=environment,
             kernels=kernels,
             cpu_limit=entry.get("cpu_limit"),
-            mem_limit=parse_bytes(entry["mem_limit"]) if "mem_limit" in entry else None,
+            mem_limit=mem_limit,
             grace_days=entry.get("grace_days", 0),
             idle_timeout=parse_duration(entry["idle_timeout"]) if "idle_timeout" in entry else None,
             materials=materials,

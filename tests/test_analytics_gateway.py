@@ -9,9 +9,10 @@ import os
 import signal
 
 import pytest
+import traitlets
 
 from hub_ext.services.analytics.launch import gateway_spec
-from hub_ext.services.analytics.supervisor import GatewayFailed
+from hub_ext.services.analytics.supervisor import GatewayFailed, default_gateway_options
 from tests.analytics_fixtures import *  # noqa: F403
 from tests.analytics_fixtures import (
     add_events,
@@ -47,7 +48,7 @@ def test_spec_is_pure_and_keeps_secrets_out():
         scratch="/rt/sandboxes/ds101/know",
         data_dir="/rt/data/ds101",
         python="/venv/bin/python",
-        pool_size=3,
+        **{**default_gateway_options(), "pool_size": 3},
         course_env={"DATASET_DIR": "/srv/data"},
         base_env=base,
     )
@@ -76,9 +77,36 @@ def test_spec_is_pure_and_keeps_secrets_out():
     assert not any("gw-secret" in a for a in spec.argv)
     assert "gw-secret" not in repr(spec) and "gw-secret" not in repr(spec.sandbox)
     with pytest.raises(ValueError, match="token"):
-        gateway_spec("ds101", "k", "x.ipynb", version="v", token="", scratch="/s")
+        gateway_spec(
+            "ds101",
+            "k",
+            "x.ipynb",
+            version="v",
+            token="",
+            scratch="/s",
+            **default_gateway_options(),
+        )
     with pytest.raises(ValueError, match="pool_size"):
-        gateway_spec("ds101", "k", "x.ipynb", version="v", token="t", scratch="/s", pool_size=0)
+        gateway_spec(
+            "ds101", "k", "x.ipynb", version="v", token="t", scratch="/s",
+            **{**default_gateway_options(), "pool_size": 0},
+        )  # fmt: skip
+
+
+def test_gateway_limits_have_one_default():
+    """The supervisor's traits are the only defaults; the builder and the personality take them."""
+    import inspect
+
+    from hub_ext.services.analytics.personality import AnalyticsPersonality
+    from hub_ext.services.analytics.supervisor import GatewaySupervisor
+
+    options = default_gateway_options()
+    params = inspect.signature(gateway_spec).parameters
+    assert all(params[name].default is inspect.Parameter.empty for name in options)
+    assert options["pool_size"] == GatewaySupervisor.class_traits()["pool_size"].default_value
+    personality = AnalyticsPersonality.class_traits()
+    for name in ("execution_timeout", "queue_timeout", "setup_timeout", "health_timeout"):
+        assert personality[name].default_value in (None, traitlets.Undefined), name
 
 
 # ------------------------------------------------------------------ a working API

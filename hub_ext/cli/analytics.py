@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..courses import api_name
 from ..services.analytics.notebook import NotebookError, check_notebook
 from . import add_command
 
 SERVICE_PREFIX = "/services/analytics"
-
-
-def _api_name(path: Path) -> str:
-    """The default API name of a notebook: its file name, lowercase, '_' -> '-'."""
-    return re.sub(r"[^a-z0-9-]", "-", path.stem.replace("_", "-").lower()).strip("-")
 
 
 def _checked(path: Path, *, count: bool = False):
@@ -93,7 +88,7 @@ def publish_command(args) -> int:
     if nb is None:
         return 1
     token = _token()
-    name = args.name or _api_name(path)
+    name = args.name or api_name(path)
     url = _api_url(args, name)
     if not token or not url:
         return 1

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from hub_ext.services.analytics.launch import gateway_spec  # noqa: E402
+from hub_ext.services.analytics.supervisor import default_gateway_options  # noqa: E402
 from tests.benchmarks.bench_analytics import Conn, free_port, wait_http  # noqa: E402
 
 NOTEBOOK = REPO / "tests" / "notebooks" / "soak.ipynb"
@@ -93,11 +94,20 @@ async def main() -> None:
     results = {}
     if args.target in ("both", "ours"):
         port = free_port()
+        options = {**default_gateway_options(), "pool_size": 1}
+        options["max_requests_per_kernel"] = args.recycle
+        # our gateway as the supervisor builds it, unsandboxed and on TCP (the load
+        # generator speaks TCP): the same application and personality
         spec = gateway_spec(
-            "soak", "soak", NOTEBOOK, version="soak", port=port, token="soak-token",
-            pool_size=1, max_requests_per_kernel=args.recycle, runtime_dir=tmp / "rt", log_level="WARN",
+            "soak", "soak", NOTEBOOK, version="soak", token="soak-token", scratch=tmp / "rt",
+            python=sys.executable, seen_at=lambda source, target: str(source),
+            log_level="WARN", **options,
         )  # fmt: skip
-        proc = start(list(spec.argv), dict(spec.env), tmp / "ours.log")
+        argv = [a for a in spec.argv if not a.startswith("--SocketGatewayApp.unix_socket=")]
+        argv += ["--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.port={port}"]
+        (tmp / "rt").mkdir(mode=0o700)
+        env = {**spec.env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        proc = start(argv, env, tmp / "ours.log")
         try:
             headers = {"Authorization": "token soak-token"}
             await wait_http(port, "/hello", headers)

@@ -44,7 +44,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 from traitlets import Any, Bool, Float, Integer, Unicode
 
-from ...courses import COURSE_ID_PATTERN, CatalogError, CourseCatalog, analytics_scope
+from ...courses import API_NAME_PATTERN, CatalogError, CourseCatalog, analytics_scope
 from ..base import HubServiceApp, JSONErrorsMixin, log_request
 from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
 from .extracts import CourseExtracts
@@ -54,7 +54,7 @@ from .unixhttp import gateway_client
 
 __all__ = ["AnalyticsService", "main"]
 
-_NAME = re.compile(COURSE_ID_PATTERN)
+_NAME = re.compile(API_NAME_PATTERN)
 #: the only headers of a notebook's answer that reach the caller (the rest are dropped)
 PASSED_HEADERS = ("content-type", "content-language")
 #: media types a notebook may answer with: data, never something a browser executes
@@ -210,7 +210,7 @@ class AnalyticsService(HubServiceApp):
 
     def make_app(self) -> web.Application:
         prefix = self.base_url.rstrip("/")
-        name = r"([a-z][a-z0-9-]{0,30}[a-z0-9])"
+        name = f"({API_NAME_PATTERN.strip('^$')})"  # course ids follow the same rule
         handlers = [
             (prefix + r"/?", CatalogHandler),
             (prefix + r"/_api/catalog", CatalogHandler),

@@ -102,14 +102,14 @@ def gateway_spec(
     data_dir: os.PathLike | str | None = None,
     python: str = "python3",
     seen_at: Callable[[Path, str], str] = _identity,
-    pool_size: int = 1,
-    execution_timeout: float = 30.0,
-    queue_timeout: float = 10.0,
-    interrupt_grace: float = 5.0,
-    setup_timeout: float = 300.0,
-    max_requests_per_kernel: int = 5000,
-    health_timeout: float = 5.0,
-    lifeline_timeout: float = 60.0,
+    pool_size: int,
+    execution_timeout: float,
+    queue_timeout: float,
+    interrupt_grace: float,
+    setup_timeout: float,
+    max_requests_per_kernel: int,
+    health_timeout: float,
+    lifeline_timeout: float,
     limits: Limits | None = None,
     course_env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
@@ -125,6 +125,8 @@ def gateway_spec(
     is the environment to take :data:`PASSED_ENV` from (default ``os.environ``);
     ``course_env`` (the catalog's ``env:`` of the course) is added, then ``COURSE_ID``,
     ``HUB_EXT_API``, ``HUB_EXT_EVENTS_URL`` (the extract, read-only) and the token.
+    The limits and timeouts have no default here: they are the supervisor's
+    (:meth:`GatewaySupervisor.gateway_options`, the one place their defaults live).
     """
     from .extracts import EXTRACT_NAME, extract_url
 

@@ -57,7 +57,7 @@ from kernel_gateway.notebook_http.request_utils import (
     parameterize_path,
     parse_args,
 )
-from traitlets import Float, Integer
+from traitlets import Float, Integer, default
 from traitlets.config import LoggingConfigurable
 
 from ..base import JSONErrorsMixin
@@ -362,54 +362,80 @@ class GuardedKernelPool(LoggingConfigurable):
         return result.error is None
 
 
+def _from_supervisor(name: str):
+    """A trait default read from the supervisor's traits, the one place the defaults live (the
+    service passes its values on the command line: this is for a personality run by hand)."""
+
+    @default(name)
+    def _default(self):
+        from .supervisor import default_gateway_options
+
+        return default_gateway_options()[name]
+
+    return _default
+
+
 class AnalyticsPersonality(NotebookHTTPPersonality):
     """notebook-http, guarded: timeouts, kernel recovery, JSON errors, a real health check."""
 
     execution_timeout = Float(
-        30.0,
+        None,
+        allow_none=True,
         config=True,
         help="""Seconds a request's cells may run before the answer is 504 and the kernel is
-        interrupted. Default: 30. Example: ``c.AnalyticsPersonality.execution_timeout = 10``
+        interrupted. Default: from ``c.GatewaySupervisor`` (the service passes it). Example: ``c.AnalyticsPersonality.execution_timeout = 10``
         """,
     )
     queue_timeout = Float(
-        10.0,
+        None,
+        allow_none=True,
         config=True,
         help="""Seconds a request may wait for a free kernel before the answer is 503.
-        Default: 10. Example: ``c.AnalyticsPersonality.queue_timeout = 5``
+        Default: from ``c.GatewaySupervisor`` (the service passes it). Example: ``c.AnalyticsPersonality.queue_timeout = 5``
         """,
     )
     interrupt_grace = Float(
-        5.0,
+        None,
+        allow_none=True,
         config=True,
         help="""Seconds an interrupted kernel has to become idle before it is replaced by a
-        fresh one (setup cells re-run). Default: 5.
+        fresh one (setup cells re-run). Default: from ``c.GatewaySupervisor`` (the service passes it).
         Example: ``c.AnalyticsPersonality.interrupt_grace = 2``
         """,
     )
     setup_timeout = Float(
-        300.0,
+        None,
+        allow_none=True,
         config=True,
-        help="""Seconds the setup cells together may take on a new kernel. Default: 300.
+        help="""Seconds the setup cells together may take on a new kernel. Default: from ``c.GatewaySupervisor`` (the service passes it).
         Example: ``c.AnalyticsPersonality.setup_timeout = 60``
         """,
     )
     max_requests_per_kernel = Integer(
-        5000,
+        None,
+        allow_none=True,
         config=True,
         help="""Requests one kernel serves before it is recycled (a fresh seeded kernel takes
         its place). Replies are read, so this is a second line of defence against the stall
-        stock notebook-http hits near 14,600 requests. 0 means never. Default: 5000.
+        stock notebook-http hits near 14,600 requests. 0 means never. Default: from ``c.GatewaySupervisor`` (the service passes it).
         Example: ``c.AnalyticsPersonality.max_requests_per_kernel = 2000``
         """,
     )
     health_timeout = Float(
-        5.0,
+        None,
+        allow_none=True,
         config=True,
         help="""Seconds the health check waits for a kernel and for its code to run.
-        Default: 5. Example: ``c.AnalyticsPersonality.health_timeout = 2``
+        Default: from ``c.GatewaySupervisor`` (the service passes it). Example: ``c.AnalyticsPersonality.health_timeout = 2``
         """,
     )
+
+    _default_execution_timeout = _from_supervisor("execution_timeout")
+    _default_queue_timeout = _from_supervisor("queue_timeout")
+    _default_interrupt_grace = _from_supervisor("interrupt_grace")
+    _default_setup_timeout = _from_supervisor("setup_timeout")
+    _default_max_requests_per_kernel = _from_supervisor("max_requests_per_kernel")
+    _default_health_timeout = _from_supervisor("health_timeout")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

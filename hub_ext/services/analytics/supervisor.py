@@ -38,7 +38,28 @@ from .notebook import CheckedNotebook
 from .personality import HEALTH_PATH, SETUP_ERROR_EXIT, SETUP_ERROR_MARK
 from .unixhttp import SocketResolver, gateway_client
 
-__all__ = ["Gateway", "GatewayFailed", "GatewaySupervisor"]
+__all__ = ["Gateway", "GatewayFailed", "GatewaySupervisor", "default_gateway_options"]
+
+
+def _gateway_options(get) -> dict:
+    """The limits and timeouts a gateway gets, from the supervisor's trait values (``get(name)``)."""
+    return {
+        "pool_size": get("pool_size"),
+        "execution_timeout": get("execution_timeout"),
+        "queue_timeout": get("queue_timeout"),
+        "interrupt_grace": get("interrupt_grace"),
+        "setup_timeout": get("setup_timeout"),
+        "max_requests_per_kernel": get("max_requests_per_kernel"),
+        # the gateway's check waits for a kernel, then runs code: each half of ours
+        "health_timeout": get("health_timeout") / 2,
+        "lifeline_timeout": 6 * get("lifeline_interval"),
+    }
+
+
+def default_gateway_options() -> dict:
+    """:func:`_gateway_options` of an unconfigured supervisor: its traits' defaults."""
+    traits = GatewaySupervisor.class_traits()
+    return _gateway_options(lambda name: traits[name].default_value)
 
 
 class GatewayFailed(Exception):
@@ -480,15 +501,7 @@ class GatewaySupervisor(LoggingConfigurable):
             data_dir=Path(self.data_root) / course_id,
             python=backend.python,
             seen_at=backend.seen_at,
-            pool_size=self.pool_size,
-            execution_timeout=self.execution_timeout,
-            queue_timeout=self.queue_timeout,
-            interrupt_grace=self.interrupt_grace,
-            setup_timeout=self.setup_timeout,
-            max_requests_per_kernel=self.max_requests_per_kernel,
-            # the gateway's check waits for a kernel, then runs code: each half of ours
-            health_timeout=self.health_timeout / 2,
-            lifeline_timeout=6 * self.lifeline_interval,
+            **_gateway_options(lambda name: getattr(self, name)),
             limits=Limits(memory=self.memory_limit, cpu=self.cpu_limit, pids=self.pids_limit),
             course_env=course_env,
             image=getattr(backend, "image", None),
