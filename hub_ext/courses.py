@@ -37,7 +37,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from jsonschema import Draft202012Validator
-from jupyterhub.traitlets import ByteSpecification
 from traitlets import TraitError, Unicode, default
 from traitlets.config import SingletonConfigurable
 
@@ -277,14 +276,15 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-_MEM_LIMIT = ByteSpecification()  # the trait class of JupyterHub's c.Spawner.mem_limit
-
-
 def parse_bytes(value: int | str) -> int:
     """``"2G"`` -> 2147483648, parsed by JupyterHub's own ``mem_limit`` trait, so the catalog
     accepts exactly what the spawner does; ValueError naming the accepted forms otherwise."""
+    # imported here: this module is also imported where JupyterHub is not installed (the
+    # analytics image and sandbox, through the event store), and only the hub parses sizes
+    from jupyterhub.traitlets import ByteSpecification
+
     try:
-        parsed = _MEM_LIMIT.validate(None, value)
+        parsed = ByteSpecification().validate(None, value)
     except (TraitError, ValueError, OverflowError, TypeError):
         parsed = None
     if not isinstance(parsed, int) or parsed <= 0:

@@ -193,3 +193,19 @@ async def test_published_notebooks_survive_a_restart(tmp_path, monkeypatch):
     ]
     CourseCatalog.clear_instance()
     AnalyticsService.clear_instance()
+
+
+def test_what_notebooks_import_needs_no_hub():
+    """The analytics image and the sandbox have no JupyterHub: the queries module the shipped
+    notebooks import must not pull it (nor docker) in. A fresh interpreter, since this test
+    process has imported everything already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hub_ext.services.events.queries, hub_ext.services.analytics.gateway\n"
+        "bad = sorted(m for m in ('jupyterhub', 'docker', 'dockerspawner') if m in sys.modules)\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
