@@ -157,15 +157,7 @@ class Gateway:
         raise RuntimeError(f"kernel gateway did not answer within {timeout}s:\n{self.log_tail()}")
 
     def get(self, path: str, **params) -> httpx.Response:
-        try:
-            response = httpx.get(self.url + path, params=params or None, timeout=180)
-        except httpx.HTTPError as e:
-            raise AssertionError(
-                f"GET {path} failed: {e!r}\ngateway log:\n{self.log_tail()}"
-            ) from e
-        if response.status_code >= 500:
-            print(f"gateway log ({self.notebook.name}):\n{self.log_tail()}")  # shown with a failure
-        return response
+        return _get_showing_log(self, httpx.get, self.url + path, params, timeout=180)
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -185,6 +177,19 @@ class Gateway:
                 self.proc.wait(10)
         self._logf.close()
         self.proc = None
+
+
+def _get_showing_log(gateway, get, url: str, params: dict, **kwargs) -> httpx.Response:
+    """``get(url)``; the gateway's log goes with a failure (and with a 5xx answer)."""
+    try:
+        response = get(url, params=params or None, **kwargs)
+    except httpx.HTTPError as e:
+        raise AssertionError(f"GET {url} failed: {e!r}\ngateway log:\n{gateway.log_tail()}") from e
+    if response.status_code >= 500:
+        print(
+            f"gateway log ({gateway.notebook.name}):\n{gateway.log_tail()}"
+        )  # shown with a failure
+    return response
 
 
 class SandboxedGateways:
@@ -249,15 +254,7 @@ class _SandboxedGateway:
         )
 
     def get(self, path: str, **params) -> httpx.Response:
-        try:
-            response = self.client.get(self.gateway.spec.url + path, params=params or None)
-        except httpx.HTTPError as e:
-            raise AssertionError(
-                f"GET {path} failed: {e!r}\ngateway log:\n{self.log_tail()}"
-            ) from e
-        if response.status_code >= 500:
-            print(f"gateway log ({self.notebook.name}):\n{self.log_tail()}")  # shown with a failure
-        return response
+        return _get_showing_log(self, self.client.get, self.gateway.spec.url + path, params)
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.gateway.process.log_tail().splitlines()[-n:])

@@ -25,7 +25,7 @@ from tests.analytics_fixtures import (
     make_store,
     wait_until,
 )
-from tests.hubtest import HubProcess, free_port, node_available
+from tests.hubtest import HubProcess, cmdline, free_port, node_available, process_tree
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -321,25 +321,7 @@ def _sandbox_pids(pattern: str) -> list[int]:
 
 def _descendants(root: int) -> list[tuple[int, str]]:
     """(host pid, command line) of every descendant of ``root``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            try:
-                with open(f"/proc/{child}/cmdline", "rb") as f:
-                    found.append((child, f.read().replace(b"\0", b" ").decode()))
-            except OSError:
-                continue
-            todo.append(child)
-    return found
+    return [(pid, cmdline(pid)) for pid in process_tree(root)[1:]]
 
 
 async def test_kill_9_kernel_and_gateway_recover(env):

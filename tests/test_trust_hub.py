@@ -18,7 +18,7 @@ import pytest
 
 from tests.analytics_fixtures import NOTEBOOKS, wait_until
 from tests.conftest import day, write_catalog
-from tests.hubtest import HubProcess, node_available
+from tests.hubtest import HubProcess, cmdline, node_available, process_alive, process_tree
 
 pytestmark = [pytest.mark.slow]
 
@@ -41,41 +41,6 @@ def _catalog(directory):
             }
         ],
     )
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and every descendant (host pids)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 async def test_state_is_private_and_services_die_with_a_killed_hub(tmp_path):
@@ -118,8 +83,8 @@ async def test_state_is_private_and_services_die_with_a_killed_hub(tmp_path):
             assert mode & 0o077 == 0, f"{path} is {oct(mode)} (want {oct(want)})"
 
         # --- finding 11: SIGKILL the hub; everything it started ends within a minute
-        family = [p for p in _tree(hub.proc.pid) if p != hub.proc.pid]
-        commands = {p: _cmdline(p) for p in family}
+        family = [p for p in process_tree(hub.proc.pid) if p != hub.proc.pid]
+        commands = {p: cmdline(p) for p in family}
         assert any("hub_ext.services.events" in c for c in commands.values()), commands
         assert any("hub_ext.services.analytics" in c for c in commands.values()), commands
         assert any("jupyterhub_idle_culler" in c for c in commands.values()), commands
@@ -130,13 +95,13 @@ async def test_state_is_private_and_services_die_with_a_killed_hub(tmp_path):
         await asyncio.to_thread(hub.proc.wait, 10)
         started = time.monotonic()
         try:
-            await wait_until(lambda: not any(_alive(p) for p in family), 60, 0.5, "the end")
+            await wait_until(lambda: not any(process_alive(p) for p in family), 60, 0.5, "the end")
         finally:
-            left = {p: commands[p][:120] for p in family if _alive(p)}
+            left = {p: commands[p][:120] for p in family if process_alive(p)}
         assert not left, f"still running after the hub died: {left}"
         print(f"everything the hub started ended {time.monotonic() - started:.1f}s after it died")
     finally:
-        for pid in _tree(hub.proc.pid) if hub.proc and hub.proc.poll() is None else []:
+        for pid in process_tree(hub.proc.pid) if hub.proc and hub.proc.poll() is None else []:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -21,7 +21,7 @@ Prints, per phase, the median and p95 latency of the valid writer and its ratio 
 baseline, and each flood's requests per second and answers. The ratio that matters is a bad
 credentials flood's against the ``plain`` one: what credential checks add. Before the fix,
 each bad credential cost a scrypt (~50 ms of a core) on the threads the store uses.
-``--service-pythonpath`` runs the service from another tree (e.g. ``/work/main``) for a
+``--service-pythonpath`` runs the service from another checkout (an older commit) for a
 before/after comparison; a POST still waiting when its phase ends is waited for (and
 counted). Bounded: about a minute on 2 cores (more for a service that stalls).
 """
