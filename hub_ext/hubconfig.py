@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "configure_course_hub",
     "configure_docker_tier",
     "courses_for_user",
+    "read_hub_config",
 ]
 
 #: backend name -> the spawner class (also the ``jupyterhub.spawners`` entry points
@@ -46,13 +48,46 @@ BACKENDS = {
 TEMPLATES = str(Path(__file__).parent / "templates")
 
 
+#: True while :func:`read_hub_config` runs a config file: configure only, change nothing
+_reading_only: ContextVar[bool] = ContextVar("hub_ext_reading_only", default=False)
+
+
+def read_hub_config(path: str | Path):
+    """The settings a hub config file makes, without acting on them (for ``hub-ext``).
+
+    Runs the file as JupyterHub would (traitlets' loader, ``c = get_config()``), but
+    :func:`configure_course_hub` and :func:`configure_docker_tier` only *configure* while
+    it runs: they read the catalog and raise its :class:`CatalogError` instead of exiting,
+    and they change no file mode, umask, Docker network or firewall. The command line
+    asks the result what the hub would use (``CourseCatalog.path``, ``roster_dir``, the
+    event store), so the two cannot disagree. Returns the traitlets ``Config``.
+    """
+    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+
+    path = Path(path).resolve()
+    loader = PyFileConfigLoader(path.name, path=str(path.parent))
+    token = _reading_only.set(True)
+    try:
+        return loader.load_config()
+    except ConfigFileNotFound:
+        raise FileNotFoundError(f"{path}: no such hub config file") from None
+    finally:
+        _reading_only.reset(token)
+
+
 def load_catalog_or_exit(path: str | Path, *, backend: str) -> Catalog:
-    """Load the catalog, or stop the hub with its problems (a config file cannot half-fail)."""
+    """Load the catalog, or stop the hub with its problems (a config file cannot half-fail).
+
+    While :func:`read_hub_config` runs, the catalog's :class:`CatalogError` is raised
+    instead (the command line lists the problems) and rosters are not read.
+    """
     known_kernels = None
     if backend == "local":
         from .kernels import installed_kernels
 
         known_kernels = installed_kernels()
+    if _reading_only.get():
+        return Catalog.load(path, known_kernels=known_kernels)
     try:
         catalog = Catalog.load(path, known_kernels=known_kernels)
     except CatalogError as e:
@@ -230,9 +265,10 @@ def configure_course_hub(
     catalog_path = Path(catalog_path).resolve()
     catalog = load_catalog_or_exit(catalog_path, backend=backend)
     data_dir = Path(data_dir).resolve()
-    protect_state(data_dir)
     c.CourseCatalog.path = str(catalog_path)
-    CourseCatalog.instance().set_catalog(catalog)
+    if not _reading_only.get():
+        protect_state(data_dir)
+        CourseCatalog.instance().set_catalog(catalog)
 
     c.JupyterHub.spawner_class = BACKENDS[backend]
     c.JupyterHub.allow_named_servers = True
@@ -305,6 +341,8 @@ def configure_docker_tier(c, catalog: Catalog, catalog_path: str | Path) -> None
     from .services.export.hubconfig import configure_export
     from .spawners.docker import docker_hub_config
 
+    if _reading_only.get():  # read_hub_config: no network, no firewall, no Docker engine
+        return
     docker_hub_config(c, catalog)
     service = configure_export(
         c, catalog, catalog_path=Path(catalog_path).resolve(), port=random_port()

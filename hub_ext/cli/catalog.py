@@ -1,4 +1,9 @@
-"""``hub-ext check-catalog FILE``: the catalog's problems, or a summary of its courses."""
+"""``hub-ext check-catalog [FILE]``: the catalog's problems, or a summary of its courses.
+
+Without FILE: the catalog the hub uses (its config file's, see :mod:`.hubsettings`),
+checked as the hub checks it (kernels against those installed here on the local backend
+only: a Docker course's kernels are in its image).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,32 @@ from datetime import UTC, datetime
 from ..courses import Catalog, CatalogError
 from ..kernels import installed_kernels
 from . import add_command
+from .hubsettings import HubConfigError, add_hub_config_option, hub_settings
+
+
+def _problems(e: CatalogError) -> int:
+    for problem in e.problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(e.problems)} problem(s); the hub would not start.", file=sys.stderr)
+    return 1
 
 
 def check_catalog(args) -> int:
-    known = None if args.no_kernel_check else installed_kernels()
     try:
-        catalog = Catalog.load(args.file, known_kernels=known)
-    except CatalogError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(e.problems)} problem(s); the hub would not start.", file=sys.stderr)
+        settings = hub_settings(args, implicit=not args.file)
+    except HubConfigError as e:
+        print(f"hub-ext: {e}", file=sys.stderr)
         return 1
+    except CatalogError as e:  # the hub config's own catalog: the hub would not start
+        return _problems(e)
+    check_kernels = not args.no_kernel_check and settings.backend == "local"
+    try:
+        catalog = Catalog.load(
+            args.file or settings.catalog,
+            known_kernels=installed_kernels() if check_kernels else None,
+        )
+    except CatalogError as e:
+        return _problems(e)
     now = datetime.now(UTC)
     print(f"{catalog.source}: {len(catalog)} course(s)")
     for course in catalog.values():
@@ -47,7 +67,12 @@ def add_commands(subparsers) -> None:
         description="Validate a course catalog: print every problem (file, course, field), "
         "or a summary of the courses. Exit status 1 if there is a problem.",
     )
-    p.add_argument("file", help="the catalog, e.g. hub_config/courses.yaml")
+    p.add_argument(
+        "file",
+        nargs="?",
+        help="the catalog, e.g. hub_config/courses.yaml (default: the hub's, see --hub-config)",
+    )
+    add_hub_config_option(p)
     p.add_argument(
         "--no-kernel-check",
         action="store_true",

@@ -1,12 +1,13 @@
 """``hub-ext import ...`` and ``hub-ext events ...``: fill the event store, manage xAPI sources.
 
-The store is ``--db URL``, else ``$HUB_EXT_EVENTS_DB``, else ``sqlite:///events.sqlite`` in
-the working directory (the events service's default too).
+The store is ``--db URL``, else the hub config's (``--hub-config``, see :mod:`.hubsettings`),
+else ``$HUB_EXT_EVENTS_DB``, else ``sqlite:///events.sqlite`` in the working directory (the
+events service's default too).
 
 A source belongs to one course: ``hub-ext events add-source NAME --course ID`` (required),
 and the events service lets it read, write and void only that course's statements. The
-course is checked against the catalog (``--catalog FILE``, else ``$HUB_EXT_CATALOG``) when
-one is given, else only its form is.
+course is checked against the catalog (``--catalog FILE``, else the hub config's, else
+``$HUB_EXT_CATALOG``) when there is one, else only its form is.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import os
 import sys
 
 from . import add_command
+from .hubsettings import add_hub_config_option, settings_or_exit
 
 __all__ = ["add_commands"]
-
-DEFAULT_DB = "sqlite:///events.sqlite"
 
 
 def _store(args):
     from ..services.events.store import EventStore
 
-    return EventStore(args.db or os.environ.get("HUB_EXT_EVENTS_DB") or DEFAULT_DB)
+    return EventStore(args.db or settings_or_exit(args).events_db)
 
 
 def _progress(args):
@@ -125,7 +125,10 @@ def add_source_cmd(args) -> int:
         print("hub-ext events add-source: --course ID is required: a source may read and write "
               "only one course's statements (e.g. --course ds101)", file=sys.stderr)  # fmt: skip
         return 2
-    catalog = args.catalog or os.environ.get("HUB_EXT_CATALOG")
+    settings = settings_or_exit(args)
+    catalog = args.catalog or (
+        settings.catalog if settings.config_file else os.environ.get("HUB_EXT_CATALOG")
+    )
     problem = _check_course(args.course, catalog)
     if problem:
         print(f"hub-ext events add-source: {problem}", file=sys.stderr)
@@ -178,8 +181,10 @@ def readonly_url_cmd(args) -> int:
 def _common(p) -> None:
     p.add_argument(
         "--db",
-        help="the store's SQLAlchemy URL (default $HUB_EXT_EVENTS_DB or sqlite:///events.sqlite)",
+        help="the store's SQLAlchemy URL (default: the hub config's, else $HUB_EXT_EVENTS_DB, "
+        "else sqlite:///events.sqlite)",
     )
+    add_hub_config_option(p)
 
 
 def add_commands(subparsers) -> None:
@@ -253,8 +258,8 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--catalog",
         metavar="FILE",
-        help="the course catalog to check --course against (default $HUB_EXT_CATALOG; "
-        "without either only the id's form is checked)",
+        help="the course catalog to check --course against (default: the hub config's, else "
+        "$HUB_EXT_CATALOG; without either only the id's form is checked)",
     )
     p.set_defaults(func=add_source_cmd)
     p = sub.add_parser("remove-source", help="revoke a source's credentials")

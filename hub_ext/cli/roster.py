@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ..courses import Catalog, CatalogError
@@ -12,15 +11,19 @@ from ..roster import (
     ROSTER_DIR_ENV,
     RosterError,
     RosterStore,
-    default_roster_dir,
     parse_roster,
 )
 from . import add_command
+from .hubsettings import HubConfigError, add_hub_config_option, hub_settings
 
 
 def import_roster(args) -> int:
     try:
-        catalog = Catalog.load(args.catalog)
+        settings = hub_settings(args)
+        catalog = Catalog.load(args.catalog or settings.catalog)
+    except HubConfigError as e:
+        print(f"hub-ext: {e}", file=sys.stderr)
+        return 1
     except CatalogError as e:
         print(f"The catalog has problems:\n{e}", file=sys.stderr)
         return 1
@@ -34,7 +37,7 @@ def import_roster(args) -> int:
             file=sys.stderr,
         )
         return 1
-    store = RosterStore(args.roster_dir or default_roster_dir())
+    store = RosterStore(args.roster_dir or settings.roster_dir)
     previous = {} if args.dry_run else store.save(roster)
     verb = "would import" if args.dry_run else "imported"
     print(f"{roster.source} ({roster.format}): {verb} {len(roster.entries)} enrolment(s)")
@@ -67,15 +70,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--course", help="the course id (required for a Moodle export), e.g. ds101")
     p.add_argument(
         "--catalog",
-        default=os.environ.get("HUB_EXT_CATALOG", "courses.yaml"),
-        help="the course catalog (default: $HUB_EXT_CATALOG, else courses.yaml)",
+        help="the course catalog (default: the hub config's, else $HUB_EXT_CATALOG, "
+        "else courses.yaml)",
     )
     p.add_argument(
         "--roster-dir",
-        help="where imported rosters are kept: the hub reads them from "
-        "c.CourseOAuthenticator.roster_dir, whose default is this option's "
-        f"(${ROSTER_DIR_ENV}, else ./{DEFAULT_ROSTER_DIR})",
+        help="where imported rosters are kept (default: the hub config's "
+        f"c.CourseOAuthenticator.roster_dir, else ${ROSTER_DIR_ENV}, else ./{DEFAULT_ROSTER_DIR}: "
+        "the hub's own default)",
     )
+    add_hub_config_option(p)
     p.add_argument("--format", choices=FORMATS, default="auto", help="the file's format")
     p.add_argument("--dry-run", action="store_true", help="validate and summarise, store nothing")
     p.set_defaults(func=import_roster)
