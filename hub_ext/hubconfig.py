@@ -25,8 +25,8 @@ from jupyterhub.utils import random_port, url_escape_path, url_path_join
 from .courses import Catalog, CatalogError, CourseCatalog, enrollments_from_groups
 from .rbac import course_roles, course_scopes
 from .roster import RosterError, load_catalog_rosters
+from .services.culling import idle_culler_service
 from .services.events.store import readonly_url
-from .services.lifeline import with_lifeline
 
 __all__ = [
     "BACKENDS",
@@ -138,33 +138,6 @@ def add_service(c, service: dict, scopes: list[str]) -> None:
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
     role = {"name": f"service-{service['name']}", "scopes": scopes, "services": [service["name"]]}
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), role]
-
-
-def idle_culler_service(catalog: Catalog) -> tuple[dict, list[str]] | None:
-    """jupyterhub-idle-culler, as the hub-wide backstop for the courses' idle timeouts.
-
-    Each course server also shuts itself down after its course's ``idle_timeout``
-    (see :meth:`CourseSpawnerMixin.get_args`); the culler, at the longest course timeout,
-    catches servers that cannot (a hung server, one started before a catalog change).
-    Scopes: the least the culler documents for culling servers (not users).
-    """
-    timeouts = [course.idle_timeout for course in catalog.values() if course.idle_timeout]
-    if not timeouts:
-        return None
-    every = min(300, max(30, min(timeouts) // 4))
-    service = {
-        "name": "idle-culler",
-        "command": with_lifeline(
-            [
-                sys.executable,
-                "-m",
-                "jupyterhub_idle_culler",
-                f"--timeout={max(timeouts)}",
-                f"--cull-every={every}",
-            ]
-        ),
-    }
-    return service, ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
 def courses_for_user(catalog: Catalog, user, now=None) -> list[dict]:

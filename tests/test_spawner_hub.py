@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
+from jupyterhub_idle_culler import cull_idle
+from traitlets.config.loader import PyFileConfigLoader
 
+from hub_ext.services.culling import CONFIG_FILE, TIMEOUTS_ENV
 from tests.hubtest import HubProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -77,7 +83,7 @@ async def test_learner_sees_and_starts_both_open_courses(hub):
         assert env["JUPYTERHUB_ROOT_DIR"].endswith(f"workspaces/{course}/alice")
 
 
-async def test_idle_timeouts_per_course_and_hub_wide_culler(hub):
+async def test_idle_timeouts_per_course_and_hub_wide_culler(hub, monkeypatch):
     token = await hub.user_token("bob")
     await hub.start_server("bob", "ds101", token=token)
     pid = (await server_state(hub, "bob", "ds101"))["state"]["pid"]
@@ -113,6 +119,27 @@ async def test_idle_timeouts_per_course_and_hub_wide_culler(hub):
         "read:users:name",
     }, granted
     await hub.api("DELETE", "/users/bob/servers/ds101")
+
+    # ... and culls each course's servers after that course's own timeout
+    assert json.loads(environ[TIMEOUTS_ENV]) == {"ds101": 5400, "stat200": 1800}
+    assert f"--config={CONFIG_FILE}" in (culler[0] / "cmdline").read_bytes().decode().split("\0")
+    alice = await hub.user_token("alice")
+    for course in ("ds101", "stat200"):  # (an earlier test may have left them running)
+        r = await hub.start_server("alice", course, token=alice)
+        assert r.status_code in (201, 202) or "already running" in r.text, r.text
+    await asyncio.sleep(2)  # both idle for 2 s: past ds101's timeout here, not stat200's
+    monkeypatch.setenv(TIMEOUTS_ENV, json.dumps({"ds101": 1, "stat200": 3600}))
+    config = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
+    await cull_idle(  # one round of the culler's own loop, with its token and config file
+        url=f"http://127.0.0.1:{hub.hub_port}/hub/api",
+        api_token=environ["JUPYTERHUB_API_TOKEN"],
+        inactive_limit=3600,
+        logger=logging.getLogger("test-culler"),
+        cull_arbiter=config.IdleCuller.cull_arbiter_hook,
+    )
+    assert not (await server_state(hub, "alice", "ds101"))["ready"]
+    assert (await server_state(hub, "alice", "stat200"))["ready"]
+    await hub.api("DELETE", "/users/alice/servers/stat200")
 
 
 def _is_service_of(proc: Path, module: str, hub) -> bool:

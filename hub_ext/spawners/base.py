@@ -328,8 +328,9 @@ class CourseSpawnerMixin(LoggingConfigurable):
             f"--ServerApp.kernel_spec_manager_class={COURSE_KERNEL_SPEC_MANAGER}",
         ]
         if course.idle_timeout:
-            # The server culls its own idle kernels and shuts down when idle:
-            # a per-course timeout that the hub-wide idle culler cannot express.
+            # The server culls its own idle kernels and shuts down when idle; the hub's
+            # idle culler applies the same course timeout to servers that cannot
+            # (hub_ext.services.culling).
             args += [
                 f"--MappingKernelManager.cull_idle_timeout={course.idle_timeout}",
                 f"--ServerApp.shutdown_no_activity_timeout={course.idle_timeout}",
