@@ -151,3 +151,18 @@ def test_cli_check_notebook(capsys):
 
     assert cli_main(["check-notebook", str(NOTEBOOKS / "missing.ipynb")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+SHIPPED = sorted((Path(__file__).parent.parent / "kernelgateway_notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", [*SHIPPED, NOTEBOOKS / "trivial.ipynb"], ids=lambda p: p.name)
+def test_routes_are_what_the_gateway_itself_serves(path):
+    """The check's routes are exactly the endpoints kernel gateway's own parser finds."""
+    from kernel_gateway.notebook_http.cell.parser import APICellParser
+
+    checked = check_notebook(path)
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    endpoints = APICellParser(comment_prefix="#").endpoints(cells)
+    served = {(verb, endpoint) for endpoint, verbs in endpoints for verb in verbs}
+    assert served and {(r.verb, r.path) for r in checked.routes} == served

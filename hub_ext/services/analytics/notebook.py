@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,6 @@ SUPPORTED_VERBS = ("GET", "PUT", "POST", "DELETE")
 #: become a setup cell).
 _OTHER_VERBS = ("PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE")
 
-# The gateway's own patterns (kernel_gateway.notebook_http.cell.parser), for '#'.
-_KG_API = re.compile(r"#\s+(GET|PUT|POST|DELETE)\s+(\/.*)+")
-_KG_RESPONSE = re.compile(r"#\s+ResponseInfo\s+(GET|PUT|POST|DELETE)\s+(\/.*)+")
 # What looks like an annotation to a person (any verb, any case, ResponseInfo or not).
 _LOOSE = re.compile(r"#\s*(?P<info>ResponseInfo\s+)?(?P<verb>[A-Za-z]+)\s+(?P<path>/.*)$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.~-]+$")
@@ -138,6 +136,15 @@ class CheckedNotebook:
 
     def paths(self) -> set[str]:
         return {r.path for r in self.routes}
+
+
+@cache
+def _gateway_parser():
+    """The gateway's own parser of annotations (``#`` comments): what it will serve is
+    what it reads. Imported on first use (it imports the whole gateway, about 2 s)."""
+    from kernel_gateway.notebook_http.cell.parser import APICellParser
+
+    return APICellParser(comment_prefix="#")
 
 
 def _first_line(source: str) -> str:
@@ -247,6 +254,7 @@ def check_notebook(data: bytes | str | Path | dict, source: str | None = None) -
     """
     node, raw, source = load_notebook(data, source)
     problems: list[NotebookProblem] = []
+    parser = _gateway_parser()
 
     meta = node.get("metadata", {})
     kernel_name = meta.get("kernelspec", {}).get("name") or ""
@@ -277,8 +285,8 @@ def check_notebook(data: bytes | str | Path | dict, source: str | None = None) -
         loose = (
             _LOOSE.match(text.split("\n", 1)[0].strip()) if text.lstrip().startswith("#") else None
         )
-        kg_api, kg_resp = _KG_API.match(text), _KG_RESPONSE.match(text)
-        if loose is None and kg_api is None and kg_resp is None:
+        kg_api, kg_resp = parser.is_api_cell(text), parser.is_api_response_cell(text)
+        if loose is None and not kg_api and not kg_resp:
             setup.append(index)
         elif loose is None:
             # the gateway would take it as a route, but not on its first line as written
@@ -297,7 +305,7 @@ def check_notebook(data: bytes | str | Path | dict, source: str | None = None) -
                 )
                 refuse(f"unsupported verb {verb!r}{hint}", "unsupported-verb")
                 continue
-            if (kg_resp if is_response else kg_api) is None:
+            if not (kg_resp if is_response else kg_api):
                 # e.g. '#GET /x': a person reads a route, the gateway a setup cell
                 refuse("annotation needs a space after '#' ('# GET /path')", "malformed-annotation")
                 continue
