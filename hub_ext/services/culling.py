@@ -53,7 +53,9 @@ def arbiter_from_environment(environ: Mapping[str, str] = os.environ) -> Callabl
 def idle_culler_service(catalog) -> tuple[dict, list[str]] | None:
     """The culler's ``c.JupyterHub.services`` entry and scopes, or None if no course has
     an ``idle_timeout``."""
-    timeouts = {course.id: course.idle_timeout for course in catalog.values() if course.idle_timeout}
+    timeouts = {
+        course.id: course.idle_timeout for course in catalog.values() if course.idle_timeout
+    }
     if not timeouts:
         return None
     every = min(300, max(30, min(timeouts.values()) // 4))
