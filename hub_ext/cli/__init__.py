@@ -2,15 +2,16 @@
 
 One module of this package per command group (:data:`COMMANDS`), imported only when one of
 its commands runs: ``hub-ext --help`` imports none of them. A module provides
-``add_commands(subparsers)``, which adds each of its commands with :func:`add_command`
-and registers it with ``set_defaults(func=...)``. A command's ``func(args)`` returns the
-exit status.
+``add_commands(subparsers)``, which adds each of its commands with
+:func:`add_command` and the function that runs it. A command's ``func(args)`` returns the
+exit status; its docstring is the command's description.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 
@@ -31,9 +32,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_command(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
-    """Add the sub-command ``name`` of :data:`COMMANDS`, with its help from there."""
-    return subparsers.add_parser(name, help=COMMANDS[name][1], **kwargs)
+def add_command(subparsers, name: str, func=None, **kwargs) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` of :data:`COMMANDS`, with its help from there; ``func``
+    runs it, and its docstring is the command's description (``--help``)."""
+    if func is not None:
+        kwargs.setdefault("description", inspect.getdoc(func))
+    parser = subparsers.add_parser(name, help=COMMANDS[name][1], **kwargs)
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

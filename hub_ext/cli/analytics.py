@@ -37,6 +37,8 @@ def _checked(path: Path, *, count: bool = False):
 
 
 def check_notebook_command(args) -> int:
+    """List the routes of an annotated notebook ('# GET /learners/:id' cells), or every
+    reason the analytics service would refuse it. Exit status 1 if refused."""
     nb = _checked(Path(args.notebook), count=True)
     if nb is None:
         return 1
@@ -83,6 +85,9 @@ def _token() -> str | None:
 
 
 def publish_command(args) -> int:
+    """Check a notebook, then publish it through the hub's analytics service as
+    /services/analytics/<course>/<name>/. Uses JUPYTERHUB_API_TOKEN (a token of a teacher
+    of the course). Publishing a name again replaces it."""
     path = Path(args.notebook)
     nb = _checked(path)
     if nb is None:
@@ -109,6 +114,7 @@ def publish_command(args) -> int:
 
 
 def withdraw_command(args) -> int:
+    """Stop serving a published analytics API. Uses JUPYTERHUB_API_TOKEN."""
     token = _token()
     url = _api_url(args, args.name)
     if not token or not url:
@@ -126,35 +132,17 @@ def withdraw_command(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = add_command(
-        subparsers,
-        "check-notebook",
-        description="List the routes of an annotated notebook ('# GET /learners/:id' cells), "
-        "or every reason the analytics service would refuse it. Exit status 1 if refused.",
-    )
+    p = add_command(subparsers, "check-notebook", check_notebook_command)
     p.add_argument("notebook", help="the .ipynb file")
-    p.set_defaults(func=check_notebook_command)
 
     hub_help = "the hub's public URL (default: $JUPYTERHUB_URL or http://127.0.0.1:8000)"
-    p = add_command(
-        subparsers,
-        "publish",
-        description="Check a notebook, then publish it through the hub's analytics service "
-        "as /services/analytics/<course>/<name>/. Uses JUPYTERHUB_API_TOKEN (a token of a "
-        "teacher of the course). Publishing a name again replaces it.",
-    )
+    p = add_command(subparsers, "publish", publish_command)
     p.add_argument("notebook", help="the .ipynb file")
     p.add_argument("--course", required=True, help="the course id, e.g. ds101")
     p.add_argument("--name", help="the API name (default: the file name, e.g. know-thy-student)")
     p.add_argument("--hub-url", help=hub_help)
-    p.set_defaults(func=publish_command)
 
-    p = add_command(
-        subparsers,
-        "withdraw",
-        description="Stop serving a published analytics API. Uses JUPYTERHUB_API_TOKEN.",
-    )
+    p = add_command(subparsers, "withdraw", withdraw_command)
     p.add_argument("name", help="the API name")
     p.add_argument("--course", required=True, help="the course id, e.g. ds101")
     p.add_argument("--hub-url", help=hub_help)
-    p.set_defaults(func=withdraw_command)

@@ -24,6 +24,8 @@ def _problems(e: CatalogError) -> int:
 
 
 def check_catalog(args) -> int:
+    """Validate a course catalog: print every problem (file, course, field), or a summary
+    of the courses. Exit status 1 if there is a problem."""
     try:
         settings = hub_settings(args, implicit=not args.file)
     except HubConfigError as e:
@@ -61,12 +63,7 @@ def check_catalog(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = add_command(
-        subparsers,
-        "check-catalog",
-        description="Validate a course catalog: print every problem (file, course, field), "
-        "or a summary of the courses. Exit status 1 if there is a problem.",
-    )
+    p = add_command(subparsers, "check-catalog", check_catalog)
     p.add_argument(
         "file",
         nargs="?",
@@ -79,4 +76,3 @@ def add_commands(subparsers) -> None:
         help="do not check kernels against those installed here (e.g. for a Docker catalog)",
     )
     p.add_argument("--accounts", action="store_true", help="also list the people the catalog names")
-    p.set_defaults(func=check_catalog)

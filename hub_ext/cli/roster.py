@@ -18,6 +18,10 @@ from .hubsettings import HubConfigError, add_hub_config_option, hub_settings
 
 
 def import_roster(args) -> int:
+    """Validate a roster exported from an LMS or SIS and store it where the hub's
+    authenticator reads it. A file with any bad row is rejected whole (every problem is
+    listed with its line number) and nothing is stored. An import replaces the course's
+    previous import."""
     try:
         settings = hub_settings(args)
         catalog = Catalog.load(args.catalog or settings.catalog)
@@ -58,14 +62,7 @@ def import_roster(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    p = add_command(
-        subparsers,
-        "import-roster",
-        description="Validate a roster exported from an LMS or SIS and store it where the hub's "
-        "authenticator reads it. A file with any bad row is rejected whole (every problem is "
-        "listed with its line number) and nothing is stored. An import replaces the course's "
-        "previous import.",
-    )
+    p = add_command(subparsers, "import-roster", import_roster)
     p.add_argument("file", help="the roster CSV file")
     p.add_argument("--course", help="the course id (required for a Moodle export), e.g. ds101")
     p.add_argument(
@@ -82,4 +79,3 @@ def add_commands(subparsers) -> None:
     add_hub_config_option(p)
     p.add_argument("--format", choices=FORMATS, default="auto", help="the file's format")
     p.add_argument("--dry-run", action="store_true", help="validate and summarise, store nothing")
-    p.set_defaults(func=import_roster)

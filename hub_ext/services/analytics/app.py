@@ -357,6 +357,9 @@ class AnalyticsService(HubServiceApp):
             return None
 
     async def serve(self) -> None:
+        # The sandbox is made and checked first, off the event loop (a Docker engine is
+        # asked over HTTP; leftovers of a previous run are removed), before any request.
+        await asyncio.to_thread(lambda: self.supervisor.backend)
         server = HTTPServer(self.web_app, xheaders=True)
         server.listen(self.port, self.ip)
         self.log.info("Analytics service at http://%s:%d%s", self.ip, self.port, self.base_url)
