@@ -44,7 +44,7 @@ def add_commands(subparsers) -> None:
     p = add_command(
         subparsers,
         "check-catalog",
-        description="Validate a course catalog: print every problem (file, course, field), "
+        description="Validate a course catalog: print every problem (file, line, course, field), "
         "or a summary of the courses. Exit status 1 if there is a problem.",
     )
     p.add_argument("file", help="the catalog, e.g. hub_config/courses.yaml")
