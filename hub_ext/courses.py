@@ -20,7 +20,11 @@ none of them re-defines a course. Group names (``course:<id>:learner`` and
 ``course:<id>:teacher``) are made here and only here.
 
 Loading validates everything at once and raises :class:`CatalogError` with one line
-per problem, each naming the file, the course and the field.
+per problem, each naming the file, the line, the course and the field::
+
+    courses.yaml: line 9: course 'ds101' (#2): id: duplicate id (course #1, line 2, has it too)
+
+A course is named by its id; where two entries share an id, by its position too.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -157,7 +162,7 @@ _COURSE_PROPERTIES: dict[str, Any] = {
     "network": {"enum": list(NETWORKS)},
     "env": {
         "type": "object",
-        "propertyNames": {"pattern": ENV_NAME_PATTERN},
+        "propertyNames": {"type": "string", "pattern": ENV_NAME_PATTERN},
         "additionalProperties": {"type": ["string", "number", "boolean"]},
     },
     "learners": _USERS,
@@ -246,17 +251,26 @@ _SYNONYMS = {
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a catalog: where it is and what it is."""
+    """One thing wrong with a catalog: where it is and what it is.
+
+    ``line`` is the line of the file (1-based) where the problem is, when the catalog was
+    read from a file; ``entry`` the course's position in the list (1-based), given when
+    its id does not tell it apart (two courses share it).
+    """
 
     source: str
     course: str | None
     field: str | None
     message: str
+    line: int | None = None
+    entry: int | None = None
 
     def __str__(self) -> str:
         where = [self.source]
+        if self.line is not None:
+            where.append(f"line {self.line}")
         if self.course is not None:
-            where.append(f"course {self.course!r}")
+            where.append(f"course {self.course!r}" + (f" (#{self.entry})" if self.entry else ""))
         if self.field:
             where.append(self.field)
         return ": ".join([*where, self.message])
@@ -309,28 +323,86 @@ def _parse_moment(value: str, tz: ZoneInfo, *, end_of_day: bool) -> datetime:
     ``closes``: a course that "closes 2026-12-20" is open all of the 20th.
     """
     try:
-        d = date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        pass
-    else:
-        if end_of_day:
-            return datetime.combine(d + timedelta(days=1), time.min, tz)
-        return datetime.combine(d, time.min, tz)
+        day = None
     try:
-        moment = datetime.fromisoformat(value)
+        if day is not None:
+            moment = datetime.combine(day + timedelta(days=1 if end_of_day else 0), time.min, tz)
+        else:
+            moment = datetime.fromisoformat(value)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=tz)
+        moment.astimezone(UTC)  # the spawner and the access checks compare it with UTC
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range (years 1 to 9999)") from None
     except ValueError:
         raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    return moment
 
 
-class _StringDateLoader(yaml.SafeLoader):
-    """SafeLoader that keeps ``2026-09-01`` a string, so dates are checked in one place."""
+class _Map(dict):
+    """A mapping read from the catalog file: ``line``, where it starts; ``lines``, key -> line."""
+
+    __slots__ = ("line", "lines")
 
 
-_StringDateLoader.yaml_implicit_resolvers = {
+class _Seq(list):
+    """A list read from the catalog file: ``line``, where it starts; ``lines``, each item's."""
+
+    __slots__ = ("line", "lines")
+
+
+class _CatalogLoader(yaml.SafeLoader):
+    """SafeLoader that keeps ``2026-09-01`` a string, so dates are checked in one place, and
+    records lines (1-based) in its mappings and lists (:class:`_Map`, :class:`_Seq`)."""
+
+    def construct_located_map(self, node):
+        data = _Map()
+        data.line, data.lines = node.start_mark.line + 1, {}
+        yield data
+        data.update(self.construct_mapping(node))  # flattens merge keys (<<) into node.value
+        for key_node, _ in node.value:  # the keys are built already: construct_object reuses them
+            data.lines[self.construct_object(key_node)] = key_node.start_mark.line + 1
+
+    def construct_located_seq(self, node):
+        data = _Seq()
+        data.line = node.start_mark.line + 1
+        data.lines = [item.start_mark.line + 1 for item in node.value]
+        yield data
+        data.extend(self.construct_sequence(node))
+
+
+_CatalogLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_CatalogLoader.add_constructor("tag:yaml.org,2002:map", _CatalogLoader.construct_located_map)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:seq", _CatalogLoader.construct_located_seq)
+
+
+def _line(node: Any, key: Any = None) -> int | None:
+    """The line where ``node`` starts, or where its item ``key`` is (else where ``node``
+    starts); None for data that was not read from a file by :class:`_CatalogLoader`."""
+    if not isinstance(node, _Map | _Seq):
+        return None
+    if key is None:
+        return node.line
+    try:
+        return node.lines[key]
+    except (KeyError, IndexError, TypeError):
+        return node.line
+
+
+def _line_at(data: Any, path: Iterable[Any]) -> int | None:
+    """The line of the deepest part of ``path`` (keys and indexes from ``data``) in the file."""
+    line = _line(data)
+    for key in path:
+        line = _line(data, key) or line
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            break
+    return line
 
 
 def _display(path: os.PathLike | str) -> str:
@@ -466,27 +538,33 @@ class Catalog(Mapping[str, Course]):
     def load(
         cls, path: os.PathLike | str, *, known_kernels: Iterable[str] | None = None
     ) -> Catalog:
-        """Read and validate a catalog file; raise :class:`CatalogError` listing every problem.
+        """Read and validate a catalog file; raise :class:`CatalogError` listing every problem,
+        each with its line in the file.
 
         ``known_kernels``, when given, is the set of kernel names the chosen backend can
         run; a course that asks for another is a problem.
         """
         path = Path(path)
         source = _display(path)
+
+        def fail(message: str, line: int | None = None) -> NoReturn:
+            raise CatalogError([Problem(source, None, None, message, line=line)]) from None
+
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as e:
-            raise CatalogError(
-                [Problem(source, None, None, f"cannot read: {e.strerror}")]
-            ) from None
+            fail(f"cannot read: {e.strerror}")
         try:
-            data = yaml.load(text, Loader=_StringDateLoader)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            fail(f"not UTF-8 text (byte {e.start + 1})", raw[: e.start].count(b"\n") + 1)
+        try:
+            data = yaml.load(text, Loader=_CatalogLoader)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}" if mark else None
-            raise CatalogError(
-                [Problem(source, None, where, f"not valid YAML: {getattr(e, 'problem', e)}")]
-            ) from None
+            fail(f"not valid YAML: {getattr(e, 'problem', e)}", mark.line + 1 if mark else None)
+        except RecursionError:
+            fail(_TOO_DEEP)
         return cls.from_data(data, source=source, base_dir=path.parent, known_kernels=known_kernels)
 
     @classmethod
@@ -500,14 +578,38 @@ class Catalog(Mapping[str, Course]):
     ) -> Catalog:
         """Validate already-parsed catalog data (the structure of the YAML file)."""
         builder = _Builder(source, Path(base_dir), known_kernels)
-        courses = builder.build(data)
+        try:
+            courses = builder.build(data)
+        except RecursionError:
+            courses = []
+            builder.problem(None, None, _TOO_DEEP)
         if builder.problems:
             raise CatalogError(builder.problems)
         return cls(courses, source=source)
 
 
+_TOO_DEEP = "nested too deeply (or a YAML alias refers to itself)"
+
+
+def _under(paths: set[tuple], prefix: tuple) -> set:
+    """The keys just below ``prefix`` among ``paths``: ``{("a", "b", 1)}, ("a",)`` -> ``{"b"}``."""
+    n = len(prefix)
+    return {p[n] for p in paths if len(p) > n and p[:n] == prefix}
+
+
+#: ``say(field, message, item=None)``: report a problem in one field of a course (or of
+#: ``defaults``), at that field's line or, with ``item``, at the line of its item-th element
+_Say = Callable[..., None]
+
+
 class _Builder:
-    """Turns catalog data into courses, collecting every problem instead of stopping at one."""
+    """Turns catalog data into courses, collecting every problem instead of stopping at one.
+
+    Every section and every course is checked, each field on its own: a field that is wrong
+    is reported and left out, so only the checks that need its value are skipped (a course
+    whose ``opens`` is not a date gets no "closes before opens"; a bad default is reported
+    once, under ``defaults``, and not given to the courses).
+    """
 
     def __init__(self, source: str, base_dir: Path, known_kernels: Iterable[str] | None):
         self.source = source
@@ -515,80 +617,132 @@ class _Builder:
         self.known_kernels = set(known_kernels) if known_kernels is not None else None
         self.problems: list[Problem] = []
 
-    def problem(self, course: str | None, field_: str | None, message: str) -> None:
-        self.problems.append(Problem(self.source, course, field_, message))
+    def problem(
+        self,
+        course: str | None,
+        field_: str | None,
+        message: str,
+        *,
+        line: int | None = None,
+        entry: int | None = None,
+    ) -> None:
+        self.problems.append(Problem(self.source, course, field_, message, line, entry))
+
+    def reporter(
+        self, values: Any, course: str | None = None, entry: int | None = None, prefix: str = ""
+    ) -> _Say:
+        """A :data:`_Say` for the fields of ``values`` (a course entry, or ``defaults``)."""
+
+        def say(field_: str, message: str, item: int | None = None) -> None:
+            line = _line(values.get(field_), item) if item is not None else None
+            line = line or _line(values, field_)
+            self.problem(course, prefix + field_, message, line=line, entry=entry)
+
+        return say
 
     def build(self, data: Any) -> list[Course]:
         if data is None:
             self.problem(None, None, "the file is empty (expected a 'courses:' list)")
             return []
-        broken = self._schema_problems(data)
-        if broken is None:  # the file's structure itself is wrong: nothing more to check
+        entries = data.get("courses") if isinstance(data, dict) else None
+        entries = entries if isinstance(entries, list) else []
+        # a course is named by its id; by its position too where its id does not tell it apart
+        ids = [e.get("id") if isinstance(e, dict) else None for e in entries]
+        shared = Counter(i for i in ids if isinstance(i, str))
+        labels = [
+            (cid, n + 1 if shared[cid] > 1 else None)
+            if isinstance(cid, str)
+            else (f"#{n + 1}", None)
+            for n, cid in enumerate(ids)
+        ]
+        bad = self._schema_problems(data, labels)
+        if not isinstance(data, dict):
             return []
 
-        tz_name = data.get("timezone", "UTC")
-        try:
-            tz = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problem(None, "timezone", f"unknown time zone {tz_name!r} (e.g. Europe/London)")
-            return []
-
+        tz = self._timezone(data, bad)
         defaults = data.get("defaults", {})
+        if isinstance(defaults, dict):
+            given = {k: v for k, v in defaults.items() if k in DEFAULTABLE}
+            say = self.reporter(defaults, prefix="defaults.")
+            defaults = self._fields(given, _under(bad, ("defaults",)), tz, say)
+        else:  # reported by the schema
+            defaults = {}
+
         seen: dict[str, int] = {}
         courses = []
-        for index, entry in enumerate(data["courses"]):
-            course_id = entry.get("id")
-            if course_id in seen:
-                self.problem(
-                    course_id, "id", f"duplicate id (course #{seen[course_id] + 1} has it too)"
-                )
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):  # reported by the schema
                 continue
-            if isinstance(course_id, str):
-                seen[course_id] = index
-            if index in broken:  # its schema problems are reported; check the other courses
-                continue
-            course = self._course({**defaults, **entry}, tz)
-            if course is not None:
-                courses.append(course)
-        if not data["courses"]:
-            self.problem(None, "courses", "no courses defined")
-        return courses if not self.problems else []
+            course, number = labels[index]
+            say = self.reporter(entry, course, number)
+            cid = entry.get("id")
+            if isinstance(cid, str) and cid in seen:
+                first = seen[cid]
+                line = _line(entries, first)
+                at = f", line {line}," if line else ""
+                say("id", f"duplicate id (course #{first + 1}{at} has it too)")
+            elif isinstance(cid, str):
+                seen[cid] = index
+            skip = _under(bad, ("courses", index))
+            courses.append(self._fields(entry, skip, tz, say, inherited=defaults))
+        if "courses" in data and not entries and ("courses",) not in bad:
+            self.problem(None, "courses", "no courses defined", line=_line(data, "courses"))
+        if self.problems:
+            self.problems.sort(key=lambda p: p.line or 0)  # in the file's order
+            return []
+        return [Course(**values) for values in courses]
 
-    def _schema_problems(self, data: Any) -> set[int] | None:
-        """Report schema problems; return the indexes of courses that have some, or None
-        if the catalog's own structure (outside any one course) is wrong."""
-        validator = Draft202012Validator(CATALOG_SCHEMA)
-        broken: set[int] | None = set()
-        for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-            path = list(error.absolute_path)
-            course, fieldpath = None, path
+    def _schema_problems(self, data: Any, labels: list[tuple[str, int | None]]) -> set[tuple]:
+        """Report every schema problem; return the paths of the values that are wrong.
+
+        A missing or an unknown key is no wrong value: the rest of its mapping is checked.
+        """
+        bad: set[tuple] = set()
+        required: set[tuple] = set()
+        errors = Draft202012Validator(CATALOG_SCHEMA).iter_errors(data)
+        for error in sorted(errors, key=lambda e: [(type(p).__name__, p) for p in e.absolute_path]):
+            path = tuple(error.absolute_path)
+            course, entry, fieldpath = None, None, path
             if len(path) >= 2 and path[0] == "courses" and isinstance(path[1], int):
-                entry = data["courses"][path[1]]
-                cid = entry.get("id") if isinstance(entry, dict) else None
-                course = cid if isinstance(cid, str) else f"#{path[1] + 1}"
-                fieldpath = path[2:]
-                if broken is not None:
-                    broken.add(path[1])
-                if not isinstance(entry, dict):
-                    broken = None
-            else:
-                broken = None
+                (course, entry), fieldpath = labels[path[1]], path[2:]
             field_ = ".".join(str(p) for p in fieldpath) or None
-            self.problem(course, field_, self._explain(error))
-        return broken
+            line = _line_at(data, path)
+            if error.validator == "required":  # one error per missing key: report them once
+                if path not in required:
+                    required.add(path)
+                    for key in error.validator_value:
+                        if key not in error.instance:
+                            message = f"missing required field {key!r}"
+                            self.problem(course, field_, message, line=line, entry=entry)
+                continue
+            if error.validator == "additionalProperties":
+                unknown = _unknown_keys(error)
+                line = _line(error.instance, unknown[0]) if unknown else line
+            else:
+                bad.add(path)
+            self.problem(course, field_, self._explain(error), line=line, entry=entry)
+        return bad
+
+    def _timezone(self, data: dict, bad: set[tuple]) -> ZoneInfo:
+        """The catalog's time zone; UTC if it names none, or a wrong one (reported), so that
+        the dates are still checked."""
+        name = data.get("timezone", "UTC")
+        if ("timezone",) not in bad:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                message = f"unknown time zone {name!r} (e.g. Europe/London)"
+                self.problem(None, "timezone", message, line=_line(data, "timezone"))
+        return ZoneInfo("UTC")
 
     @staticmethod
     def _explain(error) -> str:
         """Turn a jsonschema error into a sentence a catalog author understands."""
         v = error.validator
-        if v == "required":
-            missing = [r for r in error.validator_value if r not in error.instance]
-            return f"missing required field {missing[0]!r}" if missing else error.message
         if v == "additionalProperties":
             allowed = list(error.schema.get("properties", {}))
-            extra = sorted(set(error.instance) - set(allowed))
             hints = []
-            for key in extra:
+            for key in _unknown_keys(error):
                 close = (
                     [_SYNONYMS[key]]
                     if key in _SYNONYMS
@@ -601,6 +755,7 @@ class _Builder:
                 COURSE_ID_PATTERN: "lowercase letters, digits and dashes, starting with a letter, 2-32 characters",
                 USERNAME_PATTERN: "a lowercase username (letters, digits, . _ @ + -)",
                 KERNEL_PATTERN: "a kernel name (letters, digits, . _ -)",
+                ENV_NAME_PATTERN: "an environment variable name (letters, digits, _; no digit first)",
             }.get(error.validator_value, f"the pattern {error.validator_value}")
             return f"{error.instance!r} is not valid: use {what}"
         if v == "anyOf" and "description" in error.schema:
@@ -613,105 +768,114 @@ class _Builder:
             return f"{error.instance!r} should be of type {error.validator_value}"
         if v == "enum":
             return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
-        if v == "propertyNames":
-            return f"{error.instance!r} is not a valid environment variable name"
         if v == "uniqueItems":
             return f"{error.instance!r} lists the same item twice"
         return error.message
 
-    def _path(self, course_id: str, field_: str, value: str, *, kind: str) -> Path | None:
-        path = (self.base_dir / value).resolve()
-        ok = path.is_dir() if kind == "directory" else path.is_file()
-        if not ok:
-            self.problem(course_id, field_, f"{kind} {_display(path)} does not exist")
-            return None
-        return path
-
-    def _course(self, entry: dict[str, Any], tz: ZoneInfo) -> Course | None:
-        cid = entry["id"]
-        before = len(self.problems)
-
-        moments = {}
+    def _fields(
+        self,
+        values: Mapping[str, Any],
+        skip: set,
+        tz: ZoneInfo,
+        say: _Say,
+        inherited: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Check and parse the fields of one course (or of ``defaults``), each on its own,
+        leaving out those in ``skip`` (wrong by the schema); then, over ``inherited`` (the
+        parsed defaults), the rules between fields. Return the valid fields, named as
+        :class:`Course`'s are."""
+        given = {k: v for k, v in values.items() if k in _COURSE_PROPERTIES and k not in skip}
+        plain = ("id", "title", "description", "image", "cpu_limit", "grace_days", "network")
+        out: dict[str, Any] = {k: given[k] for k in plain if k in given}
         for key, end in (("opens", False), ("closes", True)):
-            try:
-                moments[key] = _parse_moment(entry[key], tz, end_of_day=end)
-            except ValueError as e:
-                self.problem(cid, key, str(e))
-        if len(moments) == 2 and moments["closes"] <= moments["opens"]:
-            self.problem(
-                cid, "closes", f"closes ({entry['closes']}) is before opens ({entry['opens']})"
+            if key in given:
+                try:
+                    out[f"{key}_at"] = _parse_moment(given[key], tz, end_of_day=end)
+                except ValueError as e:
+                    say(key, str(e))
+        if "kernels" in given:
+            out["kernels"] = tuple(given["kernels"])
+            if self.known_kernels is not None:
+                known = ", ".join(sorted(self.known_kernels)) or "none"
+                for i, name in enumerate(given["kernels"]):
+                    if name not in self.known_kernels:
+                        say("kernels", f"unknown kernel {name!r} (this backend has: {known})", i)
+        for key in ("materials", "environment"):
+            if key in given:
+                out[key] = self._path(say, key, given[key], kind="directory")
+        if "rosters" in given:
+            found = (
+                self._path(say, "rosters", r, kind="file", item=i)
+                for i, r in enumerate(given["rosters"])
             )
+            out["rosters"] = tuple(p for p in found if p)
+        if "notebooks" in given:
+            out["notebooks"] = self._notebooks(given["notebooks"], say)
+        if "mem_limit" in given:
+            try:
+                out["mem_limit"] = parse_bytes(given["mem_limit"])
+            except ValueError as e:
+                say("mem_limit", str(e))
+        if "idle_timeout" in given:
+            out["idle_timeout"] = parse_duration(given["idle_timeout"])
+        if "env" in given:
+            out["env"] = {k: str(v) for k, v in given["env"].items()}
+        for key in ("learners", "teachers"):
+            if key in given:
+                out[key] = frozenset(given[key])
 
-        kernels = tuple(entry.get("kernels", ("python3",)))
-        if self.known_kernels is not None:
-            for name in kernels:
-                if name not in self.known_kernels:
-                    known = ", ".join(sorted(self.known_kernels)) or "none"
-                    self.problem(
-                        cid, "kernels", f"unknown kernel {name!r} (this backend has: {known})"
-                    )
+        out = {**(inherited or {}), **out}
+        if "opens_at" in out and "closes_at" in out and out["closes_at"] <= out["opens_at"]:
+            say("closes", f"closes ({values['closes']}) is before opens ({values['opens']})")
+        both = out.get("learners", frozenset()) & out.get("teachers", frozenset())
+        if both:
+            say("teachers", f"{', '.join(sorted(both))} also listed as learner")
+        if "closes_at" in out and "grace_days" in out:
+            try:
+                (out["closes_at"] + timedelta(days=out["grace_days"])).astimezone(UTC)
+            except OverflowError:
+                say("grace_days", f"{out['grace_days']} days after closes is past the year 9999")
+        return out
 
-        materials = None
-        if "materials" in entry:
-            materials = self._path(cid, "materials", entry["materials"], kind="directory")
-        environment = None
-        if "environment" in entry:
-            environment = self._path(cid, "environment", entry["environment"], kind="directory")
-        rosters = tuple(
-            p
-            for p in (self._path(cid, "rosters", r, kind="file") for r in entry.get("rosters", ()))
-            if p
-        )
-
+    def _notebooks(self, items: list, say: _Say) -> tuple[Notebook, ...]:
         notebooks, names = [], set()
-        for item in entry.get("notebooks", ()):
+        for i, item in enumerate(items):
             item = {"path": item} if isinstance(item, str) else item
             name = item.get("name") or api_name(item["path"])
             if not re.match(API_NAME_PATTERN, name):
-                self.problem(
-                    cid, "notebooks", f"{item['path']!r} gives the API name {name!r}: add a 'name'"
-                )
+                say("notebooks", f"{item['path']!r} gives the API name {name!r}: add a 'name'", i)
             if name in names:
-                self.problem(cid, "notebooks", f"two notebooks are published as {name!r}")
+                say("notebooks", f"two notebooks are published as {name!r}", i)
             names.add(name)
-            path = self._path(cid, "notebooks", item["path"], kind="file")
+            path = self._path(say, "notebooks", item["path"], kind="file", item=i)
             if path:
                 notebooks.append(Notebook(name=name, path=path))
+        return tuple(notebooks)
 
-        mem_limit = None
-        if "mem_limit" in entry:
-            try:
-                mem_limit = parse_bytes(entry["mem_limit"])
-            except ValueError as e:
-                self.problem(cid, "mem_limit", str(e))
-
-        both = set(entry.get("learners", ())) & set(entry.get("teachers", ()))
-        if both:
-            self.problem(cid, "teachers", f"{', '.join(sorted(both))} also listed as learner")
-
-        if len(self.problems) > before:
+    def _path(
+        self, say: _Say, field_: str, value: str, *, kind: str, item: int | None = None
+    ) -> Path | None:
+        try:
+            path = (self.base_dir / value).resolve()
+            ok = path.is_dir() if kind == "directory" else path.is_file()
+        except (OSError, ValueError) as e:  # a NUL byte, a name too long
+            say(
+                field_,
+                f"{value!r} is not a usable path ({getattr(e, 'strerror', None) or e})",
+                item,
+            )
             return None
-        return Course(
-            id=cid,
-            title=entry["title"],
-            description=entry.get("description", ""),
-            opens_at=moments["opens"],
-            closes_at=moments["closes"],
-            image=entry.get("image"),
-            environment=environment,
-            kernels=kernels,
-            cpu_limit=entry.get("cpu_limit"),
-            mem_limit=mem_limit,
-            grace_days=entry.get("grace_days", 0),
-            idle_timeout=parse_duration(entry["idle_timeout"]) if "idle_timeout" in entry else None,
-            materials=materials,
-            network=entry.get("network", NETWORKS[0]),
-            env={k: str(v) for k, v in entry.get("env", {}).items()},
-            learners=frozenset(entry.get("learners", ())),
-            teachers=frozenset(entry.get("teachers", ())),
-            rosters=rosters,
-            notebooks=tuple(notebooks),
-        )
+        if not ok:
+            say(field_, f"{kind} {_display(path)} does not exist", item)
+            return None
+        return path
+
+
+def _unknown_keys(error) -> list:
+    """The keys an ``additionalProperties`` error is about, in the file's order."""
+    allowed = error.schema.get("properties", {})
+    unknown = [key for key in error.instance if key not in allowed]
+    return sorted(unknown, key=lambda key: _line(error.instance, key) or 0)
 
 
 # --------------------------------------------------------------------------- configurable

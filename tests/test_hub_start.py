@@ -31,12 +31,13 @@ async def test_broken_catalog_stops_the_hub_with_every_problem(tmp_path):
     message = await start_fails(tmp_path / "hub", catalog)
     assert "The course catalog has 3 problem(s); the hub will not start:" in message
     assert (
-        "courses.yaml: course 'ds101': closes: closes (2026-01-01) is before opens (2026-09-01)"
+        "courses.yaml: line 5: course 'ds101': closes: closes (2026-01-01) is before opens (2026-09-01)"
         in message
     )
-    assert "course 'stat200': unknown key 'memory' (did you mean 'mem_limit'?)" in message
+    assert "line 10: course 'stat200': unknown key 'memory' (did you mean 'mem_limit'?)" in message
     assert (
-        "course 'ir101': kernels: unknown kernel 'ir' (this backend has: python3, stats)" in message
+        "line 16: course 'ir101': kernels: unknown kernel 'ir' (this backend has: python3, stats)"
+        in message
     )
     assert "Traceback" not in message
 
