@@ -25,8 +25,7 @@ def _problems(e: CatalogError) -> int:
 
 def check_catalog(args) -> int:
     """Validate a course catalog: print every problem (file, line, course, field), or a
-    summary
-    of the courses. Exit status 1 if there is a problem."""
+    summary of the courses. Exit status 1 if there is a problem."""
     try:
         settings = hub_settings(args, implicit=not args.file)
     except HubConfigError as e:
