@@ -47,6 +47,10 @@ from .courses import ROLES, USERNAME_PATTERN, Catalog, group_name
 __all__ = [
     "DEFAULT_ROSTER_DIR",
     "FORMATS",
+    "ROSTER_FORMATS",
+    "MoodleParticipants",
+    "PlainCSV",
+    "RosterFormat",
     "ROSTER_DIR_ENV",
     "Roster",
     "RosterEntry",
@@ -58,7 +62,6 @@ __all__ = [
     "parse_roster",
 ]
 
-FORMATS = ("auto", "csv", "moodle")
 
 #: the environment variable naming the directory of imported rosters (hub and ``hub-ext``)
 ROSTER_DIR_ENV = "HUB_EXT_ROSTER_DIR"
@@ -168,10 +171,113 @@ def _read_rows(path: Path, source: str) -> tuple[list[str], list[tuple[int, dict
     return [_norm_header(h) for h in header], rows
 
 
-def _detect(header: list[str]) -> str:
-    if "roles" in header and "email_address" in header:
-        return "moodle"
-    return "csv"
+class _RowProblem(Exception):
+    """A row that makes the file unusable (the message names what is wrong)."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    """What one row says: who, in which course (None: the import's), in which role."""
+
+    role: str
+    username: str | None
+    email: str | None
+    course: str | None = None
+
+
+class RosterFormat:
+    """One kind of roster export: how to recognise it, which columns it needs, what a row
+    says. A format reads a row into a :class:`_Row`, or returns why the row is skipped
+    (not an error, counted), or raises :class:`_RowProblem`; :func:`parse_roster` does
+    the checks every format shares (course, username, email, duplicates)."""
+
+    name: str
+
+    def recognises(self, header: list[str]) -> bool:
+        raise NotImplementedError
+
+    def header_problems(self, header: list[str], course: str | None) -> list[str]:
+        raise NotImplementedError
+
+    def read(self, row: dict[str, str], course: str | None) -> _Row | str:
+        raise NotImplementedError
+
+
+class PlainCSV(RosterFormat):
+    """``username`` and/or ``email``, ``role`` (learner or teacher), ``course`` (optional
+    when the import names the course)."""
+
+    name = "csv"
+
+    def recognises(self, header):
+        return True  # the fallback
+
+    def header_problems(self, header, course):
+        required = ["role"]
+        if "username" not in header and "email" not in header:
+            required.append("username or email")
+        if "course" not in header and course is None:
+            required.append("course (or give --course)")
+        return [c for c in required if c not in header]
+
+    def read(self, row, course):
+        if course is not None and row.get("course") and row["course"] != course:
+            raise _RowProblem(f"course {row['course']!r} but the import is for {course!r}")
+        role = row.get("role", "").lower()
+        if role not in ROLES:
+            raise _RowProblem(
+                f"unknown role {row.get('role', '')!r} (expected {' or '.join(ROLES)})"
+            )
+        return _Row(
+            role,
+            row.get("username", "").lower() or None,
+            row.get("email", "").lower() or None,
+            row.get("course", "") or None,
+        )
+
+
+class MoodleParticipants(RosterFormat):
+    """Moodle's participants export: ``Email address`` (``Username`` when the site shows
+    it), ``Roles``, ``Status``; the course is the import's."""
+
+    name = "moodle"
+
+    def recognises(self, header):
+        return "roles" in header and "email_address" in header
+
+    def header_problems(self, header, course):
+        required = ["roles"]
+        if "email_address" not in header and "username" not in header:
+            required.append("email_address")
+        return [c for c in required if c not in header]
+
+    def read(self, row, course):
+        username = row.get("username", "").lower() or None
+        email = row.get("email_address", "").lower() or None
+        status = row.get("status", "").strip().lower()
+        if status and status != "active":
+            return f"{username or email}: status {row['status']!r}"
+        names = [r.strip().lower() for r in row.get("roles", "").split(",") if r.strip()]
+        unknown = [n for n in names or ["no roles"] if n not in MOODLE_ROLES]
+        if unknown:
+            raise _RowProblem(
+                f"unknown Moodle role {unknown[0]!r} (known: Student, Teacher, "
+                "Non-editing teacher, Manager, Guest)"
+            )
+        mapped = [MOODLE_ROLES[n] for n in names if MOODLE_ROLES[n]]
+        if not mapped:
+            return f"{username or email}: role {row['roles'] or 'none'}"
+        return _Row(max(mapped, key=ROLES.index), username, email)
+
+
+#: the formats by name, in the order detection tries them (plain CSV last: the fallback)
+ROSTER_FORMATS: dict[str, RosterFormat] = {f.name: f for f in (MoodleParticipants(), PlainCSV())}
+#: the ``format=`` values (``auto``: detected from the header row)
+FORMATS = ("auto", *sorted(ROSTER_FORMATS))
+
+
+def _detect(header: list[str]) -> RosterFormat:
+    return next(f for f in ROSTER_FORMATS.values() if f.recognises(header))
 
 
 def parse_roster(
@@ -197,29 +303,16 @@ def parse_roster(
             [f"{source}: unknown course {course!r} (the catalog has: {', '.join(catalog)})"]
         )
     header, rows = _read_rows(path, source)
-    kind = _detect(header) if format == "auto" else format
+    kind = _detect(header) if format == "auto" else ROSTER_FORMATS[format]
 
     def problem(line: int, message: str) -> None:
         problems.append(f"{source}: line {line}: {message}")
 
-    found = ", ".join(header)
-    if kind == "moodle":
-        required = ["roles"]
-        if "email_address" not in header and "username" not in header:
-            required.append("email_address")
-        if course is None:
-            problems.append(
-                f"{source}: a Moodle participants export names no course: give --course"
-            )
-    else:
-        required = ["role"]
-        if "username" not in header and "email" not in header:
-            required.append("username or email")
-        if "course" not in header and course is None:
-            required.append("course (or give --course)")
-    missing = [c for c in required if c not in header]
+    if isinstance(kind, MoodleParticipants) and course is None:
+        problems.append(f"{source}: a Moodle participants export names no course: give --course")
+    missing = kind.header_problems(header, course)
     if missing:
-        problem(1, f"missing column(s) {', '.join(missing)} (found: {found})")
+        problem(1, f"missing column(s) {', '.join(missing)} (found: {', '.join(header)})")
     if problems:
         raise RosterError(problems)
 
@@ -230,44 +323,16 @@ def parse_roster(
         if "__extra__" in row:
             problem(line, f"more values than the header's {len(header)} columns")
             continue
-        if kind == "moodle":
-            username = row.get("username", "").lower() or None
-            email = row.get("email_address", "").lower() or None
-            row_course = course
-            status = row.get("status", "").strip().lower()
-            if status and status != "active":
-                skipped.append(f"line {line}: {username or email}: status {row['status']!r}")
-                continue
-            names = [r.strip().lower() for r in row.get("roles", "").split(",") if r.strip()]
-            if not names:
-                names = ["no roles"]
-            unknown = [n for n in names if n not in MOODLE_ROLES]
-            if unknown:
-                problem(
-                    line,
-                    f"unknown Moodle role {unknown[0]!r} (known: Student, Teacher, "
-                    "Non-editing teacher, Manager, Guest)",
-                )
-                continue
-            mapped = [MOODLE_ROLES[n] for n in names if MOODLE_ROLES[n]]
-            if not mapped:
-                skipped.append(f"line {line}: {username or email}: role {row['roles'] or 'none'}")
-                continue
-            role = max(mapped, key=ROLES.index)
-        else:
-            username = row.get("username", "").lower() or None
-            email = row.get("email", "").lower() or None
-            row_course = row.get("course", "") or course
-            role = row.get("role", "").lower()
-            if course is not None and row.get("course") and row["course"] != course:
-                problem(line, f"course {row['course']!r} but the import is for {course!r}")
-                continue
-            if role not in ROLES:
-                problem(
-                    line,
-                    f"unknown role {row.get('role', '')!r} (expected {' or '.join(ROLES)})",
-                )
-                continue
+        try:
+            read = kind.read(row, course)
+        except _RowProblem as e:
+            problem(line, str(e))
+            continue
+        if isinstance(read, str):
+            skipped.append(f"line {line}: {read}")
+            continue
+        row_course = read.course or course
+        username, email = read.username, read.email
         if not row_course:
             problem(line, "no course")
             continue
@@ -288,12 +353,12 @@ def parse_roster(
             problem(line, f"duplicate of line {seen[key]} ({key[1]} in {row_course})")
             continue
         seen[key] = line
-        entries.append(RosterEntry(row_course, role, username, email, line))
+        entries.append(RosterEntry(row_course, read.role, username, email, line))
 
     if problems:
         raise RosterError(problems)
     courses = {course} if course is not None else {e.course for e in entries}
-    return Roster(source, kind, frozenset(courses), tuple(entries), tuple(skipped))
+    return Roster(source, kind.name, frozenset(courses), tuple(entries), tuple(skipped))
 
 
 def load_catalog_rosters(catalog: Catalog) -> list[Roster]:
