@@ -103,6 +103,10 @@ class RunResult:
 class ProcessHandle:
     """A sandboxed run as a local process group (its output goes to ``log_path``)."""
 
+    #: True when the run was killed for exceeding its memory (a cgroup's OOM killer); the
+    #: Docker backend knows it, a process limited by rlimits sees a MemoryError instead
+    oom_killed = False
+
     def __init__(self, proc: asyncio.subprocess.Process, log_path: Path):
         self.proc = proc
         self.log_path = log_path
@@ -145,9 +149,15 @@ def log_tail(path: Path, size: int = 20000) -> str:
 
 
 async def start_process(
-    argv: list[str], env: dict[str, str], log_path: Path, limits: Limits, cwd: str | None = None
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    limits: Limits,
+    cwd: str | None = None,
+    cgroup: Path | None = None,
 ) -> ProcessHandle:
-    """Start ``argv`` in a session of its own with exactly ``env``, output to ``log_path``."""
+    """Start ``argv`` in a session of its own with exactly ``env``, output to ``log_path``
+    (and, given ``cgroup``, in that cgroup directory before it runs anything)."""
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = await asyncio.to_thread(open, log_path, "ab")
     try:
@@ -159,17 +169,21 @@ async def start_process(
             stderr=log,
             start_new_session=True,
             cwd=cwd,
-            preexec_fn=rlimits(limits),
+            preexec_fn=rlimits(limits, cgroup),
         )
     finally:
         log.close()
     return ProcessHandle(proc, log_path)
 
 
-def rlimits(limits: Limits):
-    """The ``preexec_fn`` that applies ``limits`` as rlimits in the child, before bwrap runs."""
+def rlimits(limits: Limits, cgroup: Path | None = None):
+    """The ``preexec_fn`` that applies ``limits`` as rlimits in the child, before bwrap runs
+    (first joining ``cgroup``, when given, so that everything the child starts is in it)."""
 
     def apply():
+        if cgroup is not None:
+            with open(cgroup / "cgroup.procs", "w") as procs:
+                procs.write(str(os.getpid()))
         os.nice(5)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))

@@ -9,12 +9,22 @@ space, processes, open files, file size; the process runs at a lower priority.
 
 What it does not do: limit CPU time of a long-running server (priority only) or memory
 as a cgroup would (the address-space limit is per process). The Docker tier does both.
+
+Processes when the service runs as root: the kernel does not apply ``RLIMIT_NPROC`` to
+host root, and the sandbox's uid maps to the service's, so a fork bomb would not be
+stopped by the rlimit. Then each sandbox gets a pids cgroup of its own
+(:attr:`BubblewrapSandbox.pids_cgroup`, created under the cgroup v1 ``pids`` hierarchy or
+cgroup v2), removed when the sandbox ends; :attr:`~BubblewrapSandbox.limits_processes` says
+whether the processes limit holds here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -25,7 +35,7 @@ from traitlets import Unicode, default
 
 from .base import SCRATCH, ProcessHandle, Sandbox, SandboxSpec, SandboxUnavailable, start_process
 
-__all__ = ["BubblewrapSandbox", "bwrap_argv", "python_roots"]
+__all__ = ["BubblewrapSandbox", "bwrap_argv", "default_pids_cgroup", "python_roots"]
 
 #: top-level system paths, bound read-only (symbolic links are recreated as links)
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
@@ -134,6 +144,78 @@ def _probe(bwrap: str, uid: int) -> str | None:
     return None
 
 
+def default_pids_cgroup(cgroup_fs: Path = Path("/sys/fs/cgroup")) -> str:
+    """Where each sandbox's pids cgroup goes, or "" when rlimits suffice or none can be made.
+
+    Only as root (otherwise ``RLIMIT_NPROC`` holds): ``<cgroup_fs>/pids/hub-ext`` on cgroup
+    v1, ``<cgroup_fs>/hub-ext`` on cgroup v2 when its root delegates the pids controller.
+    """
+    if os.geteuid() != 0:
+        return ""
+    v1 = cgroup_fs / "pids"
+    if (v1 / "cgroup.procs").exists() and os.access(v1, os.W_OK):
+        return str(v1 / "hub-ext")
+    try:
+        delegated = (cgroup_fs / "cgroup.subtree_control").read_text().split()
+    except OSError:
+        return ""
+    if "pids" in delegated and os.access(cgroup_fs, os.W_OK):
+        return str(cgroup_fs / "hub-ext")
+    return ""
+
+
+def make_pids_cgroup(parent: Path, pids: int) -> Path:
+    """A new cgroup under ``parent`` (created if need be) whose tasks are at most ``pids``."""
+    if not parent.exists():
+        parent.mkdir(exist_ok=True)
+        if not (parent / "cgroup.clone_children").exists():  # cgroup v2: delegate pids below
+            (parent / "cgroup.subtree_control").write_text("+pids")
+    path = parent / f"{os.getpid()}-{secrets.token_hex(6)}"
+    path.mkdir()
+    (path / "pids.max").write_text(str(pids))
+    return path
+
+
+def _cgroup_pids(path: Path) -> list[int]:
+    try:
+        return [int(p) for p in (path / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+class CgroupProcessHandle(ProcessHandle):
+    """A sandbox in a pids cgroup of its own: killing it kills every task in the cgroup,
+    and the cgroup is removed once the sandbox has ended."""
+
+    def __init__(self, proc, log_path: Path, cgroup: Path):
+        super().__init__(proc, log_path)
+        self.cgroup = cgroup
+
+    def _kill_cgroup(self) -> None:
+        for pid in _cgroup_pids(self.cgroup):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        super().kill()
+        self._kill_cgroup()
+
+    async def wait(self) -> int:
+        code = await self.proc.wait()
+        for _ in range(100):  # a pid namespace's tasks die shortly after its init
+            self._kill_cgroup()
+            try:
+                self.cgroup.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        return code
+
+
 class BubblewrapSandbox(Sandbox):
     """Sandboxes as bubblewrap processes on this machine (see the module docstring)."""
 
@@ -148,6 +230,24 @@ class BubblewrapSandbox(Sandbox):
     @default("bwrap")
     def _default_bwrap(self):
         return shutil.which("bwrap") or "bwrap"
+
+    pids_cgroup = Unicode(
+        config=True,
+        help="""The cgroup directory under which each sandbox gets a pids cgroup (its
+        processes limit) when the service runs as root, where ``RLIMIT_NPROC`` does not
+        hold; "" for none. Default: ``/sys/fs/cgroup/pids/hub-ext`` (cgroup v1) or
+        ``/sys/fs/cgroup/hub-ext`` (cgroup v2 delegating pids) when writable, as root.
+        Example: ``c.BubblewrapSandbox.pids_cgroup = "/sys/fs/cgroup/pids/grading"``""",
+    )
+
+    @default("pids_cgroup")
+    def _default_pids_cgroup(self):
+        return default_pids_cgroup()
+
+    @property
+    def limits_processes(self) -> bool:
+        """Whether a spec's ``pids`` limit holds here (rlimits as non-root, else a cgroup)."""
+        return os.geteuid() != 0 or bool(self.pids_cgroup)
 
     @default("python")
     def _default_python(self):
@@ -181,6 +281,18 @@ class BubblewrapSandbox(Sandbox):
 
     async def launch(self, spec: SandboxSpec, log_path: Path) -> ProcessHandle:
         self.prepare_scratch(spec.scratch)
-        handle = await start_process(self.argv(spec), self.sandbox_env(spec), log_path, spec.limits)
+        cgroup = None
+        if spec.limits.pids is not None and os.geteuid() == 0 and self.pids_cgroup:
+            cgroup = make_pids_cgroup(Path(self.pids_cgroup), spec.limits.pids)
+        try:
+            handle = await start_process(
+                self.argv(spec), self.sandbox_env(spec), log_path, spec.limits, cgroup=cgroup
+            )
+        except BaseException:
+            if cgroup is not None:
+                cgroup.rmdir()
+            raise
+        if cgroup is not None:
+            handle = CgroupProcessHandle(handle.proc, handle.log_path, cgroup)
         self.log.info("Sandbox %s started (bubblewrap, pid %d)", spec.name, handle.pid)
         return handle

@@ -74,6 +74,8 @@ class ContainerHandle:
         self.id = container_id
         self.log_path = log_path
         self.returncode: int | None = None
+        #: the engine's OOMKilled: the container hit its memory limit (read before removal)
+        self.oom_killed = False
         self._done = asyncio.Event()
         self._loop = loop
         threading.Thread(target=self._follow, daemon=True, name=f"sandbox-{self.id[:12]}").start()
@@ -92,6 +94,11 @@ class ContainerHandle:
             code = self.client.wait(self.id).get("StatusCode", -1)
         except Exception:  # the engine went away, or the container was removed meanwhile
             code = -1
+        try:
+            state = self.client.inspect_container(self.id).get("State", {})
+            self.oom_killed = bool(state.get("OOMKilled"))
+        except Exception:
+            pass
         try:
             self.client.remove_container(self.id, force=True)
         except Exception:
