@@ -187,6 +187,49 @@ _COURSE_PROPERTIES: dict[str, Any] = {
     },
 }
 
+_LIMITS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "cell_timeout": _DURATION,
+        "timeout": _DURATION,
+        "mem_limit": _BYTES,
+        "output_limit": _BYTES,
+    },
+}
+_ASSIGNMENT = {
+    "type": "object",
+    "required": ["id", "notebook", "due"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "pattern": API_NAME_PATTERN},
+        "title": {"type": "string", "minLength": 1},
+        "notebook": {"type": "string", "minLength": 1},
+        "files": {"type": "string", "minLength": 1},
+        "release": {"type": "string"},
+        "due": {"type": "string"},
+        "late": {
+            "anyOf": [
+                {"enum": ["refuse"]},
+                {
+                    "type": "object",
+                    "required": ["penalty_per_day", "until"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "penalty_per_day": {"type": "number", "minimum": 0, "maximum": 100},
+                        "until": {"type": "string"},
+                    },
+                },
+            ],
+            "description": "'refuse', or {penalty_per_day: percent of the points, until: a date}",
+        },
+        "attempts": {"type": "integer", "minimum": 1},
+        "timed": _DURATION,
+        "limits": _LIMITS,
+    },
+}
+_COURSE_PROPERTIES["assignments"] = {"type": "array", "items": _ASSIGNMENT}
+
 _COURSE_SCHEMA = {
     "type": "object",
     "required": ["id", "title", "opens", "closes"],
@@ -426,6 +469,40 @@ class Notebook:
 
 
 @dataclass(frozen=True)
+class LatePolicy:
+    """Submissions after the due date: accepted until ``until``, losing ``penalty_per_day``
+    (a fraction of the points, 0 to 1) for each day or part of a day late."""
+
+    penalty_per_day: float
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """An exercise of a course, graded in the sandbox (the grading service serves it).
+
+    ``notebook`` is the teacher's source notebook with nbgrader's cell metadata (answers,
+    tests with points, hidden tests); learners fetch its student version from
+    ``release_at`` and submit until ``due_at`` (later only under ``late``). ``attempts``:
+    how many submissions count (None: any number). ``timed``: seconds a learner has from
+    their first fetch (None: no timed session). ``limits``: the grading's own limits
+    (``cell_timeout``, ``timeout`` in seconds; ``mem_limit``, ``output_limit`` in bytes),
+    over the grading service's defaults.
+    """
+
+    id: str
+    title: str
+    notebook: Path
+    release_at: datetime
+    due_at: datetime
+    late: LatePolicy | None = None
+    attempts: int | None = None
+    timed: int | None = None
+    limits: Mapping[str, float] = field(default_factory=dict)
+    files: Path | None = None
+
+
+@dataclass(frozen=True)
 class Course:
     """One course, as the catalog defines it. Immutable; build it with :class:`Catalog`."""
 
@@ -448,6 +525,7 @@ class Course:
     teachers: frozenset[str] = frozenset()
     rosters: tuple[Path, ...] = ()
     notebooks: tuple[Notebook, ...] = ()
+    assignments: tuple[Assignment, ...] = ()
 
     @property
     def learner_group(self) -> str:
@@ -484,6 +562,9 @@ class Course:
             grace_last = self.grace_ends_at - timedelta(microseconds=1)
             text += f", work reachable until {grace_last:%Y-%m-%d}"
         return text
+
+    def assignment(self, assignment_id: str) -> Assignment | None:
+        return next((a for a in self.assignments if a.id == assignment_id), None)
 
     def static_roles(self, username: str) -> set[str]:
         """The roles the catalog's own lists give ``username`` in this course."""
@@ -684,7 +765,13 @@ class _Builder:
             elif isinstance(cid, str):
                 seen[cid] = index
             skip = _under(bad, ("courses", index))
-            courses.append(self._fields(entry, skip, tz, say, inherited=defaults))
+            bad_assignments = _under(bad, ("courses", index, "assignments"))
+            values = self._fields(entry, skip - {"assignments"}, tz, say, inherited=defaults)
+            if isinstance(entry.get("assignments"), list):
+                values["assignments"] = self._assignments(
+                    entry["assignments"], bad_assignments, tz, say, values
+                )
+            courses.append(values)
         if "courses" in data and not entries and ("courses",) not in bad:
             self.problem(None, "courses", "no courses defined", line=_line(data, "courses"))
         if self.problems:
@@ -784,7 +871,11 @@ class _Builder:
         leaving out those in ``skip`` (wrong by the schema); then, over ``inherited`` (the
         parsed defaults), the rules between fields. Return the valid fields, named as
         :class:`Course`'s are."""
-        given = {k: v for k, v in values.items() if k in _COURSE_PROPERTIES and k not in skip}
+        given = {
+            k: v
+            for k, v in values.items()
+            if k in _COURSE_PROPERTIES and k not in skip and k != "assignments"
+        }
         plain = ("id", "title", "description", "image", "cpu_limit", "grace_days", "network")
         out: dict[str, Any] = {k: given[k] for k in plain if k in given}
         for key, end in (("opens", False), ("closes", True)):
@@ -837,6 +928,109 @@ class _Builder:
                 say("grace_days", f"{out['grace_days']} days after closes is past the year 9999")
         return out
 
+    def _assignments(
+        self, items: list, bad: set, tz: ZoneInfo, say: _Say, course: Mapping[str, Any]
+    ) -> tuple[Assignment, ...]:
+        """The course's assignments; each problem names the assignment (its id) and its item
+        line. An item with a schema problem (reported) is left out; ``course`` holds the
+        course's parsed fields (its dates, for the checks against them)."""
+        found, ids = [], {}
+        for i, item in enumerate(items):
+            if i in bad or not isinstance(item, dict):
+                continue
+
+            def about(field_: str, message: str, at: int | None = None, _id=item["id"]) -> None:
+                say(field_, f"{_id!r}: {message}", at)
+
+            if item["id"] in ids:
+                about(
+                    "assignments",
+                    f"duplicate assignment id (item {ids[item['id']] + 1} has it too)",
+                    i,
+                )
+                continue
+            ids[item["id"]] = i
+            assignment = self._assignment(item, i, tz, about, course)
+            if assignment is not None:
+                found.append(assignment)
+        return tuple(found)
+
+    def _assignment(
+        self, item: dict, i: int, tz: ZoneInfo, about: _Say, course: Mapping[str, Any]
+    ) -> Assignment | None:
+        """One assignment (``about`` names it in its messages), or None if it is unusable."""
+
+        def tell(message: str) -> None:
+            about("assignments", message, i)
+
+        values: dict[str, Any] = {"id": item["id"], "title": item.get("title", item["id"])}
+        moments = {}
+        for key, default_key, end in (("release", "opens_at", False), ("due", None, True)):
+            if key in item:
+                try:
+                    moments[key] = _parse_moment(item[key], tz, end_of_day=end)
+                except ValueError as e:
+                    tell(f"{key}: {e}")
+            elif default_key in course:
+                moments[key] = course[default_key]
+        late = item.get("late", "refuse")
+        if isinstance(late, dict):
+            try:
+                until = _parse_moment(late["until"], tz, end_of_day=True)
+                values["late"] = LatePolicy(late["penalty_per_day"] / 100, until)
+            except ValueError as e:
+                tell(f"late.until: {e}")
+        if "attempts" in item:
+            values["attempts"] = item["attempts"]
+        if "timed" in item:
+            values["timed"] = parse_duration(item["timed"])
+            if values["timed"] == 0:
+                tell("timed: 0 leaves no time; leave 'timed' out for an untimed assignment")
+        limits = dict(item.get("limits", {}))
+        for key in ("cell_timeout", "timeout"):
+            if key in limits:
+                limits[key] = parse_duration(limits[key])
+        for key in ("mem_limit", "output_limit"):
+            if key in limits:
+                try:
+                    limits[key] = parse_bytes(limits[key])
+                except ValueError as e:
+                    tell(f"limits.{key}: {e}")
+                    limits.pop(key)
+        values["limits"] = limits
+
+        def in_field(name: str) -> _Say:
+            return lambda field_, message, at=None: about(field_, f"{name}: {message}", at)
+
+        if "files" in item:
+            values["files"] = self._path(
+                in_field("files"), "assignments", item["files"], kind="directory", item=i
+            )
+        notebook = self._path(
+            in_field("notebook"), "assignments", item["notebook"], kind="file", item=i
+        )
+        if notebook is not None:
+            for problem in _assignment_problems(notebook):
+                tell(problem)
+        if "release" not in moments or "due" not in moments or notebook is None:
+            return None
+        release, due = moments["release"], moments["due"]
+        if due <= release:
+            given = item.get("release", "the course opens")
+            tell(f"due ({item['due']}) is before release ({given})")
+        reachable = course.get("closes_at")
+        if reachable is not None and "grace_days" in course:
+            reachable += timedelta(days=course["grace_days"])
+        if reachable is not None and due > reachable:
+            last = reachable - timedelta(microseconds=1)
+            tell(
+                f"due ({item['due']}) is after the course's work is reachable "
+                f"({last:%Y-%m-%d}): learners could not submit"
+            )
+        if "late" in values and values["late"].until <= due:
+            tell(f"late.until ({item['late']['until']}) is not after due ({item['due']})")
+        return Assignment(notebook=notebook, release_at=release, due_at=due, **values)
+
     def _notebooks(self, items: list, say: _Say) -> tuple[Notebook, ...]:
         notebooks, names = [], set()
         for i, item in enumerate(items):
@@ -869,6 +1063,18 @@ class _Builder:
             say(field_, f"{kind} {_display(path)} does not exist", item)
             return None
         return path
+
+
+def _assignment_problems(notebook: Path) -> list[str]:
+    """What is wrong with an assignment's source notebook (nbgrader's cell metadata), each
+    naming the cell and its grade_id; the grading package reads it as the grader will."""
+    from .grading.notebooks import AssignmentError, load_source
+
+    try:
+        load_source(notebook)
+    except AssignmentError as e:
+        return [f"notebook: {problem}" for problem in e.problems]
+    return []
 
 
 def _unknown_keys(error) -> list:

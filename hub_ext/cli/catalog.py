@@ -48,7 +48,7 @@ def check_catalog(args) -> int:
             f"  {course.id:<12} {course.status(now):<8} {course.title}\n"
             f"  {'':<12} {course.describe_window()}; kernels {', '.join(course.kernels)}; "
             f"{len(course.learners)} learner(s), {len(course.teachers)} teacher(s) listed; "
-            f"{len(course.notebooks)} API notebook(s)"
+            f"{len(course.notebooks)} API notebook(s), {len(course.assignments)} assignment(s)"
         )
     if args.accounts:
         print("\nPeople the catalog lists:")
