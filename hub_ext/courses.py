@@ -104,6 +104,21 @@ def analytics_scope(course_id: str) -> str:
     return f"custom:analytics:course:{course_id}"
 
 
+def learner_role(course_id: str) -> str:
+    """The JupyterHub role granted to a course's learner group."""
+    return f"learner-{course_id}"
+
+
+#: what each course role may do with the course's assignments (:func:`grading_scope`)
+GRADING_ACTIONS = {"learner": "submit", "teacher": "grade"}
+
+
+def grading_scope(course_id: str, role: str) -> str:
+    """The custom scope of a course's assignments for ``role``: a learner's lets its holder
+    fetch and submit (their own work only), a teacher's read and grade everyone's."""
+    return f"custom:grading:{GRADING_ACTIONS[role]}:{course_id}"
+
+
 def parse_group(name: str) -> tuple[str, str] | None:
     """``"course:ds101:learner"`` -> ``("ds101", "learner")``; None for other groups."""
     m = _GROUP_RE.match(name)

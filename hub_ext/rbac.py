@@ -8,6 +8,7 @@ may                                                    granted by
 list the course's learners, read their names and       role ``teacher-<id>`` (:func:`course_roles`),
 activity, read the learner group                       filtered ``!group=course:<id>:learner``
 call the course's analytics APIs                       role ``teacher-<id>`` (the custom scope)
+read and grade the course's submissions                role ``teacher-<id>`` (the custom scope)
 read, start, stop and open a learner's server          a **share** of that one server
 *for this course* (``/user/alice/ds101/``)             (:func:`share_course_server`)
 =====================================================  =========================================
@@ -57,6 +58,8 @@ from .courses import (
     Course,
     analytics_scope,
     enrollments_from_groups,
+    grading_scope,
+    learner_role,
     parse_group,
     teacher_role,
 )
@@ -100,8 +103,17 @@ def course_roles(catalog: Catalog) -> list[dict]:
                     f"read:users:activity!{learners}",
                     f"read:groups!{learners}",
                     analytics_scope(course.id),
+                    grading_scope(course.id, "teacher"),
                 ],
                 "groups": [course.teacher_group],
+            }
+        )
+        roles.append(
+            {
+                "name": learner_role(course.id),
+                "description": f"Learners of {course.id}: fetch and hand in its assignments",
+                "scopes": [grading_scope(course.id, "learner")],
+                "groups": [course.learner_group],
             }
         )
     return roles
@@ -109,10 +121,18 @@ def course_roles(catalog: Catalog) -> list[dict]:
 
 def course_scopes(catalog: Catalog) -> dict[str, dict]:
     """The custom scopes the catalog's courses need (``c.JupyterHub.custom_scopes``)."""
-    return {
-        analytics_scope(c.id): {"description": f"Call the analytics APIs of {c.id} ({c.title})"}
-        for c in catalog.values()
-    }
+    scopes = {}
+    for c in catalog.values():
+        scopes[analytics_scope(c.id)] = {
+            "description": f"Call the analytics APIs of {c.id} ({c.title})"
+        }
+        scopes[grading_scope(c.id, "learner")] = {
+            "description": f"Fetch and hand in one's own assignments of {c.id} ({c.title})"
+        }
+        scopes[grading_scope(c.id, "teacher")] = {
+            "description": f"Read, grade and regrade every submission of {c.id} ({c.title})"
+        }
+    return scopes
 
 
 async def share_course_server(spawner, course: Course) -> None:
