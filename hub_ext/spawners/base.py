@@ -23,7 +23,7 @@ from jupyterhub.utils import maybe_future
 from traitlets import Bool, Callable, List, Unicode, Union, default
 from traitlets.config import LoggingConfigurable
 
-from ..courses import Course, CourseCatalog, enrollments_from_groups
+from ..courses import Course, CourseCatalog, enrollments_from_groups, grading_scope
 from ..rbac import share_course_server
 
 __all__ = [
@@ -37,6 +37,24 @@ __all__ = [
 #: What a course server's own token (``$JUPYTERHUB_API_TOKEN``) may do: report its activity
 #: and let the hub's OAuth check who visits it.
 SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
+#: the grading service's name in the hub (``hub_ext.services.grading``)
+GRADING_SERVICE = "grading"
+
+
+def course_token_scopes(spawner) -> list[str]:
+    """A course server's token scopes (the default of ``server_token_scopes``):
+    :data:`SERVER_TOKEN_SCOPES` and, where the hub grades (``grading_url``), this course's
+    submit scope and the door to the grading service: that course's assignments only.
+    JupyterHub keeps only the scopes the server's owner holds (a teacher's own server
+    gets no learner scope)."""
+    scopes = list(SERVER_TOKEN_SCOPES)
+    if spawner.grading_url and spawner.name:
+        scopes += [
+            grading_scope(spawner.name, "learner"),
+            f"access:services!service={GRADING_SERVICE}",
+        ]
+    return scopes
+
 
 #: The directory of the single-user side's modules (``hub_ext_course_kernels``), put on
 #: each course server's ``PYTHONPATH``.
@@ -213,8 +231,9 @@ class CourseSpawnerMixin(LoggingConfigurable):
         activity and authenticate its visitors. JupyterHub still lets any token read its
         owner's name and groups (``GET /hub/api/user``); the Docker backend's containers
         reach the hub through :mod:`hub_ext.spawners.hub_api_guard`, which drops the groups
-        (a learner's courses). Default:
-        ``["users:activity!user", "access:servers!server"]``.
+        (a learner's courses). Default: :func:`course_token_scopes`,
+        ``["users:activity!user", "access:servers!server"]`` and, where the hub grades,
+        the course's own submit scope and access to the grading service.
         Example: ``c.CourseLocalSpawner.server_token_scopes = ["users:activity!user",
         "access:servers!server", "read:users:name!user"]``
         """,
@@ -222,7 +241,18 @@ class CourseSpawnerMixin(LoggingConfigurable):
 
     @default("server_token_scopes")
     def _default_server_token_scopes(self):
-        return list(SERVER_TOKEN_SCOPES)
+        return course_token_scopes
+
+    grading_url = Unicode(
+        "",
+        help="""The grading service as a course server reaches it, given to the server as
+        ``$HUB_EXT_GRADING_URL`` (``python -m hub_ext_assignments`` fetches and hands in
+        the course's assignments there). Set by :func:`hub_ext.hubconfig.configure_course_hub`
+        when the hub runs the grading service; with it, the server's token also carries the
+        course's submit scope (:func:`course_token_scopes`). Default: "" (no grading).
+        Example: ``c.CourseLocalSpawner.grading_url = "http://127.0.0.1:10104/services/grading/"``
+        """,
+    ).tag(config=True)
 
     # ------------------------------------------------------------------ the course
 
@@ -313,6 +343,8 @@ class CourseSpawnerMixin(LoggingConfigurable):
                 COURSE_GRACE_ENDS=course.grace_ends_at.isoformat(),
                 COURSE_KERNELS=" ".join(course.kernels),
             )
+            if self.grading_url:
+                env["HUB_EXT_GRADING_URL"] = self.grading_url
         return env
 
     def get_args(self):

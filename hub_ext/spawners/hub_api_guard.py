@@ -16,6 +16,10 @@ it returns (``/hub/api/user``, ``/hub/api/users...``). What a single-user server
 The host firewall lets containers reach this port only
 (:func:`hub_ext.spawners.docker.ensure_host_firewall`).
 
+It also forwards the prefixes of the hub services a course server calls (``services``:
+the grading service, where a learner hands in work), unchanged: each service checks the
+caller's token and its scopes itself.
+
 Run by :func:`hub_ext.spawners.docker.docker_hub_config`::
 
     python -m hub_ext.spawners.hub_api_guard --ip=<gateway> --port=8082 --hub-url=http://127.0.0.1:8081
@@ -28,7 +32,7 @@ import re
 from typing import Any
 
 from tornado import httpclient, ioloop, web
-from traitlets import Integer, Unicode
+from traitlets import Dict, Integer, Unicode
 from traitlets.config import Application
 
 __all__ = ["HubAPIGuard", "filter_user_models", "main"]
@@ -76,13 +80,16 @@ def filter_user_models(api_path: str, body: bytes) -> bytes:
 class GuardHandler(web.RequestHandler):
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
+    def initialize(self, target: str, filter_groups: bool = True):
+        self.target, self.filter_groups = target, filter_groups
+
     async def forward(self, path: str | None = None):
         path = path or ""
         request = self.request
         headers = {k: v for k, v in request.headers.get_all() if k.lower() not in _HOP_BY_HOP}
         response = await httpclient.AsyncHTTPClient().fetch(
             httpclient.HTTPRequest(
-                self.settings["hub_url"] + request.uri,
+                self.target + request.uri,
                 method=request.method,
                 headers=headers,
                 body=request.body if request.method in ("POST", "PUT", "PATCH") else None,
@@ -95,7 +102,7 @@ class GuardHandler(web.RequestHandler):
         if response.code == 599:  # the hub did not answer
             raise web.HTTPError(502)
         body = response.body or b""
-        if request.method == "GET" and response.code == 200:
+        if self.filter_groups and request.method == "GET" and response.code == 200:
             body = filter_user_models(path, body)
         self.set_status(response.code, response.reason)
         self.clear_header("Content-Type")
@@ -145,16 +152,34 @@ class HubAPIGuard(Application):
     timeout = Integer(
         60, config=True, help="""Seconds to wait for the hub's answer. Default: 60."""
     )
+    services = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""Hub services course servers call: URL prefix -> the service's own address,
+        forwarded unchanged. Default: none. Example:
+        ``--HubAPIGuard.services='{"/services/grading/": "http://127.0.0.1:10104"}'``""",
+    )
+
+    def handlers(self) -> list:
+        """The routes: the hub's API (without groups), then each service's prefix."""
+        prefix = re.escape(self.api_prefix.rstrip("/"))  # /hub/api itself, and below it
+        routes = [(prefix + r"(?:/(.*))?", GuardHandler, {"target": self.hub_url.rstrip("/")})]
+        for service_prefix, url in self.services.items():
+            routes.append(
+                (
+                    re.escape(service_prefix.rstrip("/")) + r"(?:/(.*))?",
+                    GuardHandler,
+                    {"target": url.rstrip("/"), "filter_groups": False},
+                )
+            )
+        return routes
 
     def start(self):
-        prefix = re.escape(self.api_prefix.rstrip("/"))  # /hub/api itself, and below it
-        app = web.Application(
-            [(prefix + r"(?:/(.*))?", GuardHandler)],
-            hub_url=self.hub_url.rstrip("/"),
-            timeout=self.timeout,
-        )
+        app = web.Application(self.handlers(), timeout=self.timeout)
         app.listen(self.port, self.ip, xheaders=False)
         self.log.info("Forwarding %s%s to %s", self.ip, self.api_prefix, self.hub_url)
+        for service_prefix, url in self.services.items():
+            self.log.info("Forwarding %s%s to %s", self.ip, service_prefix, url)
         ioloop.IOLoop.current().start()
 
 

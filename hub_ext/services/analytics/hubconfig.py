@@ -55,7 +55,8 @@ def access_scope(service_name: str = SERVICE_NAME) -> str:
 
 def analytics_scopes(catalog: Catalog) -> dict[str, dict]:
     """``c.JupyterHub.custom_scopes`` entries: one scope per course (defined by hub_ext.rbac)."""
-    return course_scopes(catalog)
+    ours = {analytics_scope(c) for c in catalog}
+    return {name: scope for name, scope in course_scopes(catalog).items() if name in ours}
 
 
 def analytics_roles(
