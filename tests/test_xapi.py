@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import re
 import uuid
 
 import httpx
@@ -17,8 +19,8 @@ import pytest
 import pytest_asyncio
 
 from hub_ext.services.events.models import Statement
-from hub_ext.services.events.xapi import StatementError, validate_statement
-from tests.events_fixtures import running_service
+from hub_ext.services.events.xapi import CLICKS_EXTENSION, StatementError, validate_statement
+from tests.events_fixtures import postgres_url, running_service  # noqa: F401
 
 V = {"X-Experience-API-Version": "1.0.3"}
 ACTIVITY = {
@@ -104,6 +106,22 @@ def count(app) -> int:
     return app.store.count(Statement)
 
 
+def assert_error(r: httpx.Response, status: int, error: str, request_id: str = "") -> dict:
+    """``r`` is the hub_ext services' one JSON error ``{error, message, request_id}``: the
+    status, its machine word, a sentence, the request id of the ``X-Request-Id`` header (the
+    caller's own when given), and the xAPI version header as on every answer."""
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert body.keys() >= {"error", "message", "request_id"}, body
+    assert body["error"] == error and re.fullmatch(r"[a-z_]+", error), body
+    assert isinstance(body["message"], str) and len(body["message"]) > 10, body
+    assert body["request_id"] == r.headers["X-Request-Id"], (body, r.headers)
+    assert body["request_id"] == (request_id or body["request_id"]), body
+    assert r.headers["X-Experience-API-Version"] == "1.0.3"
+    return body
+
+
 # --------------------------------------------------------------------------- protocol
 
 
@@ -123,13 +141,13 @@ async def test_version_header(lrs, version, status):
         r = await lrs.request("GET", "/statements", headers={"X-Experience-API-Version": ""})
     assert r.status_code == status, r.text
     if status == 400:
-        assert "X-Experience-API-Version" in r.json()["message"]
-        assert r.json()["error"] == "bad_request" and r.json()["request_id"]
+        assert "X-Experience-API-Version" in assert_error(r, 400, "bad_request")["message"]
 
 
 async def test_credentials_are_required_and_checked(lrs):
     r = await lrs.post("/statements", json=ACTIVITY, auth=None)
-    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    assert_error(r, 401, "unauthorized")
+    assert r.headers["WWW-Authenticate"].startswith("Basic")
     wrong = httpx.BasicAuth(lrs.app.store.sources()[0]["key"], "not-the-secret")
     assert (await lrs.post("/statements", json=ACTIVITY, auth=wrong)).status_code == 401
     # the secret is kept hashed only
@@ -210,8 +228,9 @@ async def test_a_rejected_batch_stores_nothing(lrs):
     broken["verb"]["id"] = "not an iri"
     before = count(lrs.app)
     r = await lrs.post("/statements", json=[*good, broken])
-    assert r.status_code == 400 and r.json()["statement"] == 5
-    assert "statements[5].verb.id" in r.json()["message"]
+    body = assert_error(r, 400, "bad_request")
+    assert body["statement"] == 5 and body["field"] == "statements[5].verb.id"
+    assert "statements[5].verb.id" in body["message"]
     assert count(lrs.app) == before
     sid = str(uuid.uuid4())
     twice = [{**copy.deepcopy(ACTIVITY), "id": sid}, {**copy.deepcopy(ACTIVITY), "id": sid}]
@@ -231,7 +250,7 @@ async def test_put_and_conflicts(lrs):
     other["verb"]["id"] = "http://adlnet.gov/expapi/verbs/attempted"
     before = count(lrs.app)
     r = await lrs.put("/statements", params={"statementId": sid}, json=other)
-    assert r.status_code == 409 and r.json()["statement_id"] == sid
+    assert assert_error(r, 409, "conflict")["statement_id"] == sid
     # a batch with a conflicting id stores nothing of the batch
     r = await lrs.post("/statements", json=[copy.deepcopy(ACTIVITY), {**other, "id": sid}])
     assert r.status_code == 409
@@ -342,3 +361,166 @@ def test_validator_names_the_field():
 async def test_garbage_credentials_get_401(lrs, header):
     r = await lrs.get("/statements", headers={"Authorization": header}, auth=None)
     assert r.status_code == 401
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def token(state) -> str:
+    """A ``more`` token made by hand (the LRS's own are base64 of JSON, as this one)."""
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+
+
+def statement_with(change) -> dict:
+    s = copy.deepcopy(ACTIVITY)
+    change(s)
+    return s
+
+
+async def test_every_error_has_one_shape_and_keeps_the_callers_request_id(lrs, monkeypatch):
+    """Each kind of refusal, over HTTP: ``{error, message, request_id}`` with the machine
+    word of its status, the caller's ``X-Request-Id`` in the header and the body, the xAPI
+    version header; nothing of a refused request is stored."""
+    sid = str(uuid.uuid4())
+    r = await lrs.put("/statements", params={"statementId": sid}, json=ACTIVITY)
+    assert r.status_code == 204, r.text
+    attempted = statement_with(lambda s: s["verb"].update(id="http://x.org/verbs/attempted"))
+    stat200 = statement_with(
+        lambda s: s["context"]["contextActivities"].update(
+            grouping=[{"id": "urn:hub-ext:course:stat200"}]
+        )
+    )
+    monkeypatch.setattr(lrs.app, "max_body_size", 4096)  # read at each request
+    cases = [  # (what, request, status, error, in the message, more of the body)
+        ("bad JSON", {"method": "POST", "content": b"{not json"}, 400, "bad_request", "not JSON", {}),
+        ("bad statement", {"method": "POST", "json": statement_with(lambda s: s.pop("verb"))},
+         400, "bad_request", "'verb'", {"field": "statement"}),
+        ("no version", {"method": "GET", "headers": {"X-Experience-API-Version": ""}},
+         400, "bad_request", "X-Experience-API-Version", {}),
+        ("unknown source", {"method": "GET", "auth": httpx.BasicAuth("no-such-key", "secret")},
+         401, "unauthorized", "credentials", {}),
+        ("wrong course", {"method": "POST", "json": stat200}, 403, "forbidden", "stat200",
+         {"course": "stat200"}),
+        ("not found", {"method": "GET", "params": {"statementId": str(uuid.uuid4())}},
+         404, "not_found", "no statement", {}),
+        ("no such resource", {"method": "GET", "url": "/activities/state"}, 404, "not_found",
+         "no resource", {}),
+        ("method", {"method": "DELETE"}, 405, "method_not_allowed", "", {}),
+        ("conflict", {"method": "PUT", "params": {"statementId": sid}, "json": attempted},
+         409, "conflict", sid, {"statement_id": sid}),
+        ("too large", {"method": "POST", "content": b" " * 5000}, 413, "payload_too_large",
+         "4096 bytes", {}),
+        ("malformed paging token", {"method": "GET", "params": {"more": token({"f": [], "a": 1})}},
+         400, "bad_request", "more", {}),
+    ]  # fmt: skip
+    before = count(lrs.app)
+    for i, (what, request, status, error, says, more) in enumerate(cases):
+        request = {"url": "/statements", **request}
+        headers = {
+            **request.pop("headers", {}),
+            "X-Request-Id": f"lms-{i}.{what.replace(' ', '_')}",
+        }
+        r = await lrs.request(**request, headers=headers)
+        body = assert_error(r, status, error, request_id=headers["X-Request-Id"])
+        assert says in body["message"], (what, body)
+        assert body.items() >= more.items(), (what, body)
+        assert "statement" not in body, (what, body)  # only a batch's statement is numbered
+        if status == 401:
+            assert r.headers["WWW-Authenticate"].startswith("Basic")
+    assert count(lrs.app) == before
+    # an id that is not one (spaces, too long) is replaced; header and body still agree
+    for given in ("not an id", "x" * 65):
+        r = await lrs.get("/statements", params={"more": "%%%"}, headers={"X-Request-Id": given})
+        assert re.fullmatch(r"[0-9a-f]{16}", assert_error(r, 400, "bad_request")["request_id"])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgresql"])
+async def any_lrs(request, tmp_path_factory):
+    """The LRS on each store it runs on (PostgreSQL refuses values that SQLite takes: NUL,
+    strings longer than their column, 32-bit integers): the SQLite one of :func:`lrs`, or one
+    on a database of its own in the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("lrs")
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = request.getfixturevalue("postgres_url")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE xapi_errors"))
+    admin.dispose()
+    db = make_url(server).set(database="xapi_errors").render_as_string(hide_password=False)
+    async with running_service(tmp_path_factory.mktemp("lrs-pg"), db_url=db) as app:
+        key, secret = app.store.add_source("moodle", course_id="ds101")
+        async with httpx.AsyncClient(
+            base_url=app.url + "/services/events/xAPI",
+            headers=V,
+            auth=httpx.BasicAuth(key, secret),
+            timeout=30,
+        ) as client:
+            client.app = app
+            yield client
+
+
+def raw(statement: dict, old: str, new: str) -> bytes:
+    """``statement`` as JSON text with ``old`` replaced by ``new`` (what json.dumps would not write)."""
+    text = json.dumps(statement)
+    assert old in text
+    return text.replace(old, new).encode()
+
+
+HOSTILE = {  # what: (method, request, status, in the message)
+    "JSON nested too deeply": ("POST", {"content": b"[" * 100_000}, 400, "nested too deeply"),
+    "NaN": ("POST", {"content": raw(ACTIVITY, '"raw": 7', '"raw": NaN')}, 400, "NaN"),
+    "a number beyond floats": ("POST", {"content": raw(ACTIVITY, '"raw": 7', '"raw": 1e999')},
+                               400, "result.score.raw"),
+    "a whole number beyond floats": ("POST", {"content": raw(ACTIVITY, '"max": 10', '"max": 1' + "0" * 400)},
+                                     400, "result.score.max"),
+    "NUL in an IRI": ("POST", {"json": statement_with(lambda s: s["verb"].update(id="http://x.org/\x00"))},
+                      400, "statement.verb.id: holds a NUL"),
+    "NUL in an account name": ("POST", {"json": {**ACTIVITY, "actor": {"account": {
+        "homePage": "https://moodle.example.org", "name": "ada\x00"}}}}, 400, "actor.account.name"),
+    "lone surrogate": ("POST", {"content": raw(ACTIVITY, '"Moodle"', '"Moo\\ud800dle"')},
+                       400, "context.platform: holds a NUL character or a lone surrogate"),
+    "IRI longer than its column": ("POST", {"json": statement_with(
+        lambda s: s["verb"].update(id="http://x.org/" + "v" * 600))}, 400, "at most 512"),
+    "learner longer than its column": ("POST", {"json": {**ACTIVITY, "actor": {"account": {
+        "homePage": "https://moodle.example.org", "name": "n" * 300}}}}, 400, "at most 255"),
+    "clicks beyond INTEGER": ("POST", {"json": statement_with(
+        lambda s: s["result"].update(extensions={CLICKS_EXTENSION: 2**40}))}, 400, "out of range"),
+    "timestamp beyond the years": ("POST", {"json": statement_with(
+        lambda s: s.update(timestamp="9999-12-31T23:59:59-14:00"))}, 400, "out of range"),
+    "a batch with one of them": ("POST", {"json": [ACTIVITY, statement_with(
+        lambda s: s["object"].update(id="http://x.org/" + "o" * 600))]}, 400, "statements[1].object"),
+    "credentials not ASCII": ("GET", {"headers": {"Authorization": b"Basic \xfc\xfc"}, "auth": None},
+                              401, "credentials"),
+    "limit in other digits": ("GET", {"params": {"limit": "\u00b2"}}, 400, "limit"),
+    "since beyond the years": ("GET", {"params": {"since": "0001-01-01T00:00:00+14:00"}},
+                               400, "out of range"),
+    "agent nested too deeply": ("GET", {"params": {"agent": "[" * 5000}}, 400, "agent"),
+    "agent with NUL": ("GET", {"params": {"agent": '{"mbox": "mailto:a@b.org", "name": "\\u0000"}'}},
+                       400, "agent.name"),
+    "token: not base64 JSON": ("GET", {"params": {"more": "%%%"}}, 400, "more"),
+    "token: filters not an object": ("GET", {"params": {"more": token({"f": "x", "a": 1})}}, 400, "more"),
+    "token: a filter not a string": ("GET", {"params": {"more": token({"f": {"agent": 5}, "a": 1})}},
+                                     400, "more"),
+    "token: NUL in a filter": ("GET", {"params": {"more": token({"f": {"verb": "v\x00"}, "a": 1})}},
+                               400, "more"),
+    "token: a position beyond BIGINT": ("GET", {"params": {"more": token({"f": {}, "a": 2**70})}},
+                                        400, "more"),
+    "token: a position not whole": ("GET", {"params": {"more": token({"f": {}, "a": 1e300})}},
+                                    400, "more"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", sorted(HOSTILE))
+async def test_no_input_gives_a_500(any_lrs, what):
+    """What an LMS (or anyone with its credentials) may send that once answered 500 on one
+    store or the other: each is refused with the reason, and nothing is stored."""
+    method, request, status, says = HOSTILE[what]
+    before = count(any_lrs.app)
+    r = await any_lrs.request(method, "/statements", **request)
+    body = assert_error(r, status, "bad_request" if status == 400 else "unauthorized")
+    assert says in body["message"], body
+    assert count(any_lrs.app) == before

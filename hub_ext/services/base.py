@@ -137,8 +137,21 @@ class JSONErrorsMixin:
     def set_default_headers(self):
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def fail(self, status: int, error: str, message: str, **extra) -> None:
-        """Answer ``status`` with the JSON error (once; later calls do nothing)."""
+    def fail(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra,
+    ) -> None:
+        """Answer ``status`` with the JSON error (once; later calls do nothing).
+
+        The answer starts afresh (``clear()``: the default headers only), so ``headers`` are
+        the ones it needs besides (``WWW-Authenticate`` on a 401); ``extra`` are more keys of
+        the body.
+        """
         if self._finished:
             return
         self.clear()
@@ -147,6 +160,8 @@ class JSONErrorsMixin:
         self.set_header("X-Request-Id", self.request_id)
         if status == 503:
             self.set_header("Retry-After", "1")
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
         self.finish(
             json.dumps({"error": error, "message": message, "request_id": self.request_id, **extra})
         )

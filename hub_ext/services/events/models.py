@@ -42,10 +42,20 @@ __all__ = ["Assessment", "Base", "Course", "Enrolment", "Resource", "Source", "S
 
 #: BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
 _PK = BigInteger().with_variant(Integer(), "sqlite")
+#: the type of every course id column (a catalog's ids are at most 32 characters)
+_COURSE_ID = String(64)
 
 
 class Base(DeclarativeBase):
     pass
+
+
+class _OfACourse:
+    """A table of what a course has (enrolments, resources, assessments): each row belongs
+    to one course, the first part of its primary key."""
+
+    # first (a mixin's columns come last otherwise): the key is (course_id, ...)
+    course_id: Mapped[str] = mapped_column(_COURSE_ID, primary_key=True, sort_order=-1)
 
 
 class Statement(Base):
@@ -57,7 +67,7 @@ class Statement(Base):
     #: the statement's UUID (lowercase, hyphenated)
     id: Mapped[str] = mapped_column(String(36), unique=True)
     #: the course (a catalog course id) the statement maps to; None if none could be found
-    course_id: Mapped[str | None] = mapped_column(String(64))
+    course_id: Mapped[str | None] = mapped_column(_COURSE_ID)
     #: the learner (a hub username, or an importer's learner id) the actor maps to
     learner: Mapped[str | None] = mapped_column(String(255))
     #: the actor's identifier as one string: ``mbox:mailto:a@b``, ``account:<homePage>|<name>``
@@ -126,7 +136,7 @@ class Statement(Base):
 class Course(Base):
     __tablename__ = "courses"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(_COURSE_ID, primary_key=True)
     title: Mapped[str] = mapped_column(String(255), default="")
     #: when the course starts (naive UTC); weeks are counted from this day (week 0)
     starts_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -135,10 +145,9 @@ class Course(Base):
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
-class Enrolment(Base):
+class Enrolment(_OfACourse, Base):
     __tablename__ = "enrolments"
 
-    course_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     learner: Mapped[str] = mapped_column(String(255), primary_key=True)
     registered_at: Mapped[datetime | None] = mapped_column(DateTime)
     unregistered_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -148,10 +157,9 @@ class Enrolment(Base):
     source: Mapped[str] = mapped_column(String(64), default="")
 
 
-class Resource(Base):
+class Resource(_OfACourse, Base):
     __tablename__ = "resources"
 
-    course_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: the activity IRI statements use as object id
     resource_id: Mapped[str] = mapped_column(String(512), primary_key=True)
     type: Mapped[str] = mapped_column(String(64), default="")
@@ -160,10 +168,9 @@ class Resource(Base):
     week_to: Mapped[int | None] = mapped_column(Integer)
 
 
-class Assessment(Base):
+class Assessment(_OfACourse, Base):
     __tablename__ = "assessments"
 
-    course_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: the activity IRI submissions use as object id
     assessment_id: Mapped[str] = mapped_column(String(512), primary_key=True)
     type: Mapped[str] = mapped_column(String(32), default="")
@@ -184,5 +191,5 @@ class Source(Base):
     #: the one course whose statements the source may post, read and void (a statement that
     #: names another is refused); None only for a source made before it was required, which
     #: the events service refuses until it is re-created with a course
-    course_id: Mapped[str | None] = mapped_column(String(64))
+    course_id: Mapped[str | None] = mapped_column(_COURSE_ID)
     created: Mapped[datetime] = mapped_column(DateTime)

@@ -205,9 +205,18 @@ def param_choice(request, name: str, choices: Iterable[str], default: str):
     return value
 
 
-def _check_range(since: date | None, until: date | None) -> None:
+def _live_statements(course: str, since: date | None = None, until: date | None = None) -> list:
+    """The WHERE clauses of the course's statements that are not voided, from the day
+    ``since`` to the day ``until`` (both included, either open); :class:`BadParameter` if
+    ``since`` is after ``until``."""
     if since and until and since > until:
         raise BadParameter("since", f"{since} is after until ({until})")
+    where = [_course_filter(S.c.course_id, course), S.c.voided.is_(False)]
+    if since:
+        where.append(S.c.day >= _day(since))
+    if until:
+        where.append(S.c.day <= _day(until))
+    return where
 
 
 def _day(d: date) -> int:
@@ -317,22 +326,13 @@ def heatmap(
     limit: int | None = None,
 ) -> dict:
     """Clicks, events and distinct learners per resource (most clicked first)."""
-    _check_range(since, until)
+    where = [*_live_statements(course, since, until), S.c.object_type == "Activity"]
     with engine.connect() as conn:
         learners = _group_learners(conn, course, group)
-        where = [
-            _course_filter(S.c.course_id, course),
-            S.c.voided.is_(False),
-            S.c.object_type == "Activity",
-        ]
         if learner is not None:
             where.append(S.c.learner == learner)
         if learners is not None:
             where.append(S.c.learner.in_(learners))
-        if since:
-            where.append(S.c.day >= _day(since))
-        if until:
-            where.append(S.c.day <= _day(until))
         clicks = func.sum(S.c.clicks).label("clicks")
         q = (
             select(
@@ -428,17 +428,12 @@ def daily_activity(
     measure: str = "learners",
 ) -> dict:
     """Per day: distinct learners (``measure=learners``), statements (``events``) or clicks."""
-    _check_range(since, until)
+    where = _live_statements(course, since, until)
     value = {
         "learners": func.count(distinct(S.c.learner)),
         "events": func.count(),
         "clicks": func.sum(S.c.clicks),
     }[measure]
-    where = [_course_filter(S.c.course_id, course), S.c.voided.is_(False)]
-    if since:
-        where.append(S.c.day >= _day(since))
-    if until:
-        where.append(S.c.day <= _day(until))
     with engine.connect() as conn:
         rows = conn.execute(
             select(S.c.day, value).where(*where).group_by(S.c.day).order_by(S.c.day)
@@ -549,12 +544,7 @@ def segments(
     engine: Engine, course: str, *, since: date | None = None, until: date | None = None
 ) -> dict:
     """Inactive, struggling and highly engaged learners (the rule is in ``rule``)."""
-    _check_range(since, until)
-    where = [_course_filter(S.c.course_id, course), S.c.voided.is_(False)]
-    if since:
-        where.append(S.c.day >= _day(since))
-    if until:
-        where.append(S.c.day <= _day(until))
+    where = _live_statements(course, since, until)
     with engine.connect() as conn:
         enrolled = list(
             conn.execute(

@@ -33,10 +33,18 @@ other checks run scrypt on a small executor of their own (``auth_threads``), not
 threads the store uses; when ``auth_queue`` checks wait already, the request gets 503 with
 ``Retry-After`` at once. So a flood of bad credentials cannot stall the LMSs that post.
 
-Errors are JSON ``{"error": "forbidden", "message": "...", "request_id": "..."}`` (and, for a
-statement of a batch, ``statement`` and ``field``); ``request_id`` is also the
-``X-Request-Id`` response header and is in the request's log line. Request logs hold the
-path, never the query string (agents' e-mail addresses) nor credentials.
+Errors are the hub_ext services' one shape (:class:`~hub_ext.services.base.JSONErrorsMixin`),
+``{"error": "forbidden", "message": "...", "request_id": "..."}``, with the
+``X-Experience-API-Version`` header as on every answer. ``error`` is one word per status:
+``bad_request`` (400: the reason in ``message``; for a statement, ``field`` names it and,
+in a batch, ``statement`` its index), ``unauthorized`` (401, with ``WWW-Authenticate``),
+``forbidden`` (403, with ``course`` when a statement names another), ``not_found`` (404),
+``method_not_allowed`` (405), ``conflict`` (409, with ``statement_id``),
+``payload_too_large`` (413: a body over ``max_body_size``), ``busy`` (503, with
+``Retry-After``); ``internal_server_error`` (500) only for a bug, never for what a client
+sends. A valid ``X-Request-Id`` the client gives is kept, else one is made: ``request_id``
+is also the ``X-Request-Id`` response header and is in the request's log line. Request logs
+hold the path, never the query string (agents' e-mail addresses) nor credentials.
 
 Run it as ``python -m hub_ext.services.events.service`` (``hubconfig.events_service``
 builds the ``c.JupyterHub.services`` entry).
@@ -46,15 +54,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
+import functools
 import hashlib
 import hmac
 import json
 import os
 import re
 import signal
+import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -64,14 +72,15 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
 
-from ..base import HubServiceApp, log_request
+from ..base import HubServiceApp, JSONErrorsMixin, log_request
 from .store import HUB_SOURCE, Conflict, EventStore, verify_secret
 from .xapi import (
+    SUPPORTED_VERSION,
     VERSION,
     StatementError,
     actor_key,
+    check_row,
     course_of,
-    learner_of,
     parse_timestamp,
     to_row,
     validate_agent,
@@ -81,20 +90,18 @@ from .xapi import (
 __all__ = ["EventsService", "main"]
 
 _VERSION_HEADER = "X-Experience-API-Version"
-_VERSION_RE = re.compile(r"^1\.0(\.\d+)?$")
 _GET_PARAMS = {
     "statementId", "voidedStatementId", "agent", "verb", "activity", "registration",
     "related_activities", "related_agents", "since", "until", "limit", "format",
     "attachments", "ascending", "more",
 }  # fmt: skip
-#: a request id a client (or a proxy in front) may give in X-Request-Id; others are replaced
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-#: the ``error`` word of the JSON errors, by status
-ERRORS = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "too_large", 500: "internal",
-    503: "busy",
-}  # fmt: skip
+#: the parameters a ``more`` token may carry (those of a statements query)
+_PAGE_PARAMS = _GET_PARAMS - {"statementId", "voidedStatementId", "more"}
+#: what a query-string value never holds (tornado replaces control characters, refuses
+#: invalid UTF-8): in a ``more`` token, the sign of a token this LRS did not give
+_NOT_FROM_A_QUERY = re.compile(r"[\x00-\x08\x0e-\x1f\ud800-\udfff]")
+#: the largest statement primary key (BIGINT)
+_PK_MAX = 2**63 - 1
 #: how many refused credentials are remembered at most (each: a key, an HMAC, an expiry)
 _REFUSED_MAX = 1024
 
@@ -103,34 +110,84 @@ class Busy(Exception):
     """Too many credential checks are waiting already (the request gets 503)."""
 
 
-class XAPIHandler(web.RequestHandler):
-    """Common to the xAPI handlers: request id, version header, Basic credentials, JSON errors."""
+def _json(text: bytes | str):
+    """``text`` as JSON (RFC 8259: no NaN nor Infinity); ValueError says why not."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _page_token(filters: dict[str, str], after: int) -> str:
+    """The ``more`` token of the next page: the query's parameters and the last pk seen."""
+    return base64.urlsafe_b64encode(json.dumps({"f": filters, "a": after}).encode()).decode()
+
+
+def _read_page_token(token: str) -> tuple[dict[str, str], int]:
+    """What :func:`_page_token` put in ``token``; ValueError if this LRS did not make it."""
+    try:
+        state = _json(base64.urlsafe_b64decode(token.encode()))
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        state = None
+    filters, after = (state.get("f"), state.get("a")) if isinstance(state, dict) else (None, None)
+    if (
+        isinstance(filters, dict)
+        and type(after) is int
+        and 0 <= after <= _PK_MAX
+        and filters.keys() <= _PAGE_PARAMS
+        and all(isinstance(v, str) and not _NOT_FROM_A_QUERY.search(v) for v in filters.values())
+    ):
+        return filters, after
+    raise ValueError("more: not a token this LRS gave")
+
+
+def _admitted(method):
+    """Run the handler's ``method`` once the request passed the checks of :meth:`XAPIHandler.admit`.
+
+    The checks run when the body is in, not in ``prepare``: an answer given before the body
+    is read makes tornado close the connection, and a client still sending would lose it.
+    """
+
+    @functools.wraps(method)
+    async def checked(self, *args):
+        if self._finished:  # the body was refused while it arrived (413)
+            return
+        self.request.body = b"".join(self._chunks)
+        self._chunks = []
+        await self.admit()
+        if not self._finished:
+            await method(self, *args)
+
+    return checked
+
+
+@web.stream_request_body
+class XAPIHandler(JSONErrorsMixin, web.RequestHandler):
+    """Common to the xAPI handlers: version header, Basic credentials, a bounded body.
+
+    Errors are the hub_ext services' JSON errors (:class:`~hub_ext.services.base.JSONErrorsMixin`),
+    with the xAPI version header like every answer. The body is streamed in, so that one
+    larger than ``max_body_size`` gets a JSON 413 (tornado's own limit answers a bare 400);
+    the methods, wrapped in :func:`_admitted`, find it in ``self.request.body``.
+    """
 
     service: EventsService
-    request_id = ""
 
     def initialize(self, service):
+        super().initialize()
         self.service = service
-        given = self.request.headers.get("X-Request-Id", "")
-        self.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex[:16]
-        self.set_header("X-Request-Id", self.request_id)
         self.source = None
+        self._chunks: list[bytes] = []
+        self._received = 0
 
     def set_default_headers(self):
+        super().set_default_headers()
         self.set_header(_VERSION_HEADER, VERSION)
         self.set_header("Content-Type", "application/json")
-        if self.request_id:  # send_error clears the headers: keep the id
-            self.set_header("X-Request-Id", self.request_id)
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        elif status_code >= 500:
-            message = "internal error (the service's log has the details under this request_id)"
-        else:
-            message = self._reason
-        self.fail(status_code, message)
 
     def log_exception(self, typ, value, tb):
         # tornado's own would log the URI, query string (agents' e-mail addresses) included
@@ -144,34 +201,62 @@ class XAPIHandler(web.RequestHandler):
             exc_info=(typ, value, tb),
         )
 
-    def fail(self, status: int, message: str, *, error: str | None = None, **extra):
-        """Answer ``{error, message, request_id, **extra}`` with ``status`` and finish."""
-        self.set_status(status)
-        if status == 503:
-            self.set_header("Retry-After", "1")
-        body = {"error": error or ERRORS.get(status, "error"), "message": message,
-                "request_id": self.request_id, **extra}  # fmt: skip
-        self.finish(json.dumps(body))
-
     async def prepare(self):
+        # max_body_size is enforced here and in data_received, with a JSON 413; the
+        # connection's own limit (a bare 400, even after that answer) is lifted
+        self.request.connection.set_max_body_size(sys.maxsize)
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.service.max_body_size:
+            self._too_large()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._received += len(chunk)
+        if self._received > self.service.max_body_size:
+            self._chunks = []
+            return self._too_large()
+        self._chunks.append(chunk)
+
+    def _too_large(self) -> None:
+        self.fail(
+            413,
+            "payload_too_large",
+            f"the body is larger than this LRS takes ({self.service.max_body_size} bytes; "
+            "post the statements in smaller batches)",
+        )
+
+    async def admit(self) -> None:
+        """Check the version header and the credentials (and answer if they do not pass)."""
         version = self.request.headers.get(_VERSION_HEADER)
         if version is None:
-            return self.fail(400, f"missing {_VERSION_HEADER} header (this LRS speaks 1.0.x)")
-        if not _VERSION_RE.match(version.strip()):
             return self.fail(
-                400, f"{_VERSION_HEADER} {version!r} is not supported (this LRS speaks 1.0.x)"
+                400, "bad_request", f"missing {_VERSION_HEADER} header (this LRS speaks 1.0.x)"
+            )
+        if not SUPPORTED_VERSION.match(version.strip()):
+            return self.fail(
+                400,
+                "bad_request",
+                f"{_VERSION_HEADER} {version!r} is not supported (this LRS speaks 1.0.x)",
             )
         try:
             self.source = await self.service.authenticate(self.request.headers.get("Authorization"))
         except Busy:
-            return self.fail(503, "too many credential checks are waiting; retry in a moment")
+            return self.fail(
+                503, "busy", "too many credential checks are waiting; retry in a moment"
+            )
         if self.source is None:
-            self.set_header("WWW-Authenticate", 'Basic realm="xAPI"')
-            return self.fail(401, "valid HTTP Basic credentials of an xAPI source are required")
+            return self.fail(
+                401,
+                "unauthorized",
+                "valid HTTP Basic credentials of an xAPI source are required",
+                headers={"WWW-Authenticate": 'Basic realm="xAPI"'},
+            )
         if not self.source["course_id"]:
             name = self.source["name"]
             return self.fail(
                 403,
+                "forbidden",
                 f"the source {name!r} has no course, and a source may read and write only its "
                 f"own course's statements: re-create it with `hub-ext events remove-source "
                 f"{name}` then `hub-ext events add-source {name} --course COURSE_ID` and give "
@@ -185,31 +270,37 @@ class XAPIHandler(web.RequestHandler):
 
     def json_body(self):
         try:
-            return json.loads(self.request.body or b"null")
+            return _json(self.request.body or b"null")
         except ValueError as e:
             raise web.HTTPError(400, "the body is not JSON: %s", e) from None
 
 
 class StatementsHandler(XAPIHandler):
+    @_admitted
     async def post(self):
         if self.get_query_argument("method", None):
-            return self.fail(400, "alternate request syntax (method=...) is not supported")
+            return self.fail(
+                400, "bad_request", "alternate request syntax (method=...) is not supported"
+            )
         body = self.json_body()
         statements = body if isinstance(body, list) else [body]
         ids = await self._store(statements, batch=isinstance(body, list))
         if ids is not None:
             self.finish(json.dumps(ids))
 
+    @_admitted
     async def put(self):
         statement_id = self.get_query_argument("statementId", None)
         if not statement_id:
-            return self.fail(400, "PUT needs the statementId parameter")
+            return self.fail(400, "bad_request", "PUT needs the statementId parameter")
         body = self.json_body()
         if not isinstance(body, dict):
-            return self.fail(400, "PUT takes one statement (a JSON object)")
+            return self.fail(400, "bad_request", "PUT takes one statement (a JSON object)")
         if "id" in body and str(body["id"]).lower() != statement_id.lower():
             return self.fail(
-                400, f"the statement's id {body['id']!r} is not the statementId {statement_id!r}"
+                400,
+                "bad_request",
+                f"the statement's id {body['id']!r} is not the statementId {statement_id!r}",
             )
         body["id"] = statement_id
         if await self._store([body], batch=False) is not None:
@@ -217,11 +308,14 @@ class StatementsHandler(XAPIHandler):
             self.finish()
 
     async def _store(self, statements: list, *, batch: bool) -> list[str] | None:
+        """Validate, map and store ``statements`` (all or none): their ids, else None after
+        answering the error (which names the statement of a batch and the field)."""
         if not statements:
             return []
         if len(statements) > self.service.max_batch:
             self.fail(
                 400,
+                "bad_request",
                 f"{len(statements)} statements in one request; at most {self.service.max_batch}",
             )
             return None
@@ -231,46 +325,49 @@ class StatementsHandler(XAPIHandler):
         own = self.source["course_id"]
         for i, statement in enumerate(statements):
             where = f"statements[{i}]" if batch else "statement"
+            which = {"statement": i} if batch else {}
             try:
                 validate_statement(statement, where)
             except StatementError as e:
-                self.fail(400, str(e), statement=i if batch else None, field=e.path)
+                self.fail(400, "bad_request", str(e), field=e.path, **which)
                 return None
             sid = str(statement.get("id", "")).lower()
             if sid and sid in seen:
-                self.fail(400, f"{where}.id: {sid} appears twice in the batch", statement=i)
+                self.fail(
+                    400, "bad_request", f"{where}.id: {sid} appears twice in the batch", **which
+                )
                 return None
             seen.add(sid)
             named = course_of(statement, self.service.activity_courses)
             if named is not None and named != own:
                 self.fail(
                     403,
+                    "forbidden",
                     f"{where} belongs to course {named!r} (its context names it), and the "
                     f"source {self.source['name']!r} may post only statements of course "
                     f"{own!r}; nothing of the request was stored",
-                    statement=i if batch else None,
                     course=named,
+                    **which,
                 )
                 return None
             statement.pop("stored", None)
             statement["authority"] = authority
-            rows.append(
-                to_row(
-                    statement,
-                    stored=stored,
-                    source=self.source["name"],
-                    course_id=own,
-                    learner=learner_of(statement["actor"]),
-                )
-            )
+            row = to_row(statement, stored=stored, source=self.source["name"], course_id=own)
+            try:
+                check_row(row, where)
+            except StatementError as e:
+                self.fail(400, "bad_request", str(e), field=e.path, **which)
+                return None
+            rows.append(row)
         try:
             async with self.service.write_lock:
                 await asyncio.to_thread(self.service.store.store_statements, rows)
         except Conflict as e:
-            self.fail(409, str(e), statement_id=e.statement_id)
+            self.fail(409, "conflict", str(e), statement_id=e.statement_id)
             return None
         return [r["id"] for r in rows]
 
+    @_admitted
     async def get(self):
         self.set_header(
             "X-Experience-API-Consistent-Through",
@@ -279,13 +376,15 @@ class StatementsHandler(XAPIHandler):
         args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         unknown = sorted(set(args) - _GET_PARAMS)
         if unknown:
-            return self.fail(400, f"unknown parameter {unknown[0]!r}")
+            return self.fail(400, "bad_request", f"unknown parameter {unknown[0]!r}")
         for key in ("statementId", "voidedStatementId"):
             if key in args:
                 others = set(args) - {key, "format", "attachments"}
                 if others:
                     return self.fail(
-                        400, f"{key} cannot be combined with {', '.join(sorted(others))}"
+                        400,
+                        "bad_request",
+                        f"{key} cannot be combined with {', '.join(sorted(others))}",
                     )
                 statement = await asyncio.to_thread(
                     self.service.store.get_statement,
@@ -294,28 +393,19 @@ class StatementsHandler(XAPIHandler):
                     **self.scope,
                 )
                 if statement is None:  # another course's: the same answer as a missing one
-                    return self.fail(404, f"no statement {args[key]}")
+                    return self.fail(404, "not_found", f"no statement {args[key]}")
                 return self.finish(json.dumps(statement))
-        if "more" in args:
-            try:
-                state = json.loads(base64.urlsafe_b64decode(args["more"].encode()))
-                filters, after = state["f"], int(state["a"])
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                return self.fail(400, "more: not a token this LRS gave")
-        else:
-            filters, after = args, None
         try:
+            filters, after = _read_page_token(args["more"]) if "more" in args else (args, None)
             query = self._filters(filters)
         except ValueError as e:
-            return self.fail(400, str(e))
+            return self.fail(400, "bad_request", str(e))
         statements, next_pk, _newest = await asyncio.to_thread(
             self.service.store.query_statements, after_pk=after, **query, **self.scope
         )
         more = ""
         if next_pk is not None:
-            token = base64.urlsafe_b64encode(
-                json.dumps({"f": filters, "a": next_pk}).encode()
-            ).decode()
+            token = _page_token(filters, next_pk)
             more = f"{self.service.base_url}xAPI/statements?{urlencode({'more': token})}"
         self.set_header(
             "X-Experience-API-Consistent-Through",
@@ -337,9 +427,8 @@ class StatementsHandler(XAPIHandler):
             raise ValueError(f"format: {args['format']!r} is not ids, exact or canonical")
         if "agent" in args:
             try:
-                agent = json.loads(args["agent"])
-                validate_agent(agent, "agent")
-            except (ValueError, StatementError) as e:
+                agent = validate_agent(_json(args["agent"]), "agent")
+            except ValueError as e:  # a StatementError too
                 raise ValueError(f"agent: not an Agent or Group in JSON ({e})") from None
             query["agent_key"] = actor_key(agent)
         if "verb" in args:
@@ -353,7 +442,7 @@ class StatementsHandler(XAPIHandler):
                 except StatementError as e:
                     raise ValueError(str(e)) from None
         limit = args.get("limit", "0")
-        if not str(limit).isdigit():
+        if not (limit.isascii() and limit.isdigit()):
             raise ValueError(f"limit: {limit!r} is not a non-negative whole number")
         limit = int(limit)
         query["limit"] = min(limit, self.service.page_size) if limit else self.service.page_size
@@ -365,10 +454,7 @@ class StatementsHandler(XAPIHandler):
 
 
 class AboutHandler(XAPIHandler):
-    async def prepare(self):  # no version header nor credentials needed
-        pass
-
-    def get(self):
+    def get(self):  # no version header nor credentials needed
         self.finish(json.dumps({"version": [VERSION]}))
 
 
@@ -376,8 +462,11 @@ class NotFoundHandler(XAPIHandler):
     """Any other path: a JSON 404 (no credentials needed to learn there is nothing here)."""
 
     async def prepare(self):
+        await super().prepare()
         self.fail(
-            404, f"no resource {self.request.path} (this LRS has xAPI/statements and xAPI/about)"
+            404,
+            "not_found",
+            f"no resource {self.request.path} (this LRS has xAPI/statements and xAPI/about)",
         )
 
 
@@ -422,7 +511,9 @@ class EventsService(HubServiceApp):
 
     max_body_size = Integer(
         16 * 1024 * 1024,
-        help="""Largest request body, in bytes. Default 16 MiB. Example: ``c.EventsService.max_body_size = 4 * 1024 * 1024``""",
+        help="""Largest request body, in bytes; a larger one gets 413 (``payload_too_large``),
+        before it is read when its ``Content-Length`` says so. Default 16 MiB.
+        Example: ``c.EventsService.max_body_size = 4 * 1024 * 1024``""",
     ).tag(config=True)
 
     activity_courses = Dict(
@@ -561,7 +652,7 @@ class EventsService(HubServiceApp):
             return None
         try:
             key, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 of UTF-8 (binascii.Error, UnicodeDecodeError)
             return None
         if not key or not secret:
             return None

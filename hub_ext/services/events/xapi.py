@@ -7,23 +7,36 @@ durations, language maps, score ranges, the five object types (Activity, Agent, 
 StatementRef, SubStatement). The first problem found is raised as :class:`StatementError`
 with the JSON path of the bad field, e.g. ``statements[3].verb.id: 'bad' is not an IRI``.
 
-:func:`to_row` turns a validated statement into the dict the ``statements`` table takes.
+Every string it checks must also be one a store can keep (no NUL, no lone surrogate), and
+every number finite. :func:`to_row` turns a validated statement into the dict the
+``statements`` table takes; :func:`check_row` refuses, the same way, one the table cannot
+hold (a string longer than its column, a whole number beyond it), so that what SQLite would
+take and PostgreSQL refuse is refused on both.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+
+from sqlalchemy import BigInteger, Integer
+
+from .models import Statement
 
 __all__ = [
     "CLICKS_EXTENSION",
     "COURSE_IRI_PREFIX",
+    "SUPPORTED_VERSION",
     "StatementError",
     "actor_key",
     "canonical",
+    "check_row",
     "course_iri",
     "parse_timestamp",
     "to_row",
@@ -33,6 +46,8 @@ __all__ = [
 ]
 
 VERSION = "1.0.3"
+#: the versions this LRS takes (``X-Experience-API-Version``, a statement's ``version``)
+SUPPORTED_VERSION = re.compile(r"^1\.0(\.\d+)?$")
 #: result extension holding how many interactions a statement stands for (OULAD's sum_click)
 CLICKS_EXTENSION = "urn:hub-ext:xapi:clicks"
 #: an activity in context.contextActivities (grouping or parent) with this prefix names the course
@@ -51,6 +66,9 @@ _DURATION = re.compile(
     r"(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
 )
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: what no stored string may hold: NUL (PostgreSQL's text refuses it) and lone UTF-16
+#: surrogates (JSON's \ud800 escapes; not text, UTF-8 cannot encode them)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 _STATEMENT_KEYS = {
     "id", "actor", "verb", "object", "result", "context", "timestamp", "stored",
@@ -113,42 +131,63 @@ def _obj(value, path: str, allowed: set[str], required: tuple[str, ...] = ()) ->
     return value
 
 
-def _str(value, path: str) -> str:
-    if not isinstance(value, str):
-        _fail(path, f"must be a string, not {type(value).__name__}")
-    return value
+@dataclass(frozen=True, slots=True)
+class _Scalar:
+    """A kind of value a field holds: ``check(value, path)`` returns the value if it is of
+    ``kind`` (and matches ``pattern``, passes ``test``) and, a string, holds nothing a store
+    cannot keep; else it raises :class:`StatementError` with ``message`` (formatted with
+    ``value`` and its ``type``)."""
+
+    kind: type | tuple[type, ...]
+    message: str
+    pattern: re.Pattern | None = None
+    test: Callable[[Any], bool] | None = None
+
+    def __call__(self, value, path: str):
+        if (
+            not isinstance(value, self.kind)
+            or (self.pattern is not None and self.pattern.match(value) is None)
+            or (self.test is not None and not self.test(value))
+        ):
+            _fail(path, self.message.format(value=value, type=type(value).__name__))
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            _fail(path, "holds a NUL character or a lone surrogate (\\u0000, \\ud800-\\udfff)")
+        return value
 
 
-def _iri(value, path: str) -> str:
-    if not isinstance(value, str) or not _IRI.match(value):
-        _fail(path, f"{value!r} is not an IRI (an absolute identifier such as http://...)")
-    return value
+def _finite(value: int | float) -> bool:
+    if isinstance(value, bool):  # an int to Python, not a number to JSON
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a whole number beyond every float
+        return False
 
 
-def _uuid(value, path: str) -> str:
-    if not isinstance(value, str) or not _UUID.match(value):
-        _fail(path, f"{value!r} is not a UUID")
-    return value
-
-
-def _bool(value, path: str) -> bool:
-    if not isinstance(value, bool):
-        _fail(path, f"must be true or false, not {value!r}")
-    return value
-
-
-def _number(value, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(path, f"must be a number, not {value!r}")
-    return value
+# one checker per kind of value: what it is, and what the 400 says when a value is not
+_str = _Scalar(str, "must be a string, not {type}")
+_bool = _Scalar(bool, "must be true or false, not {value!r}")
+_number = _Scalar((int, float), "must be a (finite) number, not {value!r}", test=_finite)
+_iri = _Scalar(str, "{value!r} is not an IRI (an absolute identifier such as http://...)", _IRI)
+_uuid = _Scalar(str, "{value!r} is not a UUID", _UUID)
+_mbox = _Scalar(str, "{value!r} is not a mailto: IRI such as mailto:ada@example.org", _MBOX)
+_sha1 = _Scalar(str, "must be 40 hexadecimal digits", _SHA1)
+_language_tag = _Scalar(str, "{value!r} is not a language tag (RFC 5646) such as en-US", _LANG)
+_duration = _Scalar(str, "{value!r} is not an ISO 8601 duration such as PT4M30S", _DURATION)
+_version = _Scalar(str, "{value!r} is not a 1.0.x version", SUPPORTED_VERSION)
+_interaction_type = _Scalar(
+    str, "{value!r} is not an interaction type", test=_INTERACTION_TYPES.__contains__
+)
+_strings = _Scalar(
+    list, "must be a list of strings", test=lambda v: all(isinstance(s, str) for s in v)
+)
 
 
 def _language_map(value, path: str) -> None:
     if not isinstance(value, dict):
         _fail(path, "must be a language map (an object of language tag -> string)")
     for tag, text in value.items():
-        if not _LANG.match(tag):
-            _fail(path, f"{tag!r} is not a language tag (RFC 5646), e.g. en-US")
+        _language_tag(tag, path)
         _str(text, f"{path}.{tag}")
 
 
@@ -176,11 +215,20 @@ def parse_timestamp(value, path: str = "timestamp") -> datetime:
         text = text[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         _fail(path, f"{value!r} is not a valid date and time")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    except OverflowError:
+        _fail(path, f"{value!r} is out of range (in UTC, the years 1 to 9999)")
+
+
+def _fields(value: dict, path: str, checks: dict[str, Callable]) -> dict:
+    """Check each field of ``value`` that ``checks`` names with its checker, in that order
+    (a checker is called as ``check(field_value, path_of_the_field)``)."""
+    for key, check in checks.items():
+        if key in value:
+            check(value[key], f"{path}.{key}")
+    return value
 
 
 def _agent(value, path: str, *, group_ok: bool = True) -> dict:
@@ -210,25 +258,12 @@ def _agent(value, path: str, *, group_ok: bool = True) -> dict:
     else:
         what = "Agent" if not group_ok else "Agent or Group"
         _fail(f"{path}.objectType", f"{kind!r} is not valid here (expected {what})")
-    if "name" in value:
-        _str(value["name"], f"{path}.name")
-    if "mbox" in value and (not isinstance(value["mbox"], str) or not _MBOX.match(value["mbox"])):
-        _fail(
-            f"{path}.mbox", f"{value['mbox']!r} is not a mailto: IRI such as mailto:ada@example.org"
-        )
-    if "mbox_sha1sum" in value and (
-        not isinstance(value["mbox_sha1sum"], str) or not _SHA1.match(value["mbox_sha1sum"])
-    ):
-        _fail(f"{path}.mbox_sha1sum", "must be 40 hexadecimal digits")
-    if "openid" in value:
-        _iri(value["openid"], f"{path}.openid")
-    if "account" in value:
-        account = _obj(
-            value["account"], f"{path}.account", {"homePage", "name"}, ("homePage", "name")
-        )
-        _iri(account["homePage"], f"{path}.account.homePage")
-        _str(account["name"], f"{path}.account.name")
-    return value
+    return _fields(value, path, _AGENT_FIELDS)
+
+
+def _account(value, path: str) -> dict:
+    _obj(value, path, {"homePage", "name"}, ("homePage", "name"))
+    return _fields(value, path, _ACCOUNT_FIELDS)
 
 
 def validate_agent(value: Any, path: str = "agent") -> dict:
@@ -236,43 +271,30 @@ def validate_agent(value: Any, path: str = "agent") -> dict:
     return _agent(value, path)
 
 
+def _team(value, path: str) -> dict:
+    if _agent(value, path).get("objectType") != "Group":
+        _fail(path, "must be a Group")
+    return value
+
+
 def _verb(value, path: str) -> dict:
     _obj(value, path, {"id", "display"}, ("id",))
-    _iri(value["id"], f"{path}.id")
-    if "display" in value:
-        _language_map(value["display"], f"{path}.display")
-    return value
+    return _fields(value, path, _VERB_FIELDS)
+
+
+def _definition(value, path: str) -> dict:
+    _obj(value, path, _ACTIVITY_DEF_KEYS)
+    return _fields(value, path, _DEFINITION_FIELDS)
 
 
 def _activity(value, path: str) -> dict:
     _obj(value, path, {"objectType", "id", "definition"}, ("id",))
-    _iri(value["id"], f"{path}.id")
-    if "definition" in value:
-        d = _obj(value["definition"], f"{path}.definition", _ACTIVITY_DEF_KEYS)
-        for key in ("name", "description"):
-            if key in d:
-                _language_map(d[key], f"{path}.definition.{key}")
-        for key in ("type", "moreInfo"):
-            if key in d:
-                _iri(d[key], f"{path}.definition.{key}")
-        if "extensions" in d:
-            _extensions(d["extensions"], f"{path}.definition.extensions")
-        if "interactionType" in d and d["interactionType"] not in _INTERACTION_TYPES:
-            _fail(
-                f"{path}.definition.interactionType",
-                f"{d['interactionType']!r} is not an interaction type",
-            )
-        if "correctResponsesPattern" in d:
-            pattern = d["correctResponsesPattern"]
-            if not isinstance(pattern, list) or not all(isinstance(p, str) for p in pattern):
-                _fail(f"{path}.definition.correctResponsesPattern", "must be a list of strings")
-    return value
+    return _fields(value, path, _ACTIVITY_FIELDS)
 
 
 def _statement_ref(value, path: str) -> dict:
     _obj(value, path, {"objectType", "id"}, ("objectType", "id"))
-    _uuid(value["id"], f"{path}.id")
-    return value
+    return _fields(value, path, _STATEMENT_REF_FIELDS)
 
 
 def _object(value, path: str, *, sub: bool = False) -> dict:
@@ -294,68 +316,56 @@ def _object(value, path: str, *, sub: bool = False) -> dict:
     _fail(f"{path}.objectType", f"{kind!r} is not an object type")
 
 
-def _result(value, path: str) -> None:
+def _score(value, path: str) -> dict:
+    score = _obj(value, path, {"scaled", "raw", "min", "max"})
+    for key in score:
+        _number(score[key], f"{path}.{key}")
+    if "scaled" in score and not -1 <= score["scaled"] <= 1:
+        _fail(f"{path}.scaled", f"{score['scaled']} is not between -1 and 1")
+    if "min" in score and "max" in score and score["min"] > score["max"]:
+        _fail(f"{path}.min", f"min {score['min']} is greater than max {score['max']}")
+    if "raw" in score:
+        if "min" in score and score["raw"] < score["min"]:
+            _fail(f"{path}.raw", f"{score['raw']} is below min {score['min']}")
+        if "max" in score and score["raw"] > score["max"]:
+            _fail(f"{path}.raw", f"{score['raw']} is above max {score['max']}")
+    return score
+
+
+def _result(value, path: str) -> dict:
     _obj(value, path, {"score", "success", "completion", "response", "duration", "extensions"})
-    if "score" in value:
-        score = _obj(value["score"], f"{path}.score", {"scaled", "raw", "min", "max"})
-        for key in score:
-            _number(score[key], f"{path}.score.{key}")
-        if "scaled" in score and not -1 <= score["scaled"] <= 1:
-            _fail(f"{path}.score.scaled", f"{score['scaled']} is not between -1 and 1")
-        if "min" in score and "max" in score and score["min"] > score["max"]:
-            _fail(f"{path}.score.min", f"min {score['min']} is greater than max {score['max']}")
-        if "raw" in score:
-            if "min" in score and score["raw"] < score["min"]:
-                _fail(f"{path}.score.raw", f"{score['raw']} is below min {score['min']}")
-            if "max" in score and score["raw"] > score["max"]:
-                _fail(f"{path}.score.raw", f"{score['raw']} is above max {score['max']}")
-    for key in ("success", "completion"):
-        if key in value:
-            _bool(value[key], f"{path}.{key}")
-    if "response" in value:
-        _str(value["response"], f"{path}.response")
-    if "duration" in value and (
-        not isinstance(value["duration"], str) or not _DURATION.match(value["duration"])
-    ):
-        _fail(
-            f"{path}.duration", f"{value['duration']!r} is not an ISO 8601 duration such as PT4M30S"
-        )
-    if "extensions" in value:
-        _extensions(value["extensions"], f"{path}.extensions")
+    return _fields(value, path, _RESULT_FIELDS)
 
 
-def _context(value, path: str, object_kind: str) -> None:
+def _context_activities(value, path: str) -> dict:
+    _obj(value, path, {"parent", "grouping", "category", "other"})
+    for key, acts in value.items():
+        for i, act in enumerate(acts if isinstance(acts, list) else [acts]):
+            _activity(act, f"{path}.{key}[{i}]")
+    return value
+
+
+def _context(value, path: str) -> dict:
     _obj(value, path, _CONTEXT_KEYS)
-    if "registration" in value:
-        _uuid(value["registration"], f"{path}.registration")
-    if "instructor" in value:
-        _agent(value["instructor"], f"{path}.instructor")
-    if "team" in value:
-        team = _agent(value["team"], f"{path}.team")
-        if team.get("objectType") != "Group":
-            _fail(f"{path}.team", "must be a Group")
-    if "contextActivities" in value:
-        ca = _obj(
-            value["contextActivities"],
-            f"{path}.contextActivities",
-            {"parent", "grouping", "category", "other"},
+    return _fields(value, path, _CONTEXT_FIELDS)
+
+
+def _attachments(value, path: str) -> list:
+    if not isinstance(value, list):
+        _fail(path, "must be a list")
+    for i, att in enumerate(value):
+        a = _obj(
+            att,
+            f"{path}[{i}]",
+            {"usageType", "display", "description", "contentType", "length", "sha2", "fileUrl"},
+            ("usageType", "display", "contentType", "length", "sha2"),
         )
-        for key, acts in ca.items():
-            items = acts if isinstance(acts, list) else [acts]
-            for i, act in enumerate(items):
-                _activity(act, f"{path}.contextActivities.{key}[{i}]")
-    for key in ("revision", "platform"):
-        if key in value:
-            _str(value[key], f"{path}.{key}")
-            if object_kind != "Activity":
-                _fail(f"{path}.{key}", "only allowed when the object is an Activity")
-    if "language" in value:
-        if not isinstance(value["language"], str) or not _LANG.match(value["language"]):
-            _fail(f"{path}.language", f"{value['language']!r} is not a language tag (RFC 5646)")
-    if "statement" in value:
-        _statement_ref(value["statement"], f"{path}.statement")
-    if "extensions" in value:
-        _extensions(value["extensions"], f"{path}.extensions")
+        if "fileUrl" not in a:
+            _fail(
+                f"{path}[{i}]",
+                "attachments sent in the request (multipart/mixed) are not supported; give a fileUrl",
+            )
+    return value
 
 
 def _body(value: dict, path: str, *, sub: bool = False) -> None:
@@ -365,43 +375,47 @@ def _body(value: dict, path: str, *, sub: bool = False) -> None:
     kind = obj.get("objectType", "Activity")
     if value["verb"]["id"] == VOIDED and not sub and kind != "StatementRef":
         _fail(f"{path}.object", "a voiding statement's object must be a StatementRef")
-    if "result" in value:
-        _result(value["result"], f"{path}.result")
-    if "context" in value:
-        _context(value["context"], f"{path}.context", kind)
-    if "timestamp" in value:
-        parse_timestamp(value["timestamp"], f"{path}.timestamp")
-    if "attachments" in value:
-        if not isinstance(value["attachments"], list):
-            _fail(f"{path}.attachments", "must be a list")
-        for i, att in enumerate(value["attachments"]):
-            a = _obj(
-                att,
-                f"{path}.attachments[{i}]",
-                {"usageType", "display", "description", "contentType", "length", "sha2", "fileUrl"},
-                ("usageType", "display", "contentType", "length", "sha2"),
-            )
-            if "fileUrl" not in a:
-                _fail(
-                    f"{path}.attachments[{i}]",
-                    "attachments sent in the request (multipart/mixed) are not supported; give a fileUrl",
-                )
+    _fields(value, path, _BODY_FIELDS)
+    for key in ("revision", "platform"):
+        if kind != "Activity" and key in value.get("context", ()):
+            _fail(f"{path}.context.{key}", "only allowed when the object is an Activity")
+
+
+#: the checker of each property of each object, in the order they are checked
+_ACCOUNT_FIELDS = {"homePage": _iri, "name": _str}
+_AGENT_FIELDS = {
+    "name": _str, "mbox": _mbox, "mbox_sha1sum": _sha1, "openid": _iri, "account": _account,
+}  # fmt: skip
+_VERB_FIELDS = {"id": _iri, "display": _language_map}
+_DEFINITION_FIELDS = {
+    "name": _language_map, "description": _language_map, "type": _iri, "moreInfo": _iri,
+    "extensions": _extensions, "interactionType": _interaction_type,
+    "correctResponsesPattern": _strings,
+}  # fmt: skip
+_ACTIVITY_FIELDS = {"id": _iri, "definition": _definition}
+_STATEMENT_REF_FIELDS = {"id": _uuid}
+_RESULT_FIELDS = {
+    "score": _score, "success": _bool, "completion": _bool, "response": _str,
+    "duration": _duration, "extensions": _extensions,
+}  # fmt: skip
+_CONTEXT_FIELDS = {
+    "registration": _uuid, "instructor": _agent, "team": _team,
+    "contextActivities": _context_activities, "revision": _str, "platform": _str,
+    "language": _language_tag, "statement": _statement_ref, "extensions": _extensions,
+}  # fmt: skip
+_BODY_FIELDS = {
+    "result": _result, "context": _context, "timestamp": parse_timestamp,
+    "attachments": _attachments,
+}  # fmt: skip
+_STATEMENT_FIELDS = {
+    "id": _uuid, "version": _version, "stored": parse_timestamp, "authority": _agent,
+}  # fmt: skip
 
 
 def validate_statement(value: Any, path: str = "statement") -> dict:
     """Check one statement; raise :class:`StatementError` naming the first bad field."""
     _obj(value, path, _STATEMENT_KEYS, ("actor", "verb", "object"))
-    if "id" in value:
-        _uuid(value["id"], f"{path}.id")
-    if "version" in value:
-        if not isinstance(value["version"], str) or not re.match(
-            r"^1\.0(\.\d+)?$", value["version"]
-        ):
-            _fail(f"{path}.version", f"{value['version']!r} is not a 1.0.x version")
-    if "stored" in value:
-        parse_timestamp(value["stored"], f"{path}.stored")
-    if "authority" in value:
-        _agent(value["authority"], f"{path}.authority")
+    _fields(value, path, _STATEMENT_FIELDS)
     _body(value, path)
     return value
 
@@ -526,3 +540,37 @@ def to_row(
         "voided": False,
         "raw": statement,
     }
+
+
+#: what the bounded columns of ``statements`` are made from: (the field, what it is)
+_ROW_FIELDS = {
+    "verb": ("verb.id", "the verb's IRI"),
+    "object_id": ("object", "the object's identifier"),
+    "actor_key": ("actor", "the actor's identifier"),
+    "learner": ("actor", "the learner (the account's name, else the e-mail address)"),
+    "clicks": ("result.extensions", f"the {CLICKS_EXTENSION} extension"),
+}
+#: the largest whole number of an INTEGER and of a BIGINT column (PostgreSQL's sizes)
+_INT_MAX = {Integer: 2**31 - 1, BigInteger: 2**63 - 1}
+#: (column, field, what it is, longest string, largest whole number) of each bounded column
+_BOUNDS = [
+    (c.name, *_ROW_FIELDS.get(c.name, (c.name, c.name)), getattr(c.type, "length", None),
+     _INT_MAX.get(type(c.type)))
+    for c in Statement.__table__.columns
+    if getattr(c.type, "length", None) or type(c.type) in _INT_MAX
+]  # fmt: skip
+
+
+def check_row(row: dict, path: str = "statement") -> dict:
+    """``row`` (of :func:`to_row`) if the ``statements`` table can hold it, else
+    :class:`StatementError`: a string longer than its column, a whole number beyond it."""
+    for name, field, what, length, top in _BOUNDS:
+        value = row.get(name)
+        if length and isinstance(value, str) and len(value) > length:
+            _fail(
+                f"{path}.{field}",
+                f"{what} is {len(value)} characters long; this LRS stores at most {length}",
+            )
+        if top and isinstance(value, int) and not -top - 1 <= value <= top:
+            _fail(f"{path}.{field}", f"{what}: {value} is out of range (at most {top})")
+    return row
