@@ -213,7 +213,7 @@ def _service(world, data, events_url, log):
             "--GradingQueue.workers=1",
             "--GradingQueue.idle_seconds=0.5",
             "--Autograder.sandbox=bubblewrap",
-            "--Application.log_level=DEBUG",
+            "--Application.log_level=INFO",
         ],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )  # fmt: skip

@@ -26,6 +26,7 @@ the worker waits ``retry_seconds``: nothing is graded unsandboxed, nothing is dr
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from datetime import UTC, datetime
 
@@ -83,6 +84,13 @@ class GradingQueue(LoggingConfigurable):
         config=True,
         help="""Seconds an idle worker waits before looking at the queue again when nothing
         told it of new work (another process may have queued some). Default: 5.""",
+    )
+    max_tries = Integer(
+        3,
+        config=True,
+        help="""How many times one run is tried before it is given up as ``not_gradable``
+        (each try that a stop or an error of the service interrupted counts), so a run
+        that makes the service fail cannot hold a worker for ever. Default: 3.""",
     )
     home = Unicode(
         "http://localhost:8000",
@@ -153,6 +161,16 @@ class GradingQueue(LoggingConfigurable):
                 except TimeoutError:
                     pass
                 continue
+            if job.tries > self.max_tries:
+                self.log.error(
+                    "Run %s/%d given up after %d tries", job.submission_id, job.run, self.max_tries
+                )
+                await self._finish(
+                    job,
+                    "not_gradable",
+                    f"grading failed {self.max_tries} times; the service log says why",
+                )
+                continue
             try:
                 await self.run_job(job)
             except SandboxUnavailable as e:
@@ -163,7 +181,7 @@ class GradingQueue(LoggingConfigurable):
                     job.submission_id,
                     job.run,
                 )
-                await asyncio.to_thread(self.store.release, job)
+                await asyncio.to_thread(functools.partial(self.store.release, job, count_try=False))
                 await asyncio.sleep(self.retry_seconds)
             except asyncio.CancelledError:
                 raise

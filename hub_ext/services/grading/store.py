@@ -506,11 +506,15 @@ class GradingStore:
                     submitted_at=_aware(s.submitted_at),
                 )
 
-    def release(self, job: Job) -> None:
-        """Put a claimed run back in the queue (no sandbox now: graded later)."""
+    def release(self, job: Job, *, count_try: bool = True) -> None:
+        """Put a claimed run back in the queue; ``count_try=False`` when nothing was tried
+        (no sandbox could be made), so waiting for one never uses up the run's tries."""
+        tries = job.tries if count_try else job.tries - 1
         with self.engine.begin() as conn:
             conn.execute(
-                update(runs).where(*self._claimed(job)).values(state="queued", started_at=None)
+                update(runs)
+                .where(*self._claimed(job))
+                .values(state="queued", started_at=None, tries=tries)
             )
 
     @staticmethod
