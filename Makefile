@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup sandbox-tools demo test lint format bench images clean
+.PHONY: help setup sandbox-tools nbgrader-ref demo test lint format bench images clean
 
 help:
 	@echo "make demo    set up, then run the hub on http://127.0.0.1:8000 with the demo courses"
@@ -43,10 +43,19 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# nbgrader itself, for the tests that compare our autograde with its own: installed beside
+# the environment, not into it (its wheel turns on its server and Lab extensions for every
+# Jupyter server of the environment it is in). See tests/test_grading_nbgrader.py.
+NBGRADER_REF := .nbgrader-ref
+nbgrader-ref: $(NBGRADER_REF)/.installed
+$(NBGRADER_REF)/.installed: $(VENV)/.installed
+	$(PIP) install --quiet --no-deps --target $(NBGRADER_REF) nbgrader==0.9.6 rapidfuzz==3.14.6
+	touch $@
+
 demo: setup
 	@BIN=$(BIN) bash hub_config/demo.sh
 
-test: setup
+test: setup nbgrader-ref
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

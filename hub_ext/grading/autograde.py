@@ -42,6 +42,7 @@ from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
+from zmq.utils.monitor import parse_monitor_message
 
 from ..sandbox import Bind, Limits, Sandbox, SandboxSpec, SandboxUnavailable, make_sandbox
 from ..sandbox.base import SCRATCH, log_tail
@@ -327,7 +328,41 @@ class _GradingClient(NotebookClient):
         replace the service's own, and the grader ends the sandbox itself."""
         if self.kc is None:
             await self.async_start_new_kernel_client()
-        yield
+        watchers = [
+            asyncio.ensure_future(self._watch(channel.socket, name))
+            for name, channel in (
+                ("iopub", self.kc.iopub_channel),
+                ("shell", self.kc.shell_channel),
+            )
+        ]
+        try:
+            yield
+        finally:
+            for task in watchers:
+                task.cancel()
+
+    async def _watch(self, sock, name: str) -> None:
+        """A dropped connection while the kernel still runs: it sent a message larger than
+        ZeroMQ's ``MAXMSGSIZE`` (refused unread), so the output limit is past. (A kernel
+        that died drops it too: its sandbox then ends within moments.)"""
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())
+                if event["event"] != zmq.EVENT_DISCONNECTED:
+                    continue
+                try:
+                    await asyncio.wait_for(self.km.handle.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                if self.km.handle.returncode is None:
+                    self.log.warning("Grading: the kernel's %s message was over the limit", name)
+                    self.output_cell = self.running if self.running is not None else -1
+                    self.km.handle.kill()
+                return
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
 
     async def _async_cleanup_kernel(self) -> None:
         return None  # see async_setup_kernel: the grader stops the channels and the sandbox
@@ -584,8 +619,9 @@ class Autograder(LoggingConfigurable):
         log_path = log_dir / f"{launch.sandbox.scratch.name}.log"
         nb = nbformat.from_dict(copy.deepcopy(prepared.nb))  # a copy the run fills in
         context = zmq.asyncio.Context()
-        # one message larger than the output limit is refused before it is read
-        context.setsockopt(zmq.MAXMSGSIZE, max(limits.output * 2, 1024**2))
+        # one message larger than the output limit is refused before it is read (and the
+        # grading stopped: _GradingClient._watch)
+        context.setsockopt(zmq.MAXMSGSIZE, limits.output + 64 * 1024)
         status, message = "graded", ""
         client = None
         handle = None
@@ -654,8 +690,9 @@ class Autograder(LoggingConfigurable):
     def _classify(self, status, message, client, handle, runs, limits):
         """The overall status, from what stopped the run and what the cells reported."""
         if client is not None and client.output_cell is not None:
+            where = f"cell {client.output_cell + 1}" if client.output_cell >= 0 else "a cell"
             return "output_too_large", (
-                f"cell {client.output_cell + 1} printed past the output limit "
+                f"{where} printed past the output limit "
                 f"({limits.output // 1024} KiB): the notebook was stopped there"
             )
         memory = [i for i, r in sorted(runs.items()) if r.ename == "MemoryError"]

@@ -1,0 +1,275 @@
+"""The grading service's store and queue: the history kept, attempts numbered, the queue
+graded once per run even across a kill -9 of the service (a real subprocess, a real
+bubblewrap sandbox), the scores as xAPI statements in the event store.
+
+Nothing is faked. The kill test runs ``python -m hub_ext.services.grading`` itself, with
+a placeholder hub token: the service needs the hub only to identify HTTP callers, and
+this test makes no HTTP call (submissions go into its store directly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import DatabaseError
+from traitlets.config import Config
+
+from hub_ext.courses import Catalog
+from hub_ext.services.events.store import EventStore
+from hub_ext.services.events.xapi import validate_statement
+from hub_ext.services.grading.policy import Refusal, submission_refusal
+from hub_ext.services.grading.queue import GradingQueue
+from hub_ext.services.grading.statements import COMPLETED, SCORED, assignment_iri
+from hub_ext.services.grading.store import GradingStore, final_score
+from tests.analytics_fixtures import wait_until
+from tests.grading_fixtures import EXPECTED, MAX_POINTS
+from tests.hubtest import process_tree
+from tests.test_grading_service_fixtures import body, grading_catalog, moment
+
+ASYNC = pytest.mark.asyncio(loop_scope="session")
+
+
+def decider(assignment, now):
+    return lambda used, first: submission_refusal(
+        assignment, now, attempts_used=used, first_fetch_at=first
+    )
+
+
+@pytest.fixture
+def world(tmp_path):
+    catalog_path = grading_catalog(
+        tmp_path / "catalog",
+        {
+            "ds101": {
+                "learners": ["alice", "bob"],
+                "assignments": [
+                    {"id": "week1", "due": moment(7), "attempts": 2},
+                    # a short cell timeout: a sleeping answer is cut, and the test stays short
+                    {"id": "slow", "due": moment(7), "limits": {"cell_timeout": "4s"}},
+                ],
+            }
+        },
+    )
+    store = GradingStore(f"sqlite:///{tmp_path / 'data' / 'grading.sqlite'}")
+    store.create()
+    ns = type("World", (), {})()
+    ns.root, ns.catalog_path, ns.store = tmp_path, catalog_path, store
+    ns.catalog = Catalog.load(catalog_path)
+    ns.course = ns.catalog["ds101"]
+    yield ns
+    store.dispose()
+
+
+def submit(world, learner, kind="correct", assignment="week1", now=None, **kw):
+    now = now or datetime.now(UTC)
+    a = world.course.assignment(assignment)
+    return world.store.submit(
+        "ds101", assignment, learner, body(world.root / "catalog", kind, **kw), now, decider(a, now)
+    )
+
+
+def test_every_attempt_is_kept_with_its_hash_and_never_changed(world):
+    first = submit(world, "alice", "wrong")
+    second = submit(world, "alice", "correct")
+    third = submit(world, "alice", "correct")
+    assert (first["attempt"], second["attempt"]) == (1, 2)
+    assert isinstance(third, Refusal) and third.code == "no_attempts_left"
+    assert first["sha256"] != second["sha256"] and len(first["sha256"]) == 64
+    kept = world.store.notebook(first["id"])
+    assert hashlib.sha256(kept).hexdigest() == first["sha256"] and len(kept) == first["size"]
+    assert [s["attempt"] for s in world.store.submissions("ds101", "week1", "alice")] == [1, 2]
+    assert world.store.submissions("ds101", "week1", "bob") == []
+    # the database itself refuses to change or delete one
+    for sql in ("UPDATE submissions SET learner = 'mallory'", "DELETE FROM submissions"):
+        with pytest.raises(DatabaseError, match="never changed, never deleted"):
+            with world.store.engine.begin() as conn:
+                conn.exec_driver_sql(sql)
+    assert len(world.store.submissions("ds101")) == 2
+    db = world.root / "data" / "grading.sqlite"
+    for path in (db, db.parent / "grading.sqlite-wal"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+
+
+def test_fetches_keep_the_first(world):
+    t0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    world.store.record_fetch("ds101", "week1", "alice", t0)
+    row = world.store.record_fetch("ds101", "week1", "alice", t0 + timedelta(hours=1))
+    assert row["first_fetched_at"] == t0 and row["count"] == 2
+    assert row["last_fetched_at"] == t0 + timedelta(hours=1)
+    assert world.store.first_fetch("ds101", "week1", "alice") == t0
+    assert world.store.first_fetch("ds101", "week1", "bob") is None
+
+
+def test_final_score_takes_manual_points_and_the_penalty():
+    result = {
+        "max_points": 6,
+        "tests": [
+            {"grade_id": "t", "kind": "tests", "points": 4.0},
+            {"grade_id": "explain", "kind": "manual", "points": None},
+        ],
+    }
+    assert final_score(result, {}, 0.0) == 4.0
+    assert final_score(result, {"explain": 1.0}, 0.0) == 5.0
+    assert final_score(result, {"explain": 1.0}, 0.2) == 4.0
+    assert final_score(result, {"t": 99.0}, 0.0) == 4.0  # only manual cells take a teacher's
+    assert final_score({"max_points": None, "tests": []}, {}, 0.0) is None
+
+
+def queue_config(world) -> Config:
+    c = Config()
+    c.Autograder.runtime_dir = str(world.root / "runtime")
+    c.Autograder.sandbox = "bubblewrap"
+    return c
+
+
+@ASYNC
+async def test_the_queue_grades_and_scores_reach_the_event_store(world):
+    events = EventStore(f"sqlite:///{world.root / 'events.sqlite'}")
+    events.create()
+    subs = {
+        kind: submit(world, learner, kind)
+        for learner, kind in (("alice", "correct"), ("bob", "partial"))
+    }
+    queue = GradingQueue(
+        config=queue_config(world), store=world.store, catalog=world.catalog, events=events
+    )
+    await queue.start()
+    try:
+        await wait_until(lambda: world.store.counts() == {"done": 2}, 120, 0.25, "two runs done")
+    finally:
+        await queue.stop()
+    for kind, s in subs.items():
+        done = world.store.submission(s["id"])["runs"]
+        assert [r["state"] for r in done] == ["done"]
+        points = {t["grade_id"]: t["points"] for t in done[0]["result"]["tests"]}
+        assert points == {k: pytest.approx(v) for k, v in EXPECTED[kind].items()}
+        assert done[0]["final_score"] == sum(EXPECTED[kind].values())
+    rows = (
+        sqlite3.connect(world.root / "events.sqlite")
+        .execute(
+            "SELECT verb, learner, course_id, object_id, score, source, raw FROM statements ORDER BY learner, verb"
+        )
+        .fetchall()
+    )
+    assert [(r[0], r[1]) for r in rows] == [
+        (COMPLETED, "alice"), (SCORED, "alice"), (COMPLETED, "bob"), (SCORED, "bob"),
+    ]  # fmt: skip
+    for _verb, learner, course, obj, score, source, raw in rows:
+        statement = json.loads(raw)
+        validate_statement({k: v for k, v in statement.items() if k not in ("stored", "version")})
+        assert (course, obj, source) == ("ds101", assignment_iri("ds101", "week1"), "grading")
+        assert statement["actor"]["account"] == {
+            "homePage": "http://localhost:8000",
+            "name": learner,
+        }
+        expected = sum(EXPECTED["correct" if learner == "alice" else "partial"].values())
+        assert score == pytest.approx(round(100 * expected / MAX_POINTS, 2))
+        result = statement["result"]
+        assert result["completion"] is True and result["duration"].startswith("PT")
+        assert result["score"]["max"] == 100 and result["score"]["scaled"] == round(
+            expected / MAX_POINTS, 4
+        )
+    # the assignment is an assessment of the course, with its due date (the queries list it)
+    (due,) = (
+        sqlite3.connect(world.root / "events.sqlite")
+        .execute(
+            "SELECT due_at FROM assessments WHERE course_id = 'ds101' AND assessment_id = ?",
+            (assignment_iri("ds101", "week1"),),
+        )
+        .fetchone()
+    )
+    assert due is not None
+    # published again (a crash after the insert, before the mark): stored once
+    with world.store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE runs SET published = 0")
+    assert await queue.publish_pending() == 2
+    assert events.count() == 4
+    events.dispose()
+
+
+def _service(world, data, events_url, log):
+    env = {
+        **os.environ,
+        "JUPYTERHUB_API_TOKEN": "placeholder-no-hub-call",
+        "PYTHONPATH": os.getcwd(),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "hub_ext.services.grading",
+            f"--CourseCatalog.path={world.catalog_path}",
+            f"--GradingService.data_dir={data}",
+            f"--GradingService.events_db={events_url}",
+            f"--GradingService.port={_free_port()}",
+            "--GradingQueue.workers=1",
+            "--GradingQueue.idle_seconds=0.5",
+            "--Autograder.sandbox=bubblewrap",
+            "--Application.log_level=INFO",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+
+
+def _free_port():
+    from tests.hubtest import free_port
+
+    return free_port()
+
+
+@ASYNC
+async def test_kill_9_with_jobs_queued_and_one_running_grades_each_exactly_once(world):
+    """Five submissions, one worker; the service is killed with -9 while the first (a
+    sleeping answer) is being graded and the rest wait. After a restart: every run done,
+    once; the half-graded one graded again; two statements per run, no more."""
+    data = world.root / "data"
+    events_url = f"sqlite:///{world.root / 'events.sqlite'}"
+    t0 = datetime.now(UTC)
+    slow = submit(world, "alice", "correct", "slow", now=t0, extra="import time\ntime.sleep(3)")
+    waiting = [("alice", "correct", "week1"), ("bob", "wrong", "week1"), ("bob", "stderr", "week1"),
+               ("bob", "correct", "slow")]  # fmt: skip
+    others = [
+        submit(world, learner, kind, assignment, now=t0 + timedelta(seconds=i + 1))
+        for i, (learner, kind, assignment) in enumerate(waiting)
+    ]
+    store = world.store
+    log = open(world.root / "service.log", "ab")
+    proc = _service(world, data, events_url, log)
+    try:
+
+        def grading():  # claimed, and its sandbox started
+            state = store.submission(slow["id"])["runs"][0]["state"]
+            return state == "running" and len(process_tree(proc.pid)) > 1
+
+        await wait_until(grading, 120, 0.1, "the slow submission being graded")
+        # kill the service and everything it started, as a power cut would
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert store.counts() == {"running": 1, "queued": 4}
+        proc = _service(world, data, events_url, log)
+        await wait_until(lambda: store.counts() == {"done": 5}, 240, 0.25, "every run done")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        log.close()
+    first = store.submission(slow["id"])["runs"]
+    assert [(r["run"], r["state"], r["tries"]) for r in first] == [(1, "done", 2)]
+    for s in others:
+        runs = store.submission(s["id"])["runs"]
+        assert [(r["run"], r["state"], r["tries"]) for r in runs] == [(1, "done", 1)], runs
+    # its learner's cell sleeps 3 s, under the assignment's 4 s limit: graded in full
+    assert first[0]["status"] == "graded" and first[0]["final_score"] == 5.0
+    events = EventStore(events_url)
+    assert events.count() == 10  # two per run
+    events.dispose()
+    text = (world.root / "service.log").read_text()
+    assert "interrupted by a stop: graded again" in text
