@@ -10,27 +10,42 @@
   short machine word, ``message`` the sentence a person reads), the request id is also the
   ``X-Request-Id`` header, and every answer carries ``nosniff``;
 - :func:`log_request`: tornado's ``log_function`` that logs the path only (a query string
-  may hold a token) and the caller's name when the handler knows it.
+  may hold a token) and the caller's name when the handler knows it;
+- :class:`HubServiceHandler`: a handler whose caller the hub identifies (token or OAuth
+  cookie, asked without blocking the loop), refused with 403 when the token does not open
+  the service, and a login redirect or a JSON 401 when there is none.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
+import secrets
+import signal
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlparse
 
+from jupyterhub.services.auth import HubOAuth, HubOAuthenticated, UserNotAllowed
 from tornado import web
 from traitlets import Integer, Unicode, default, validate
 from traitlets.config import Application
 
 from .lifeline import with_lifeline
 
-__all__ = ["PORTS", "HubServiceApp", "JSONErrorsMixin", "log_request", "service_entry"]
+__all__ = [
+    "PORTS",
+    "HubServiceApp",
+    "HubServiceHandler",
+    "JSONErrorsMixin",
+    "NotFoundMixin",
+    "log_request",
+    "service_entry",
+]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: each service's port when run outside the hub (the hub gives managed services a free one)
@@ -42,6 +57,19 @@ class HubServiceApp(Application):
 
     #: the service's name in the hub unless ``$JUPYTERHUB_SERVICE_NAME`` says otherwise
     default_name = ""
+    #: every service's command-line options (a service may add its own)
+    aliases = {
+        "catalog": "CourseCatalog.path",
+        "port": "HubServiceApp.port",
+        "config": "HubServiceApp.config_file",
+    }
+
+    config_file = Unicode(
+        "",
+        config=True,
+        help="""A Python config file to load (``c.<ServiceClass>.<setting> = ...``), after
+        the command line. Default: none. Example: ``--config=/srv/jupyterhub/grading_config.py``""",
+    )
 
     service_name = Unicode(
         config=True,
@@ -96,6 +124,50 @@ class HubServiceApp(Application):
         """Where it listens, as a URL (without the prefix)."""
         return f"http://{self.ip}:{self.port}"
 
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+
+    def make_hub_auth(
+        self, access_scopes: Iterable[str] = (), cache_max_age: int = 300
+    ) -> HubOAuth:
+        """The service's ``HubOAuth``: a caller's token must hold the service's access scope
+        or one of ``access_scopes`` (e.g. a course's) to be let in at all; each handler then
+        checks the scope of what it does. Exits, saying why, outside a hub."""
+        token = os.environ.get("JUPYTERHUB_API_TOKEN")
+        if not token:
+            raise SystemExit(
+                f"JUPYTERHUB_API_TOKEN is not set: run the {self.service_name} service as a "
+                f"JupyterHub-managed service (see hub_ext.services.*.hubconfig)"
+            )
+        auth = HubOAuth(api_token=token, cache_max_age=cache_max_age)
+        auth.access_scopes = {f"access:services!service={self.service_name}", *access_scopes}
+        return auth
+
+    def web_application(self, handlers: list, hub_auth: HubOAuth, **settings) -> web.Application:
+        """The service's tornado application: its handlers see the service (``service``)
+        and ``hub_auth``; OAuth state in a cookie signed with a key of this process; the
+        request log of :func:`log_request`."""
+        return web.Application(
+            handlers,
+            service=self,
+            hub_auth=hub_auth,
+            cookie_secret=secrets.token_bytes(32),
+            login_url=hub_auth.login_url,
+            xsrf_cookies=False,
+            log_function=log_request(self.log),
+            **settings,
+        )
+
+    async def until_stopped(self) -> None:
+        """Return when the hub stops the service (SIGTERM) or at Ctrl-C (SIGINT)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
 
 def service_entry(
     name: str,
@@ -103,15 +175,22 @@ def service_entry(
     *,
     port: int,
     settings: Mapping[str, object] = (),
+    catalog_path: str | os.PathLike | None = None,
+    options: Mapping[str, object] | None = None,
     python: str = sys.executable,
     **extra,
 ) -> dict:
     """The ``c.JupyterHub.services`` entry of a hub_ext service run as ``python -m module``.
 
     ``settings`` are traitlets options (``{"GatewaySupervisor.pool_size": 4}``) put on its
-    command line; ``extra`` are more keys of the entry (``oauth_client_allowed_scopes``).
+    command line, after the catalog's path (``CourseCatalog.path``, made absolute) and
+    before the deployer's ``options`` (which win); ``extra`` are more keys of the entry
+    (``oauth_client_allowed_scopes``).
     """
-    command = [python, "-m", module, *(f"--{k}={v}" for k, v in dict(settings).items())]
+    given = {"CourseCatalog.path": os.path.abspath(catalog_path)} if catalog_path else {}
+    given.update(settings)
+    given.update(options or {})
+    command = [python, "-m", module, *(f"--{k}={v}" for k, v in given.items())]
     return {
         "name": name,
         "url": f"http://127.0.0.1:{port}",
@@ -198,3 +277,70 @@ def log_request(log: logging.Logger):
         )
 
     return _log
+
+
+class HubServiceHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
+    """A handler of a hub service: the caller is whom the hub says the token or cookie is.
+
+    ``prepare`` asks the hub without blocking the loop (``HubAuthenticated``'s own
+    ``get_current_user`` would) and answers 403 for a token that does not open the
+    service; :meth:`require_user` gives the caller, or answers (a login redirect for a
+    browser, else 401). Each handler then checks the scope of what it does.
+    """
+
+    #: the scopes besides the service's access scope that let a token in, in words
+    other_scopes = ""
+
+    @property
+    def service(self):
+        return self.settings["service"]
+
+    @property
+    def log(self):
+        return self.service.log
+
+    async def prepare(self):
+        model = await self.hub_auth.get_user(self, sync=False)
+        user = None
+        if model:
+            self._hub_user_name = model.get("name", "?")
+            try:
+                user = self.check_hub_user(model)
+            except UserNotAllowed:
+                name = self.service.service_name
+                needs = f"access:services!service={name}" + (
+                    f" or {self.other_scopes}" if self.other_scopes else ""
+                )
+                return self.fail(
+                    403,
+                    "forbidden",
+                    f"this token of {model.get('name')} does not allow using the {name} "
+                    f"service (it needs {needs})",
+                )
+        self._hub_auth_user_cache = user
+        self.current_user = user
+
+    def require_user(self) -> dict | None:
+        """The caller, or None after answering (a login redirect for browsers, else 401)."""
+        if self._finished:
+            return None
+        if self.current_user:
+            return self.current_user
+        if self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", ""):
+            self.redirect(self.get_login_url())
+        else:
+            self.fail(
+                401,
+                "unauthorized",
+                "log in to the hub, or send a hub API token (Authorization: token ...)",
+            )
+        return None
+
+
+class NotFoundMixin:
+    """Mix into a service's base handler (before it): any path the service does not have
+    is a JSON 404, once the caller is identified (for the log)."""
+
+    async def prepare(self):
+        await super().prepare()
+        self.fail(404, "not_found", f"no such path {self.request.path}")

@@ -25,6 +25,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..courses import Course, CourseCatalog, enrollments_from_groups, grading_scope
 from ..rbac import share_course_server
+from ..services.grading.hubconfig import SERVICE_NAME as GRADING_SERVICE
 
 __all__ = [
     "SERVER_TOKEN_SCOPES",
@@ -37,8 +38,6 @@ __all__ = [
 #: What a course server's own token (``$JUPYTERHUB_API_TOKEN``) may do: report its activity
 #: and let the hub's OAuth check who visits it.
 SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
-#: the grading service's name in the hub (``hub_ext.services.grading``)
-GRADING_SERVICE = "grading"
 
 
 def course_token_scopes(spawner) -> list[str]:

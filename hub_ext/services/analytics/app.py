@@ -25,18 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import secrets
-import signal
 from pathlib import Path
 from urllib.parse import urlencode
 
 from jupyterhub.services.auth import (
-    HubOAuth,
     HubOAuthCallbackHandler,
-    HubOAuthenticated,
-    UserNotAllowed,
 )
 from jupyterhub.utils import url_path_join
 from tornado import web
@@ -45,7 +39,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Any, Bool, Float, Integer, Unicode
 
 from ...courses import API_NAME_PATTERN, CatalogError, CourseCatalog, analytics_scope
-from ..base import HubServiceApp, JSONErrorsMixin, log_request
+from ..base import HubServiceApp, HubServiceHandler, NotFoundMixin
 from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
 from .extracts import CourseExtracts
 from .notebook import CheckedNotebook, NotebookError, check_notebook
@@ -82,15 +76,6 @@ class AnalyticsService(HubServiceApp):
     default_name = "analytics"
     description = __doc__.splitlines()[0]
     classes = [GatewaySupervisor, CourseCatalog, CourseExtracts]
-    aliases = {
-        "catalog": "CourseCatalog.path",
-        "port": "AnalyticsService.port",
-        "config": "AnalyticsService.config_file",
-    }
-
-    config_file = Unicode(
-        "", config=True, help="A Python config file to load (``c.AnalyticsService...``)."
-    )
 
     publish_catalog_notebooks = Bool(
         True,
@@ -166,8 +151,6 @@ class AnalyticsService(HubServiceApp):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
         self.catalog = CourseCatalog.instance(parent=self).catalog
         self.supervisor = GatewaySupervisor(parent=self, log=self.log)
         if not self.data_dir:
@@ -193,19 +176,10 @@ class AnalyticsService(HubServiceApp):
         self.http = gateway_client(self.supervisor.resolver, max_clients=512)
         #: (course, name) -> {"state": "starting"|"failed", "message": ..., "problems": [...]}
         self.pending: dict[str, dict] = {}
-        if not os.environ.get("JUPYTERHUB_API_TOKEN"):
-            raise SystemExit(
-                "JUPYTERHUB_API_TOKEN is not set: run the analytics service as a JupyterHub-managed "
-                "service (see hub_ext.services.analytics.hubconfig)"
-            )
-        self.hub_auth = HubOAuth(
-            api_token=os.environ["JUPYTERHUB_API_TOKEN"],
-            cache_max_age=self.hub_cache_max_age,
+        # a course's scope in a hub token is enough: access is decided per course
+        self.hub_auth = self.make_hub_auth(
+            (analytics_scope(cid) for cid in self.catalog), self.hub_cache_max_age
         )
-        # a scope in a hub token is enough: access to the service is decided per course
-        self.hub_auth.access_scopes = {f"access:services!service={self.service_name}"} | {
-            analytics_scope(cid) for cid in self.catalog
-        }
         self.web_app = self.make_app()
 
     def make_app(self) -> web.Application:
@@ -219,15 +193,7 @@ class AnalyticsService(HubServiceApp):
             (prefix + rf"/{name}/{name}(/.*)?", APIHandler),
             (prefix + r"/.*", NotFoundHandler),
         ]
-        return web.Application(
-            handlers,
-            service=self,
-            hub_auth=self.hub_auth,
-            cookie_secret=secrets.token_bytes(32),
-            login_url=self.hub_auth.login_url,
-            xsrf_cookies=False,
-            log_function=log_request(self.log),
-        )
+        return self.web_application(handlers, self.hub_auth)
 
     # ------------------------------------------------------------------ publishing
 
@@ -363,12 +329,8 @@ class AnalyticsService(HubServiceApp):
         server = HTTPServer(self.web_app, xheaders=True)
         server.listen(self.port, self.ip)
         self.log.info("Analytics service at http://%s:%d%s", self.ip, self.port, self.base_url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         startup = asyncio.ensure_future(self.publish_startup_notebooks())
-        await stop.wait()
+        await self.until_stopped()
         self.log.info("Stopping: every gateway")
         server.stop()
         startup.cancel()
@@ -383,52 +345,19 @@ class AnalyticsService(HubServiceApp):
 # ------------------------------------------------------------------------ handlers
 
 
-class BaseHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
-    """Identify the caller through the hub (token or OAuth cookie); JSON errors."""
+class BaseHandler(HubServiceHandler):
+    """Identify the caller through the hub (token or OAuth cookie); JSON errors; inert."""
+
+    other_scopes = "a course's analytics scope"
 
     @property
     def service(self) -> AnalyticsService:
         return self.settings["service"]
 
-    @property
-    def log(self):
-        return self.service.log
-
     def set_default_headers(self):
         super().set_default_headers()
         for name, value in INERT_HEADERS.items():
             self.set_header(name, value)
-
-    async def prepare(self):
-        # the hub is asked asynchronously (HubAuthenticated.get_current_user would block)
-        model = await self.hub_auth.get_user(self, sync=False)
-        user = None
-        if model:
-            try:
-                user = self.check_hub_user(model)
-            except UserNotAllowed:
-                self._hub_user_name = model.get("name", "?")
-                return self.fail(
-                    403, "forbidden", f"{model.get('name')} may not use the analytics service"
-                )
-        self._hub_auth_user_cache = user
-        self.current_user = user
-        if user:
-            self._hub_user_name = user["name"]
-
-    def require_user(self) -> dict | None:
-        """The caller, or None after answering (a login redirect for browsers, else 401)."""
-        if self.current_user:
-            return self.current_user
-        if self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", ""):
-            self.redirect(self.get_login_url())
-        else:
-            self.fail(
-                401,
-                "unauthorized",
-                "log in to the hub, or send a hub API token (Authorization: token ...)",
-            )
-        return None
 
     def may_call(self, user: dict, course: str) -> bool:
         return bool(self.hub_auth.check_scopes({analytics_scope(course)}, user))
@@ -440,10 +369,8 @@ class BaseHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
         }
 
 
-class NotFoundHandler(BaseHandler):
-    async def prepare(self):
-        await super().prepare()
-        self.fail(404, "not_found", f"no such path {self.request.path}")
+class NotFoundHandler(NotFoundMixin, BaseHandler):
+    pass
 
 
 class CatalogHandler(BaseHandler):

@@ -106,17 +106,18 @@ def analytics_service(
     ``options`` are more traitlets settings for the service, e.g.
     ``{"GatewaySupervisor.pool_size": 4, "GatewaySupervisor.execution_timeout": 20}``.
     """
-    settings = {"CourseCatalog.path": Path(catalog_path).resolve()}
+    settings = {}
     if runtime_dir:
         settings["GatewaySupervisor.runtime_dir"] = Path(runtime_dir).resolve()
     if events_url:
         settings["AnalyticsService.events_url"] = events_url
-    settings.update(options or {})
     return service_entry(
         service_name,
         "hub_ext.services.analytics",
         port=port,
+        catalog_path=catalog_path,
         settings=settings,
+        options=options,
         python=python,
         oauth_client_allowed_scopes=[analytics_scope(c) for c in catalog],
     )

@@ -33,7 +33,8 @@ def export_service(
         service_name,
         "hub_ext.services.export",
         port=port,
-        settings={"CourseCatalog.path": Path(catalog_path).resolve(), **(options or {})},
+        catalog_path=catalog_path,
+        options=options,
         python=python,
     )
 

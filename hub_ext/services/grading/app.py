@@ -46,17 +46,12 @@ import csv
 import io
 import json
 import os
-import secrets
-import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
 from jupyterhub.services.auth import (
-    HubOAuth,
     HubOAuthCallbackHandler,
-    HubOAuthenticated,
-    UserNotAllowed,
 )
 from tornado import web
 from tornado.httpserver import HTTPServer
@@ -78,7 +73,7 @@ from ...grading import (
     read_notebook,
     student_version,
 )
-from ..base import HubServiceApp, JSONErrorsMixin, log_request
+from ..base import HubServiceApp, HubServiceHandler, NotFoundMixin
 from ..events.store import EventStore
 from .policy import Refusal, fetch_refusal, session_end, submission_refusal
 from .queue import GradingQueue
@@ -111,15 +106,6 @@ class GradingService(HubServiceApp):
     default_name = "grading"
     description = __doc__.splitlines()[0]
     classes = [CourseCatalog, GradingQueue, Autograder]
-    aliases = {
-        "catalog": "CourseCatalog.path",
-        "port": "GradingService.port",
-        "config": "GradingService.config_file",
-    }
-
-    config_file = Unicode(
-        "", config=True, help="A Python config file to load (``c.GradingService...``)."
-    )
     data_dir = Unicode(
         config=True,
         help="""Where the service keeps its database (unless ``db_url`` says otherwise) and
@@ -171,8 +157,6 @@ class GradingService(HubServiceApp):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
         self.catalog = CourseCatalog.instance(parent=self).catalog
         Path(self.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         Path(self.data_dir).chmod(0o700)
@@ -189,17 +173,10 @@ class GradingService(HubServiceApp):
             now=self.now,
         )  # fmt: skip
         self._sources: dict[Path, tuple[int, object]] = {}
-        if not os.environ.get("JUPYTERHUB_API_TOKEN"):
-            raise SystemExit(
-                "JUPYTERHUB_API_TOKEN is not set: run the grading service as a JupyterHub-managed "
-                "service (see hub_ext.services.grading.hubconfig)"
-            )
-        self.hub_auth = HubOAuth(
-            api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=self.hub_cache_max_age
+        self.hub_auth = self.make_hub_auth(
+            (grading_scope(cid, role) for cid in self.catalog for role in ROLES),
+            self.hub_cache_max_age,
         )
-        self.hub_auth.access_scopes = {f"access:services!service={self.service_name}"} | {
-            grading_scope(cid, role) for cid in self.catalog for role in ROLES
-        }
         self.web_app = self.make_app()
 
     def make_app(self) -> web.Application:
@@ -222,16 +199,7 @@ class GradingService(HubServiceApp):
             (p + rf"/courses/{course}/gradebook", GradebookPage),
             (p + r"/.*", NotFoundHandler),
         ]
-        return web.Application(
-            handlers,
-            service=self,
-            hub_auth=self.hub_auth,
-            cookie_secret=secrets.token_bytes(32),
-            login_url=self.hub_auth.login_url,
-            template_path=str(TEMPLATES),
-            xsrf_cookies=False,
-            log_function=log_request(self.log),
-        )
+        return self.web_application(handlers, self.hub_auth, template_path=str(TEMPLATES))
 
     # ------------------------------------------------------------------ assignments
 
@@ -251,11 +219,7 @@ class GradingService(HubServiceApp):
         server.listen(self.port, self.ip)
         self.log.info("Grading service at http://%s:%d%s", self.ip, self.port, self.base_url)
         await self.queue.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await self.until_stopped()
         self.log.info("Stopping: runs being graded are graded again at the next start")
         server.stop()
         await self.queue.stop()
@@ -338,8 +302,10 @@ def _csv_cell(value) -> str:
 # ------------------------------------------------------------------------ handlers
 
 
-class BaseHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
+class BaseHandler(HubServiceHandler):
     """Identify the caller through the hub; check course scopes; JSON answers and errors."""
+
+    other_scopes = "a course's grading scope"
 
     @property
     def service(self) -> GradingService:
@@ -358,41 +324,6 @@ class BaseHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
             "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         )
 
-    async def prepare(self):
-        # asked asynchronously (HubAuthenticated.get_current_user would block the loop)
-        model = await self.hub_auth.get_user(self, sync=False)
-        user = None
-        if model:
-            self._hub_user_name = model.get("name", "?")
-            try:
-                user = self.check_hub_user(model)
-            except UserNotAllowed:
-                return self.fail(
-                    403,
-                    "forbidden",
-                    f"this token of {model.get('name')} does not allow using the grading "
-                    f"service (it needs access:services!service={self.service.service_name} "
-                    "or a course's grading scope)",
-                )
-        self._hub_auth_user_cache = user
-        self.current_user = user
-
-    def caller(self) -> dict | None:
-        """The caller, or None after answering (a login redirect for browsers, else 401)."""
-        if self._finished:
-            return None
-        if self.current_user:
-            return self.current_user
-        if self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", ""):
-            self.redirect(self.get_login_url())
-        else:
-            self.fail(
-                401,
-                "unauthorized",
-                "log in to the hub, or send a hub API token (Authorization: token ...)",
-            )
-        return None
-
     def holds(self, user: dict, course_id: str, role: str) -> bool:
         return bool(self.hub_auth.check_scopes({grading_scope(course_id, role)}, user))
 
@@ -406,7 +337,7 @@ class BaseHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
         """(caller, course, their role: "teacher" before "learner"), and the assignment
         if ``assignment_id`` is given, when the caller holds the scope of one of ``roles``
         in the course; else None after answering (404 for an unknown course or assignment)."""
-        user = self.caller()
+        user = self.require_user()
         if user is None or (course := self.course(course_id)) is None:
             return None
         for role in sorted(roles, key=lambda r: r != "teacher"):
@@ -429,7 +360,7 @@ class BaseHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
     async def submission_for(self, submission_id: str) -> tuple[dict, dict, str] | None:
         """(caller, submission with runs, role) if the caller may read it; else None after
         answering: 404 unknown, 403 another learner's or another course's."""
-        user = self.caller()
+        user = self.require_user()
         if user is None:
             return None
         s = await asyncio.to_thread(self.service.store.submission, submission_id)
@@ -503,15 +434,13 @@ class BodyHandler(BaseHandler):
         return value
 
 
-class NotFoundHandler(BaseHandler):
-    async def prepare(self):
-        await super().prepare()
-        self.fail(404, "not_found", f"no such path {self.request.path}")
+class NotFoundHandler(NotFoundMixin, BaseHandler):
+    pass
 
 
 class StatusHandler(BaseHandler):
     async def get(self):
-        if self.caller() is None:
+        if self.require_user() is None:
             return
         queue = self.service.queue
         counts = await asyncio.to_thread(self.service.store.counts)
@@ -520,7 +449,7 @@ class StatusHandler(BaseHandler):
 
 class CoursesHandler(BaseHandler):
     async def get(self):
-        user = self.caller()
+        user = self.require_user()
         if user is None:
             return
         courses = []

@@ -65,18 +65,18 @@ def grading_service(
     "Autograder.sandbox": "bubblewrap", "Autograder.memory_limit": 2 * 1024**3}``.
     """
     settings = {
-        "CourseCatalog.path": Path(catalog_path).resolve(),
         "GradingService.data_dir": Path(data_dir).resolve(),
         "GradingQueue.home": public_url.rstrip("/"),
     }
     if events_db:
         settings["GradingService.events_db"] = events_db
-    settings.update(options or {})
     return service_entry(
         service_name,
         "hub_ext.services.grading",
         port=port,
+        catalog_path=catalog_path,
         settings=settings,
+        options=options,
         python=python,
         oauth_client_allowed_scopes=course_grading_scopes(catalog),
     )
