@@ -196,7 +196,7 @@ def _learners(teacher, course) -> list[dict]:
 
 
 #: the hub-managed services a course hub runs by default
-SERVICES = ("events", "analytics")
+SERVICES = ("events", "analytics", "grading")
 
 
 def configure_course_hub(
@@ -220,7 +220,9 @@ def configure_course_hub(
     - ``events``: the learning-event store and its xAPI endpoint
       (``/services/events/``), fed by the hub's server-action events;
     - ``analytics``: the course notebooks published as JSON APIs
-      (``/services/analytics/``), reading the event store read-only.
+      (``/services/analytics/``), reading the event store read-only;
+    - ``grading``: the courses' assignments (``/services/grading/``): learners fetch and
+      hand in from their course server, graded in the sandbox, scores into the event store.
 
     ``data_dir`` holds what the services keep (default: the hub's working directory);
     ``events_db`` is the store's SQLAlchemy URL (default: SQLite in ``data_dir``; use
@@ -301,6 +303,31 @@ def configure_course_hub(
                 service_name=service["name"],
             ),
         ]
+    if "grading" in services:
+        from .services.grading.hubconfig import grading_roles, grading_service
+
+        service = grading_service(
+            catalog,
+            catalog_path=catalog_path,
+            data_dir=data_dir / "grading",
+            events_db=events_db if "events" in services else "",
+            public_url=public_url,
+            port=random_port(),
+            # learners' code runs where their servers do: containers on the Docker tier
+            options={"Autograder.sandbox": "docker"} if backend == "docker" else None,
+        )
+        c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
+        c.JupyterHub.load_roles = [
+            *c.JupyterHub.get("load_roles", []),
+            *grading_roles(
+                catalog,
+                admin_users=admin_users,
+                admin_groups=admin_groups,
+                service_name=service["name"],
+            ),
+        ]
+        # course servers hand in there, with their course's scope (course_token_scopes)
+        c.CourseSpawnerMixin.grading_url = f"{service['url']}/services/{service['name']}/"
     return catalog
 
 
