@@ -25,6 +25,8 @@ from tests.grading_fixtures import (
     MAX_POINTS,
     assignment,
     correct,
+    fork_count,
+    forked,
     submission,
     with_cell,
 )
@@ -132,23 +134,16 @@ async def test_the_assignment_files_are_there_read_only(grader, exercise, tmp_pa
 
 async def test_a_fork_bomb_is_contained(grader, exercise):
     source, student = exercise
-    count = (
-        "import os, time\nforked = 0\n"
-        "for _ in range(1000):\n"
-        "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
-        "    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n"
-        "    forked += 1\n"
-        "print('forked', forked)\n"
-    )
     bomb = (
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     )
-    nb = with_cell(with_cell(correct(student), "test_squares", bomb), "test_squares", count)
+    nb = with_cell(
+        with_cell(correct(student), "test_squares", bomb), "test_squares", fork_count(1000)
+    )
     result = await grade(grader, source, nb)
     assert result.status == "timed_out", result.message
     assert "cell 6" in result.message
-    forked = int(outputs_text(result.executed).split("forked ")[1].split("\\n")[0])
-    assert 0 < forked < 64  # the pids limit (the kernel's own threads count too)
+    assert 0 < forked(result.executed) < 64  # the pids limit (the kernel's own threads count too)
     assert points(result)["test_squares"] == 2  # ran before the bomb
     no_sandbox_left(grader)
 
