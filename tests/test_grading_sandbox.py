@@ -432,3 +432,19 @@ def test_grading_is_refused_without_a_sandbox(tmp_path):
     config.BubblewrapSandbox.bwrap = str(tmp_path / "no-bwrap")
     with pytest.raises(SandboxUnavailable, match="bubblewrap is not installed"):
         assert Autograder(sandbox="bubblewrap", config=config).backend
+
+
+async def test_nothing_of_the_grader_s_environment_reaches_the_code(grader, exercise, monkeypatch):
+    source, student = exercise
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token-for-grading-test")
+    monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "proxy-token-for-grading-test")
+    look = (
+        "import os\nprint(sorted(os.environ))\n"
+        "print(open('/proc/1/environ', 'rb').read().count(b'TOKEN'))\n"
+        "print('uid', os.getuid(), 'caps', open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+    )
+    result = await grade(grader, source, with_cell(correct(student), "setup", look))
+    text = outputs_text(result.executed)
+    assert "TOKEN" not in text.replace("count(b'TOKEN')", "")
+    assert "token-for-grading-test" not in text
+    assert "uid 1000 caps 0000000000000000" in text
