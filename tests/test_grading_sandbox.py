@@ -448,3 +448,18 @@ async def test_nothing_of_the_grader_s_environment_reaches_the_code(grader, exer
     assert "TOKEN" not in text.replace("count(b'TOKEN')", "")
     assert "token-for-grading-test" not in text
     assert "uid 1000 caps 0000000000000000" in text
+
+
+async def test_the_whole_notebook_has_a_time_limit(grader, exercise):
+    source, student = exercise
+    grader.notebook_timeout = 6  # each cell sleeps less than the cell limit (4 s)
+    slow = "import time\ntime.sleep(3)\n"
+    nb = with_cell(with_cell(correct(student), "setup", slow), "squares", slow)
+    nb = with_cell(nb, "test_squares", slow)
+    result = await grade(grader, source, nb)
+    assert result.status == "timed_out"
+    assert result.message.startswith("the notebook ran longer than 6s (stopped in cell")
+    assert {t.status for t in result.tests if t.grade_id in ("test_mean", "test_mean_partial")} == {
+        "not_run"
+    }
+    no_sandbox_left(grader)
