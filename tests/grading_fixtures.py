@@ -161,3 +161,25 @@ def assignment(tmp_path):
 
 def correct(student) -> nbformat.NotebookNode:
     return submission(student, ANSWERS["correct"])
+
+
+def fork_count(attempts: int) -> str:
+    """A learner's cell that forks up to ``attempts`` sleeping children and prints how many
+    it got ("forked N"): the sandbox's processes limit must stop it well before."""
+    return (
+        "import os, time\nforked = 0\n"
+        f"for _ in range({attempts}):\n"
+        "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+        "    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n"
+        "    forked += 1\n"
+        "print('forked', forked)\n"
+    )
+
+
+def forked(nb) -> int:
+    """The N of a :func:`fork_count` cell's output in an executed notebook."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("name") == "stdout" and "forked " in output.get("text", ""):
+                return int(output["text"].split("forked ")[1].split()[0])
+    raise AssertionError("no fork count in the outputs")

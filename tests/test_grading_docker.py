@@ -22,6 +22,8 @@ from tests.grading_fixtures import (  # noqa: E402
     EXPECTED,
     assignment,
     correct,
+    fork_count,
+    forked,
     submission,
     with_cell,
 )
@@ -81,21 +83,14 @@ async def test_attacks_in_a_container(docker_grader, tmp_path):
         "    except OSError as e:\n"
         "        print('refused', host)\n"
         "subprocess.run(['rm', '-rf', '--no-preserve-root', '/'], capture_output=True)\n"
-        "forked = 0\n"
-        "for _ in range(200):\n"
-        "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
-        "    if pid == 0:\n        import time\n        time.sleep(30)\n        os._exit(0)\n"
-        "    forked += 1\n"
-        "print('forked', forked)\n"
-    )
+    ) + fork_count(200)
     result = await docker_grader.grade(
         prepare_submission(source, with_cell(correct(student), "setup", attack))
     )
     listener.close()
     text = json.dumps([c.get("outputs", []) for c in result.executed.cells])
     assert "uid 1000" in text and "CONNECTED" not in text and text.count("refused") == 3
-    forked = int(text.split("forked ")[1].split("\\n")[0])
-    assert 0 < forked < 64
+    assert 0 < forked(result.executed) < 64
     assert canary.read_text() == "still here"
     assert result.status == "graded" and result.total == 5, result.message
 

@@ -25,6 +25,8 @@ from tests.grading_fixtures import (
     MAX_POINTS,
     assignment,
     correct,
+    fork_count,
+    forked,
     submission,
     with_cell,
 )
@@ -132,23 +134,16 @@ async def test_the_assignment_files_are_there_read_only(grader, exercise, tmp_pa
 
 async def test_a_fork_bomb_is_contained(grader, exercise):
     source, student = exercise
-    count = (
-        "import os, time\nforked = 0\n"
-        "for _ in range(1000):\n"
-        "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
-        "    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n"
-        "    forked += 1\n"
-        "print('forked', forked)\n"
-    )
     bomb = (
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     )
-    nb = with_cell(with_cell(correct(student), "test_squares", bomb), "test_squares", count)
+    nb = with_cell(
+        with_cell(correct(student), "test_squares", bomb), "test_squares", fork_count(1000)
+    )
     result = await grade(grader, source, nb)
     assert result.status == "timed_out", result.message
     assert "cell 6" in result.message
-    forked = int(outputs_text(result.executed).split("forked ")[1].split("\\n")[0])
-    assert 0 < forked < 64  # the pids limit (the kernel's own threads count too)
+    assert 0 < forked(result.executed) < 64  # the pids limit (the kernel's own threads count too)
     assert points(result)["test_squares"] == 2  # ran before the bomb
     no_sandbox_left(grader)
 
@@ -437,3 +432,34 @@ def test_grading_is_refused_without_a_sandbox(tmp_path):
     config.BubblewrapSandbox.bwrap = str(tmp_path / "no-bwrap")
     with pytest.raises(SandboxUnavailable, match="bubblewrap is not installed"):
         assert Autograder(sandbox="bubblewrap", config=config).backend
+
+
+async def test_nothing_of_the_grader_s_environment_reaches_the_code(grader, exercise, monkeypatch):
+    source, student = exercise
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token-for-grading-test")
+    monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "proxy-token-for-grading-test")
+    look = (
+        "import os\nprint(sorted(os.environ))\n"
+        "print(open('/proc/1/environ', 'rb').read().count(b'TOKEN'))\n"
+        "print('uid', os.getuid(), 'caps', open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+    )
+    result = await grade(grader, source, with_cell(correct(student), "setup", look))
+    text = outputs_text(result.executed)
+    assert "TOKEN" not in text.replace("count(b'TOKEN')", "")
+    assert "token-for-grading-test" not in text
+    assert "uid 1000 caps 0000000000000000" in text
+
+
+async def test_the_whole_notebook_has_a_time_limit(grader, exercise):
+    source, student = exercise
+    grader.notebook_timeout = 6  # each cell sleeps less than the cell limit (4 s)
+    slow = "import time\ntime.sleep(3)\n"
+    nb = with_cell(with_cell(correct(student), "setup", slow), "squares", slow)
+    nb = with_cell(nb, "test_squares", slow)
+    result = await grade(grader, source, nb)
+    assert result.status == "timed_out"
+    assert result.message.startswith("the notebook ran longer than 6s (stopped in cell")
+    assert {t.status for t in result.tests if t.grade_id in ("test_mean", "test_mean_partial")} == {
+        "not_run"
+    }
+    no_sandbox_left(grader)

@@ -292,6 +292,7 @@ class _GradingClient(NotebookClient):
         self.output_cell: int | None = None
         self.timed_out_cell: int | None = None
         self.running: int | None = None
+        self.expired_in: int | None = None
         self._timed_out = False
         # the teacher's definitions to restore before each test cell (from the locked cells before it)
         self.restore: dict[int, str] = {}
@@ -306,6 +307,11 @@ class _GradingClient(NotebookClient):
                 defs = definitions(prepared.nb.cells[i].source)
                 if defs:
                     code.append(defs)
+
+    def expire(self) -> None:
+        """The notebook's time is up: stop the kernel (nbclient then sees it die)."""
+        self.expired_in = self.running if self.running is not None else -1
+        self.km.handle.kill()
 
     # ---- output: counted, bounded, never widgets
     def output(self, outs, msg, display_id, cell_index):
@@ -376,10 +382,12 @@ class _GradingClient(NotebookClient):
         """The shell reply to ``msg_id`` within ``timeout`` seconds (others are dropped)."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
+            if self.km.handle.returncode is not None:
+                raise DeadKernelError("Kernel died")
             try:
-                msg = await self.kc.shell_channel.get_msg(timeout=left)
+                msg = await self.kc.shell_channel.get_msg(timeout=min(left, 1.0))
             except Exception:  # queue.Empty
-                return None
+                continue
             if msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return msg
         return None
@@ -649,12 +657,15 @@ class Autograder(LoggingConfigurable):
                 kernel_name="python3",
             )
             client.setup_grading(prepared, limits)
-            await asyncio.wait_for(client.async_execute(), limits.notebook_timeout)
+            # the notebook's deadline kills the kernel (cancelling nbclient instead would
+            # look to it like a dead kernel anyway), and says so
+            expire = asyncio.get_running_loop().call_later(limits.notebook_timeout, client.expire)
+            try:
+                await client.async_execute()
+            finally:
+                expire.cancel()
         except _Stop as e:
             status, message = e.status, e.message
-        except TimeoutError:
-            status = "timed_out"
-            message = f"the notebook ran longer than {limits.notebook_timeout:g}s"
         except DeadKernelError:
             status, message = "crashed", "the kernel died"
         except RuntimeError as e:  # the kernel did not start (nbclient's wait_for_ready)
@@ -703,6 +714,9 @@ class Autograder(LoggingConfigurable):
             return "out_of_memory", (
                 f"{where} used more than the memory limit ({limits.memory / 1024**2:g} MiB)"
             )
+        if client is not None and client.expired_in is not None:
+            where = f" (stopped in cell {client.expired_in + 1})" if client.expired_in >= 0 else ""
+            return "timed_out", f"the notebook ran longer than {limits.notebook_timeout:g}s{where}"
         if status == "crashed" and client is not None and client.running is not None:
             code = handle.returncode if handle is not None else None
             how = f" (signal {-code})" if isinstance(code, int) and code < 0 else ""
