@@ -463,3 +463,18 @@ async def test_the_whole_notebook_has_a_time_limit(grader, exercise):
         "not_run"
     }
     no_sandbox_left(grader)
+
+
+async def test_hidden_tests_never_reach_the_log_even_at_debug(grader, exercise, caplog):
+    """nbclient logs every kernel message at DEBUG (the hidden tests and the learner's code
+    with them): whatever the service's log level, the grader's log says none of it."""
+    import logging
+
+    source, student = exercise
+    with caplog.at_level(logging.DEBUG):
+        result = await grade(grader, source, correct(student))
+    assert result.status == "graded"
+    assert caplog.records, "nothing was logged at all: the test would prove nothing"
+    assert HIDDEN_MARKER not in caplog.text
+    assert ANSWERS["correct"]["squares"].splitlines()[0] not in caplog.text
+    assert result.sandbox == "bubblewrap"

@@ -35,6 +35,12 @@ def grading_catalog(directory: Path, courses: dict[str, dict]) -> Path:
                 "assignments": [
                     {"notebook": "squares.ipynb", **a} for a in spec.get("assignments", [])
                 ],
+                # anything else of the course as given (e.g. its image)
+                **{
+                    k: v
+                    for k, v in spec.items()
+                    if k not in ("learners", "teachers", "assignments")
+                },
             }
         )
     return write_catalog(directory, entries)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -77,6 +78,10 @@ PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "
 #: variables of the grader's environment the kernel may inherit (locale and clock only)
 PASSED_ENV = ("LANG", "LC_ALL", "TZ")
 _TIMEOUT_ENAME = "CellTimeoutError"
+#: nbclient's own logger: at DEBUG it logs every kernel message, the hidden tests and the
+#: learner's code with them, so it says only warnings, whatever the service's level
+_NBCLIENT_LOG = logging.getLogger("hub_ext.grading.nbclient")
+_NBCLIENT_LOG.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,8 @@ class GradeResult:
     feedback: NotebookNode | None = field(default=None, repr=False)
     #: the executed notebook with everything (for teachers)
     executed: NotebookNode | None = field(default=None, repr=False)
+    #: where it ran: the sandbox's kind and, for containers, the image
+    sandbox: str = ""
 
     def as_dict(self) -> dict:
         """JSON-able, without the notebooks."""
@@ -222,6 +229,7 @@ class GradeResult:
             "seconds": round(self.seconds, 3),
             "tests": [t.as_dict() for t in self.tests],
             "notes": list(self.notes),
+            "sandbox": self.sandbox,
         }
 
 
@@ -481,6 +489,17 @@ class Autograder(LoggingConfigurable):
     def _default_runtime_dir(self):
         return os.path.abspath("grading-runtime")
 
+    image = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""The image the kernel runs in on the Docker tier: the course's environment
+        (the grading service sets each course's ``image``). It needs the Python of
+        :attr:`DockerSandbox.python` with ipykernel, as the course images have. Default:
+        None (the sandbox's own image, :attr:`DockerSandbox.image`); ignored by bubblewrap.
+        Example: ``c.Autograder.image = "hub-ext/course-ds101:2026.11"``""",
+    )
+
     cell_timeout = Float(
         30.0,
         config=True,
@@ -592,7 +611,7 @@ class Autograder(LoggingConfigurable):
             python=backend.python,
             limits=self.limits(),
             files=files,
-            image=getattr(backend, "image", None),
+            image=self.image or getattr(backend, "image", None),
             labels=labels,
         )
 
@@ -655,6 +674,7 @@ class Autograder(LoggingConfigurable):
                 raise_on_iopub_timeout=False,
                 iopub_timeout=2,
                 kernel_name="python3",
+                log=_NBCLIENT_LOG,
             )
             client.setup_grading(prepared, limits)
             # the notebook's deadline kills the kernel (cancelling nbclient instead would
@@ -696,6 +716,8 @@ class Autograder(LoggingConfigurable):
             notes=list(prepared.notes),
             feedback=feedback_notebook(prepared, nb),
             executed=nb,
+            sandbox=self.backend.kind
+            + (f" ({launch.sandbox.image})" if getattr(launch.sandbox, "image", None) else ""),
         )
 
     def _classify(self, status, message, client, handle, runs, limits):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -594,6 +595,14 @@ def docker_hub_config(
             "If the host is guarded otherwise, set c.CourseDockerSpawner.host_firewall = False."
         )
     c.JupyterHub.hub_ip = "127.0.0.1"
+    guard_url = f"http://{gateway}:{api_guard_port}"
+    # the services course servers call (grading) are reached through the guard too
+    forwarded = {}
+    grading_url = c.CourseSpawnerMixin.get("grading_url", "")
+    if grading_url:
+        where = urlparse(grading_url)
+        forwarded[where.path] = f"{where.scheme}://{where.netloc}"
+        spawner_config.grading_url = guard_url + where.path
     c.JupyterHub.services = [
         *c.JupyterHub.get("services", []),
         {
@@ -606,12 +615,13 @@ def docker_hub_config(
                     f"--ip={gateway}",
                     f"--port={api_guard_port}",
                     f"--hub-url=http://127.0.0.1:{hub_port}",
+                    *([f"--HubAPIGuard.services={json.dumps(forwarded)}"] if forwarded else []),
                 ]
             ),
             "display": False,
         },
     ]
-    spawner_config.hub_connect_url = f"http://{gateway}:{api_guard_port}"
+    spawner_config.hub_connect_url = guard_url
     spawner_config.network_name = network
     spawner_config.internet_network_name = internet_network
     spawner_config.use_internal_ip = True

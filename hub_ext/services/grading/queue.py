@@ -194,12 +194,16 @@ class GradingQueue(LoggingConfigurable):
                 await asyncio.sleep(self.retry_seconds)
 
     def autograder(self, course_id: str, assignment) -> Autograder:
-        """The assignment's grader: the service's ``c.Autograder`` with the assignment's limits."""
+        """The assignment's grader: the service's ``c.Autograder`` with the assignment's
+        limits, in its course's image (where the course names one)."""
         key = (course_id, assignment.id)
         if key not in self._graders:
             overrides = {
                 LIMIT_TRAITS[k]: v for k, v in assignment.limits.items() if k in LIMIT_TRAITS
             }
+            course = self.catalog.get(course_id)
+            if course is not None and course.image:  # the course's environment (Docker tier)
+                overrides["image"] = course.image
             self._graders[key] = Autograder(parent=self, log=self.log, **overrides)
         return self._graders[key]
 
