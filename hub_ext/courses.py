@@ -1083,7 +1083,7 @@ class _Builder:
 def _assignment_problems(notebook: Path) -> list[str]:
     """What is wrong with an assignment's source notebook (nbgrader's cell metadata), each
     naming the cell and its grade_id; the grading package reads it as the grader will."""
-    from .grading.notebooks import AssignmentError, load_source
+    from .services.grading.notebooks import AssignmentError, load_source
 
     try:
         load_source(notebook)

@@ -12,7 +12,7 @@ import copy
 
 import nbformat
 
-from hub_ext.grading import load_source, student_version
+from hub_ext.services.grading.notebooks import load_source, student_version
 
 #: in the hidden tests only: it must never reach the learner's code before they run,
 #: nor the learner's feedback

@@ -15,7 +15,8 @@ import pytest
 
 pytest.register_assert_rewrite("tests.docker_fixtures")
 
-from hub_ext.grading import Autograder, prepare_submission  # noqa: E402
+from hub_ext.services.grading.autograde import Autograder  # noqa: E402
+from hub_ext.services.grading.notebooks import prepare_submission  # noqa: E402
 from tests.docker_fixtures import require_images  # noqa: E402
 from tests.grading_fixtures import (  # noqa: E402
     ANSWERS,

@@ -24,7 +24,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hub_ext.grading import Autograder, load_source, prepare_submission, student_version
+from hub_ext.services.grading.autograde import Autograder
+from hub_ext.services.grading.notebooks import load_source, prepare_submission, student_version
 from tests.grading_fixtures import ANSWERS, EXPECTED, submission, write_source
 from tests.hubtest import REPO
 

@@ -10,16 +10,17 @@ import json
 import nbformat
 import pytest
 
-from hub_ext.grading import (
+from hub_ext.sandbox.bubblewrap import bwrap_argv, default_pids_cgroup
+from hub_ext.services.grading.autograde import GradingLimits, kernel_launch
+from hub_ext.services.grading.notebooks import (
+    CODE_STUB,
+    TEXT_STUB,
     AssignmentError,
-    GradingLimits,
     check_source,
-    kernel_launch,
+    definitions,
     load_source,
     prepare_submission,
 )
-from hub_ext.grading.notebooks import CODE_STUB, TEXT_STUB, definitions
-from hub_ext.sandbox.bubblewrap import bwrap_argv, default_pids_cgroup
 from tests.grading_fixtures import (
     HIDDEN_MARKER,
     MAX_POINTS,

@@ -16,8 +16,9 @@ import threading
 
 import pytest
 
-from hub_ext.grading import STATUSES, Autograder, prepare_submission
 from hub_ext.sandbox import SandboxUnavailable
+from hub_ext.services.grading.autograde import STATUSES, Autograder
+from hub_ext.services.grading.notebooks import prepare_submission
 from tests.grading_fixtures import (
     ANSWERS,
     EXPECTED,

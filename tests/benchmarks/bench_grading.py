@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
-from hub_ext.grading import Autograder, prepare_submission  # noqa: E402
+from hub_ext.services.grading.autograde import Autograder  # noqa: E402
+from hub_ext.services.grading.notebooks import prepare_submission  # noqa: E402
 from tests.grading_fixtures import ANSWERS, assignment, submission, write_source  # noqa: E402
 
 KINDS = ("correct", "wrong", "partial")

@@ -65,16 +65,16 @@ from ...courses import (
     CourseCatalog,
     grading_scope,
 )
-from ...grading import (
+from ..base import HubServiceApp, HubServiceHandler, NotFoundMixin
+from ..events.store import EventStore
+from .autograde import Autograder
+from .notebooks import (
     AssignmentError,
-    Autograder,
     load_source,
     prepare_submission,
     read_notebook,
     student_version,
 )
-from ..base import HubServiceApp, HubServiceHandler, NotFoundMixin
-from ..events.store import EventStore
 from .policy import Refusal, fetch_refusal, session_end, submission_refusal
 from .queue import GradingQueue
 from .store import GradingStore

@@ -17,7 +17,7 @@ The queue *is* the ``runs`` table; nothing about a job lives only in memory. So:
   service died in between) are published again at start.
 
 Each job re-reads the assignment's source notebook (so a regrade sees the new tests), makes
-the prepared submission and grades it with an :class:`~hub_ext.grading.Autograder` of the
+the prepared submission and grades it with an :class:`~hub_ext.services.grading.autograde.Autograder` of the
 assignment: the service's ``c.Autograder`` settings (the sandbox, the defaults), with the
 assignment's ``limits`` over them. Where no sandbox can be made the job is put back and
 the worker waits ``retry_seconds``: nothing is graded unsandboxed, nothing is dropped.
@@ -35,10 +35,11 @@ from traitlets import Any, Float, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ...courses import Catalog
-from ...grading import AssignmentError, Autograder, load_source, prepare_submission, read_notebook
 from ...sandbox import SandboxUnavailable
 from ..events.models import Assessment, Statement
 from ..events.store import EventStore
+from .autograde import Autograder
+from .notebooks import AssignmentError, load_source, prepare_submission, read_notebook
 from .statements import assessment_rows, run_statements
 from .store import GradingStore, Job
 

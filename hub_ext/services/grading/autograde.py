@@ -45,8 +45,8 @@ from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 from zmq.utils.monitor import parse_monitor_message
 
-from ..sandbox import Bind, Limits, Sandbox, SandboxSpec, SandboxUnavailable, make_sandbox
-from ..sandbox.base import SCRATCH, log_tail
+from ...sandbox import Bind, Limits, Sandbox, SandboxSpec, SandboxUnavailable, make_sandbox
+from ...sandbox.base import SCRATCH, log_tail
 from .notebooks import PreparedSubmission, definitions
 from .scoring import CellRun, TestResult, feedback_notebook, score
 
@@ -80,7 +80,7 @@ PASSED_ENV = ("LANG", "LC_ALL", "TZ")
 _TIMEOUT_ENAME = "CellTimeoutError"
 #: nbclient's own logger: at DEBUG it logs every kernel message, the hidden tests and the
 #: learner's code with them, so it says only warnings, whatever the service's level
-_NBCLIENT_LOG = logging.getLogger("hub_ext.grading.nbclient")
+_NBCLIENT_LOG = logging.getLogger("hub_ext.services.grading.nbclient")
 _NBCLIENT_LOG.setLevel(logging.WARNING)
 
 

@@ -1,7 +1,7 @@
 """Points from an executed notebook, by nbgrader's rules, outside the sandbox.
 
 Nothing here runs a learner's code: it reads the notebook the grader assembled from the
-kernel's replies (see :mod:`hub_ext.grading.autograde`), so nothing the learner's code
+kernel's replies (see :mod:`hub_ext.services.grading.autograde`), so nothing the learner's code
 printed or wrote to a file is taken for a score. The rules are nbgrader's
 (``utils.determine_grade``), re-implemented:
 
