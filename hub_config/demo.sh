@@ -35,5 +35,8 @@ trap '"$BIN/python" -m dev_idp.launch stop --state-dir "$STATE/idp"' EXIT
 
 echo
 echo "Demo hub: http://127.0.0.1:8000  (log in with an account above; Ctrl-C stops the demo)"
+echo "  alice (learner): open Data analysis with Python, then in its terminal:"
+echo "      python -m hub_ext_assignments fetch week1   (answer it, then)   ... submit week1"
+echo "  tina (teacher):  http://127.0.0.1:8000/services/grading/courses/ds101/gradebook"
 echo
 "$BIN/jupyterhub" -f hub_config/demo_config.py

@@ -195,6 +195,16 @@ def _learners(teacher, course) -> list[dict]:
     return learners
 
 
+def add_service_with_roles(c, service: dict, roles, catalog: Catalog, **who) -> None:
+    """Add a service whose callers' roles come from the catalog: ``roles(catalog,
+    service_name=..., **who)`` (its ``*_roles`` function: who may call it, and the admins)."""
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
+    c.JupyterHub.load_roles = [
+        *c.JupyterHub.get("load_roles", []),
+        *roles(catalog, service_name=service["name"], **who),
+    ]
+
+
 #: the hub-managed services a course hub runs by default
 SERVICES = ("events", "analytics", "grading")
 
@@ -293,16 +303,9 @@ def configure_course_hub(
             # teachers' notebooks run where learners' code does: containers on the Docker tier
             options={"GatewaySupervisor.sandbox": "docker"} if backend == "docker" else None,
         )
-        c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
-        c.JupyterHub.load_roles = [
-            *c.JupyterHub.get("load_roles", []),
-            *analytics_roles(
-                catalog,
-                admin_users=admin_users,
-                admin_groups=admin_groups,
-                service_name=service["name"],
-            ),
-        ]
+        add_service_with_roles(
+            c, service, analytics_roles, catalog, admin_users=admin_users, admin_groups=admin_groups
+        )
     if "grading" in services:
         from .services.grading.hubconfig import grading_roles, grading_service
 
@@ -316,16 +319,9 @@ def configure_course_hub(
             # learners' code runs where their servers do: containers on the Docker tier
             options={"Autograder.sandbox": "docker"} if backend == "docker" else None,
         )
-        c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
-        c.JupyterHub.load_roles = [
-            *c.JupyterHub.get("load_roles", []),
-            *grading_roles(
-                catalog,
-                admin_users=admin_users,
-                admin_groups=admin_groups,
-                service_name=service["name"],
-            ),
-        ]
+        add_service_with_roles(
+            c, service, grading_roles, catalog, admin_users=admin_users, admin_groups=admin_groups
+        )
         # course servers hand in there, with their course's scope (course_token_scopes)
         c.CourseSpawnerMixin.grading_url = f"{service['url']}/services/{service['name']}/"
     return catalog

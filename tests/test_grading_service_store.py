@@ -32,7 +32,7 @@ from hub_ext.services.grading.statements import COMPLETED, SCORED, assignment_ir
 from hub_ext.services.grading.store import GradingStore, final_score
 from tests.analytics_fixtures import wait_until
 from tests.grading_fixtures import EXPECTED, MAX_POINTS
-from tests.hubtest import process_tree
+from tests.hubtest import process_alive, process_tree
 from tests.test_grading_service_fixtures import body, grading_catalog, moment
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
@@ -250,9 +250,14 @@ async def test_kill_9_with_jobs_queued_and_one_running_grades_each_exactly_once(
             return state == "running" and len(process_tree(proc.pid)) > 1
 
         await wait_until(grading, 120, 0.1, "the slow submission being graded")
-        # kill the service and everything it started, as a power cut would
-        os.killpg(proc.pid, signal.SIGKILL)
+        sandbox = [pid for pid in process_tree(proc.pid) if pid != proc.pid]
+        # kill the service alone, as the OOM killer would: its sandbox (a session of its
+        # own, out of the service's process group) must not outlive it
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        await wait_until(
+            lambda: not any(process_alive(pid) for pid in sandbox), 10, 0.1, "the sandbox gone"
+        )
         assert store.counts() == {"running": 1, "queued": 4}
         proc = _service(world, data, events_url, log)
         await wait_until(lambda: store.counts() == {"done": 5}, 240, 0.25, "every run done")

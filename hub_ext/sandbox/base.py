@@ -14,6 +14,8 @@ from pathlib import Path
 from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..services.lifeline import die_with_parent
+
 __all__ = [
     "Bind",
     "Limits",
@@ -178,9 +180,18 @@ async def start_process(
 
 def rlimits(limits: Limits, cgroup: Path | None = None):
     """The ``preexec_fn`` that applies ``limits`` as rlimits in the child, before bwrap runs
-    (first joining ``cgroup``, when given, so that everything the child starts is in it)."""
+    (first joining ``cgroup``, when given, so that everything the child starts is in it).
+
+    The child also dies with its parent (``PR_SET_PDEATHSIG``, ``SIGKILL``): the sandbox
+    runs in a session of its own, so a service killed outright (``kill -9``, the OOM
+    killer) would otherwise leave it running, unseen, with the learner's code in it.
+    """
+    parent = os.getpid()
 
     def apply():
+        die_with_parent(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the death signal was asked for
+            os._exit(1)
         if cgroup is not None:
             with open(cgroup / "cgroup.procs", "w") as procs:
                 procs.write(str(os.getpid()))

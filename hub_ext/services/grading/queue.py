@@ -128,11 +128,25 @@ class GradingQueue(LoggingConfigurable):
         requeued = await asyncio.to_thread(self.store.requeue_interrupted)
         if requeued:
             self.log.warning("%d grading run(s) interrupted by a stop: graded again", requeued)
+            await asyncio.to_thread(self._remove_leftovers)
         if self.events is not None:
             rows = [r for c in self.catalog.values() for r in assessment_rows(c.id, c.assignments)]
             await asyncio.to_thread(self.events.upsert, Assessment, rows)
         await self.publish_pending()
         self._tasks = [asyncio.ensure_future(self._work(i)) for i in range(self.workers)]
+
+    def _remove_leftovers(self) -> None:
+        """Containers of gradings a killed service left running (the Docker tier; a
+        bubblewrap sandbox dies with the service). Before any worker starts, so none of
+        them is a grading of this run."""
+        try:
+            backend = Autograder(parent=self, log=self.log).backend
+        except SandboxUnavailable:
+            return
+        if hasattr(backend, "remove_leftovers"):
+            gone = backend.remove_leftovers()
+            if gone:
+                self.log.warning("Removed %d grading sandbox(es) left by a previous run", gone)
 
     async def stop(self) -> None:
         """Stop the workers; a run being graded stays ``running`` and is graded again at
