@@ -451,3 +451,19 @@ async def test_scores_reach_the_event_store(env):
         (SCORED, f"%{env.week1['alice']}%"),
     ).fetchone()
     assert score == pytest.approx(83.33)
+
+
+async def test_the_front_page_leads_each_caller_to_their_part(env):
+    html = {"Accept": "text/html"}
+    teacher = await call(env, "tina", "/", headers=dict(html))
+    assert teacher.status_code == 200, teacher.text
+    assert f"{PREFIX}/courses/ds101/gradebook" in teacher.text
+    assert "stat200" not in teacher.text  # sam's course: not tina's
+    learner = await call(env, "alice", "/", headers=dict(html))
+    assert learner.status_code == 200 and "python -m hub_ext_assignments list" in learner.text
+    assert "/gradebook" not in learner.text
+    assert "(ds101)" in learner.text and "(stat200)" in learner.text
+    # a browser without a session is sent to log in; a script gets the JSON 401
+    anonymous = await call(env, None, "/", headers=dict(html), follow_redirects=False)
+    assert anonymous.status_code == 302 and "/hub/" in anonymous.headers["Location"]
+    assert (await call(env, None, "/")).status_code == 401

@@ -278,3 +278,26 @@ async def test_kill_9_with_jobs_queued_and_one_running_grades_each_exactly_once(
     events.dispose()
     text = (world.root / "service.log").read_text()
     assert "interrupted by a stop: graded again" in text
+
+
+@ASYNC
+async def test_a_source_notebook_being_saved_is_read_again_not_given_up(world):
+    """A teacher saves the assignment's notebook (a regrade after the tests change) while a
+    grading reads it: the half-written file is read again shortly, and the run is graded."""
+    s = submit(world, "alice", "correct")
+    source = world.course.assignment("week1").notebook
+    saved = source.read_bytes()
+    source.write_bytes(b"")  # the moment between the editor's truncate and its write
+    c = queue_config(world)
+    c.GradingQueue.retry_seconds = 1
+    queue = GradingQueue(config=c, store=world.store, catalog=world.catalog)
+    await queue.start()
+    try:
+        await wait_until(lambda: world.store.submission(s["id"])["runs"][0]["tries"] >= 1, 30)
+        source.write_bytes(saved)  # the save completes
+        await wait_until(lambda: world.store.counts() == {"done": 1}, 120, 0.25, "graded")
+    finally:
+        await queue.stop()
+    (run,) = world.store.submission(s["id"])["runs"]
+    assert run["status"] == "graded" and run["final_score"] == sum(EXPECTED["correct"].values())
+    assert run["tries"] >= 2

@@ -183,6 +183,7 @@ class GradingService(HubServiceApp):
         p = self.base_url.rstrip("/")
         course, a, sid = f"({_ID})", f"({_ID})", f"({_UUID})"
         handlers = [
+            (p + r"/?", IndexPage),
             (p + r"/oauth_callback", HubOAuthCallbackHandler),
             (p + r"/api/?", StatusHandler),
             (p + r"/api/courses", CoursesHandler),
@@ -448,16 +449,31 @@ class StatusHandler(BaseHandler):
 
 
 class CoursesHandler(BaseHandler):
+    """The courses the caller may use here, with their roles (JSON)."""
+
+    def courses(self, user: dict) -> list[dict]:
+        found = []
+        for course in self.service.catalog.values():
+            roles = [r for r in ROLES if self.holds(user, course.id, r)]
+            if roles:
+                found.append({"id": course.id, "title": course.title, "roles": roles})
+        return found
+
     async def get(self):
         user = self.require_user()
         if user is None:
             return
-        courses = []
-        for course in self.service.catalog.values():
-            roles = [r for r in ROLES if self.holds(user, course.id, r)]
-            if roles:
-                courses.append({"id": course.id, "title": course.title, "roles": roles})
-        self.answer({"user": user["name"], "courses": courses})
+        self.answer({"user": user["name"], "courses": self.courses(user)})
+
+
+class IndexPage(CoursesHandler):
+    """The service's front page: the caller's courses, with the gradebook for teachers."""
+
+    async def get(self):
+        user = self.require_user()
+        if user is None:
+            return
+        self.render("index.html", user=user["name"], courses=self.courses(user), base=self.base)
 
 
 class AssignmentsHandler(BaseHandler):

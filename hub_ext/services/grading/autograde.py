@@ -354,6 +354,8 @@ class _GradingClient(NotebookClient):
         finally:
             for task in watchers:
                 task.cancel()
+            # their sockets close right after: let them stop first (no stray task errors)
+            await asyncio.gather(*watchers, return_exceptions=True)
 
     async def _watch(self, sock, name: str) -> None:
         """A dropped connection while the kernel still runs: it sent a message larger than
@@ -375,7 +377,11 @@ class _GradingClient(NotebookClient):
                     self.km.handle.kill()
                 return
         finally:
-            sock.disable_monitor()
+            if not sock.closed:
+                try:
+                    sock.disable_monitor()
+                except zmq.ZMQError:  # closed meanwhile
+                    pass
             monitor.close(linger=0)
 
     async def _async_cleanup_kernel(self) -> None:

@@ -54,6 +54,10 @@ LIMIT_TRAITS = {
 }
 
 
+class _TryAgain(Exception):
+    """A run that may succeed a little later (it goes back to the queue, as a try)."""
+
+
 class GradingQueue(LoggingConfigurable):
     """Grades the store's queued runs with ``workers`` concurrent sandboxes."""
 
@@ -198,6 +202,18 @@ class GradingQueue(LoggingConfigurable):
                 )
                 await asyncio.to_thread(functools.partial(self.store.release, job, count_try=False))
                 await asyncio.sleep(self.retry_seconds)
+            except _TryAgain as e:
+                self.log.warning(
+                    "Run %s/%d: %s; graded again in %gs (try %d of %d)",
+                    job.submission_id,
+                    job.run,
+                    e,
+                    self.retry_seconds,
+                    job.tries,
+                    self.max_tries,
+                )
+                await asyncio.to_thread(self.store.release, job)
+                await asyncio.sleep(self.retry_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -233,6 +249,8 @@ class GradingQueue(LoggingConfigurable):
         try:
             source = await asyncio.to_thread(load_source, assignment.notebook)
         except (OSError, AssignmentError) as e:
+            if job.tries < self.max_tries:  # e.g. a teacher saving it this very moment
+                raise _TryAgain(f"the source notebook cannot be read now ({e})") from None
             self.log.error("Cannot grade %s: the source notebook: %s", label, e)
             await self._finish(
                 job,
