@@ -736,7 +736,7 @@ INVALID = {  # "XAPI-nnnnn what": (statement, the field the 400 names)
 
 
 @pytest.mark.parametrize("what", sorted(INVALID))
-async def test_an_invalid_statement_is_refused_with_the_field(lrs, what):
+async def test_an_invalid_statement_is_refused_with_the_field(any_lrs, what):
     """Issue #13, defect 4: statements the specification calls invalid (the XAPI number is the
     test's id) were stored; each is refused with 400 naming the field, and nothing is stored.
 
@@ -745,11 +745,11 @@ async def test_an_invalid_statement_is_refused_with_the_field(lrs, what):
     its user, so exactly two members and no identifier (XAPI-00024, -00098, -00100); the
     ``objectType`` of a context activity, when given, is ``Activity`` (as for an object)."""
     statement, field = INVALID[what]
-    before = count(lrs.app)
-    r = await lrs.post("/statements", json=statement)
+    before = count(any_lrs.app)
+    r = await any_lrs.post("/statements", json=statement)
     body = assert_error(r, 400, "bad_request")
     assert body["field"] == field, body
-    assert count(lrs.app) == before
+    assert count(any_lrs.app) == before
 
 
 def test_the_valid_neighbours_are_still_accepted():
@@ -769,20 +769,20 @@ def test_the_valid_neighbours_are_still_accepted():
         validate_statement(copy.deepcopy(statement))
 
 
-async def test_a_single_context_activity_is_read_back_as_a_list(lrs):
+async def test_a_single_context_activity_is_read_back_as_a_list(any_lrs):
     """Issue #13, defect 5, XAPI-00096: a context activity given as one object is returned as
     an array of one (by statementId and in a query)."""
     s = _with("context.contextActivities", {"grouping": {"id": "urn:hub-ext:course:ds101"},
                                             "parent": {"id": "https://example.org/unit/1"}})  # fmt: skip
-    sid = (await lrs.post("/statements", json=s)).json()[0]
-    got = (await lrs.get("/statements", params={"statementId": sid})).json()
+    sid = (await any_lrs.post("/statements", json=s)).json()[0]
+    got = (await any_lrs.get("/statements", params={"statementId": sid})).json()
     assert got["context"]["contextActivities"] == {
         "grouping": [{"id": "urn:hub-ext:course:ds101"}],
         "parent": [{"id": "https://example.org/unit/1"}],
     }
 
 
-async def test_format_ids_and_canonical(lrs):
+async def test_format_ids_and_canonical(any_lrs):
     """Issue #13, defect 5: ``format=ids`` (XAPI-00169) gives Agents, Groups, Activities and
     Verbs by their identifiers only (an anonymous Group by its members'); ``format=canonical``
     with ``Accept-Language`` (XAPI-00171, -00172) one language per language map, the best
@@ -793,8 +793,8 @@ async def test_format_ids_and_canonical(lrs):
     s["verb"]["display"] = {"en-US": "experienced", "fr-FR": "a vécu"}
     s["object"]["definition"]["name"] = {"en": "Week 1", "fr": "Semaine 1", "de": "Woche 1"}
     s["context"]["instructor"] = {"name": "Grace", "mbox": "mailto:grace@example.org"}
-    sid = (await lrs.post("/statements", json=s)).json()[0]
-    ids = (await lrs.get("/statements", params={"statementId": sid, "format": "ids"})).json()
+    sid = (await any_lrs.post("/statements", json=s)).json()[0]
+    ids = (await any_lrs.get("/statements", params={"statementId": sid, "format": "ids"})).json()
     assert ids["actor"] == {"objectType": "Agent", "mbox": "mailto:ada@example.org"}
     assert ids["verb"] == {"id": s["verb"]["id"]}
     assert ids["object"] == {"objectType": "Activity", "id": s["object"]["id"]}
@@ -806,38 +806,42 @@ async def test_format_ids_and_canonical(lrs):
     assert ids["result"] == s["result"]  # the rest as it is
     group = {**copy.deepcopy(ACTIVITY), "actor": {"objectType": "Group", "name": "team", "member": [
         {"name": "Ada", "mbox": "mailto:ada@example.org"}, AGENT]}}  # fmt: skip
-    gid = (await lrs.post("/statements", json=group)).json()[0]
-    r = await lrs.get("/statements", params={"statementId": gid, "format": "ids"})
+    gid = (await any_lrs.post("/statements", json=group)).json()[0]
+    r = await any_lrs.get("/statements", params={"statementId": gid, "format": "ids"})
     assert r.json()["actor"] == {"objectType": "Group", "member": [
         {"objectType": "Agent", "mbox": "mailto:ada@example.org"},
         {"objectType": "Agent", "account": AGENT["account"]}]}  # fmt: skip
     params = {"statementId": sid, "format": "canonical"}
     fr = (
-        await lrs.get(
+        await any_lrs.get(
             "/statements", params=params, headers={"Accept-Language": "fr;q=0.9, de;q=0.1"}
         )
     ).json()
     assert fr["verb"]["display"] == {"fr-FR": "a vécu"}
     assert fr["object"]["definition"]["name"] == {"fr": "Semaine 1"}
     de = (
-        await lrs.get("/statements", params=params, headers={"Accept-Language": "de-AT, en;q=0.5"})
+        await any_lrs.get(
+            "/statements", params=params, headers={"Accept-Language": "de-AT, en;q=0.5"}
+        )
     ).json()
     assert de["object"]["definition"]["name"] == {"de": "Woche 1"}
     assert de["verb"]["display"] == {"en-US": "experienced"}
     query = {"verb": s["verb"]["id"], "format": "canonical", "limit": "1"}
-    listed = (await lrs.get("/statements", params=query, headers={"Accept-Language": "fr"})).json()
+    listed = (
+        await any_lrs.get("/statements", params=query, headers={"Accept-Language": "fr"})
+    ).json()
     assert listed["statements"][0]["object"]["definition"]["name"] == {"fr": "Semaine 1"}
-    exact = (await lrs.get("/statements", params={"statementId": sid})).json()
+    exact = (await any_lrs.get("/statements", params={"statementId": sid})).json()
     assert exact["object"]["definition"]["name"] == s["object"]["definition"]["name"]
 
 
-async def test_filters_take_in_statements_that_target_a_match(lrs):
+async def test_filters_take_in_statements_that_target_a_match(any_lrs):
     """Issue #13, defect 5, XAPI-00162: a query by verb also returns the statements whose
     object is a StatementRef to a statement that matches (recursively; the target may be
     voided). A reading: a voiding statement is returned only when it matches by itself."""
     verb = f"http://example.org/verbs/ref-{uuid.uuid4().hex[:8]}"
     target = {**copy.deepcopy(ACTIVITY), "verb": {"id": verb}}
-    tid = (await lrs.post("/statements", json=target)).json()[0]
+    tid = (await any_lrs.post("/statements", json=target)).json()[0]
     other = "http://adlnet.gov/expapi/verbs/commented"
 
     def ref(to: str) -> dict:
@@ -846,24 +850,24 @@ async def test_filters_take_in_statements_that_target_a_match(lrs):
         del s["context"]["platform"]  # only with an Activity object
         return s
 
-    r1 = (await lrs.post("/statements", json=ref(tid))).json()[0]
-    r2 = (await lrs.post("/statements", json=ref(r1))).json()[0]
-    got = (await lrs.get("/statements", params={"verb": verb})).json()["statements"]
+    r1 = (await any_lrs.post("/statements", json=ref(tid))).json()[0]
+    r2 = (await any_lrs.post("/statements", json=ref(r1))).json()[0]
+    got = (await any_lrs.get("/statements", params={"verb": verb})).json()["statements"]
     assert {s["id"] for s in got} == {tid, r1, r2}
     void = {"actor": ACTIVITY["actor"], "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
             "object": {"objectType": "StatementRef", "id": tid}}  # fmt: skip
-    assert (await lrs.post("/statements", json=void)).status_code == 200
-    got = (await lrs.get("/statements", params={"verb": verb})).json()["statements"]
+    assert (await any_lrs.post("/statements", json=void)).status_code == 200
+    got = (await any_lrs.get("/statements", params={"verb": verb})).json()["statements"]
     assert {s["id"] for s in got} == {r1, r2}  # the voided target is not, what targets it is
 
 
-async def test_the_agent_filter_matches_the_actor_or_the_object(lrs):
+async def test_the_agent_filter_matches_the_actor_or_the_object(any_lrs):
     """Issue #13, defect 5: ``agent`` returns the statements whose actor or object is that
     Agent (xAPI 1.0.3, Communication 2.1.3, with related_agents=false)."""
     who = {"mbox": f"mailto:{uuid.uuid4().hex[:8]}@example.org"}
     as_actor = {**copy.deepcopy(ACTIVITY), "actor": who}
     as_object = {**copy.deepcopy(ACTIVITY), "object": {"objectType": "Agent", **who}}
     del as_object["context"]["platform"]
-    ids = (await lrs.post("/statements", json=[as_actor, as_object])).json()
-    got = (await lrs.get("/statements", params={"agent": json.dumps(who)})).json()["statements"]
+    ids = (await any_lrs.post("/statements", json=[as_actor, as_object])).json()
+    got = (await any_lrs.get("/statements", params={"agent": json.dumps(who)})).json()["statements"]
     assert sorted(s["id"] for s in got) == sorted(ids)
