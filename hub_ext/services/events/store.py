@@ -20,7 +20,17 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -144,8 +154,12 @@ class EventStore:
         return readonly_url(self.url)
 
     def create(self) -> None:
-        """Create the tables and indexes that do not exist yet."""
+        """Create the tables and indexes that do not exist yet (an index added to a table
+        that exists already too)."""
         Base.metadata.create_all(self.engine)
+        for table in Base.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(self.engine, checkfirst=True)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -394,8 +408,13 @@ class EventStore:
         Returns (statements, the pk to continue after or None, the newest ``stored`` seen).
         """
         t = Statement.__table__
-        q = select(t.c.pk, t.c.raw).where(t.c.voided.is_(False))
-        q = q.where(*_scope(t, course_id, hide_sources))
+        common = [t.c.voided.is_(False), *_scope(t, course_id, hide_sources)]
+        if since is not None:
+            common.append(t.c.stored > since.astimezone(UTC).replace(tzinfo=None))
+        if until is not None:
+            common.append(t.c.stored <= until.astimezone(UTC).replace(tzinfo=None))
+        if after_pk is not None:
+            common.append(t.c.pk > after_pk if ascending else t.c.pk < after_pk)
         filters = []
         if agent_key is not None:  # the actor or the object (related_agents=false)
             filters.append(
@@ -408,28 +427,27 @@ class EventStore:
             filters.append(t.c.verb == verb)
         if activity is not None:
             filters.append(and_(t.c.object_type == "Activity", t.c.object_id == activity))
-        if filters:  # or a statement that targets a matching one (XAPI-00162)
+        order = t.c.pk.asc() if ascending else t.c.pk.desc()
+        queries = [select(t.c.pk, t.c.raw).where(*common, *filters)]
+        if filters:  # and the statements that target a matching one (XAPI-00162): a query
+            # of their own, so that neither loses its indexes to an OR
             targets = _targets(filters, course_id, hide_sources)
-            q = q.where(
-                or_(
-                    and_(*filters),
-                    and_(
-                        t.c.object_type == "StatementRef",
-                        t.c.verb != VOIDED,
-                        t.c.object_id.in_(targets),
-                    ),
+            queries.append(
+                select(t.c.pk, t.c.raw).where(
+                    *common,
+                    *_refs(t),
+                    t.c.object_id.in_(targets),
                 )
             )
-        if since is not None:
-            q = q.where(t.c.stored > since.astimezone(UTC).replace(tzinfo=None))
-        if until is not None:
-            q = q.where(t.c.stored <= until.astimezone(UTC).replace(tzinfo=None))
-        if after_pk is not None:
-            q = q.where(t.c.pk > after_pk if ascending else t.c.pk < after_pk)
-        q = q.order_by(t.c.pk.asc() if ascending else t.c.pk.desc()).limit(limit + 1)
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
+            # every statement stored up to ``until`` was committed before the call (the
+            # service's Consistent-Through), so separate reads agree
+            found = {}
+            for q in queries:
+                for row in conn.execute(q.order_by(order).limit(limit + 1)):
+                    found[row.pk] = row
             newest = conn.execute(select(func.max(t.c.stored))).scalar()
+        rows = sorted(found.values(), key=lambda r: r.pk, reverse=not ascending)[: limit + 1]
         more = rows[limit - 1].pk if len(rows) > limit else None
         return [r.raw for r in rows[:limit]], more, newest
 
@@ -476,6 +494,12 @@ def _scope(table, course_id: str | None, hide_sources: Sequence[str]) -> list:
     return scope
 
 
+def _refs(table) -> tuple:
+    """The StatementRefs of ``table`` but voiding statements (the literal lets the partial
+    index ix_statements_refs serve: SQLite does not match a parameter with its WHERE)."""
+    return (table.c.object_type == literal_column("'StatementRef'"), table.c.verb != VOIDED)
+
+
 def _targets(filters: list, course_id: str | None, hide_sources: Sequence[str]):
     """The ids of the statements that a StatementRef targets and that match ``filters``
     (voided ones included), or target one that does, recursively: a statement that targets
@@ -484,15 +508,14 @@ def _targets(filters: list, course_id: str | None, hide_sources: Sequence[str]):
     matches only by its own properties. Only targeted statements are walked, so the cost
     is that of the StatementRefs, not of every statement the filters match."""
     t = Statement.__table__
-
-    def refs(table):
-        return (table.c.object_type == "StatementRef", table.c.verb != VOIDED)
-
+    refs = _refs
     targeted = t.alias("targeted")
-    base = select(t.c.id).where(
-        *_scope(t, course_id, hide_sources),
-        *filters,
-        t.c.id.in_(select(targeted.c.object_id).where(*refs(targeted))),
+    base = (  # driven by the StatementRefs (ix_statements_refs), not by what the filters match
+        select(t.c.id)
+        .distinct()
+        .select_from(targeted)
+        .join(t, t.c.id == targeted.c.object_id)
+        .where(*refs(targeted), *_scope(t, course_id, hide_sources), *filters)
     )
     matched = base.cte("matched", recursive=True)
     ref = t.alias("ref")
