@@ -9,14 +9,17 @@ LMS's would. The trust boundaries (courses, the hub's records, floods) are in
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import re
 import uuid
+from collections import Counter
 
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
 from hub_ext.services.events.models import Statement
 from hub_ext.services.events.xapi import CLICKS_EXTENSION, StatementError, validate_statement
@@ -434,6 +437,33 @@ async def test_every_error_has_one_shape_and_keeps_the_callers_request_id(lrs, m
         assert re.fullmatch(r"[0-9a-f]{16}", assert_error(r, 400, "bad_request")["request_id"])
 
 
+@contextlib.asynccontextmanager
+async def fresh_lrs(kind: str, request, tmp_path_factory, name: str):
+    """A service of its own on ``kind`` (sqlite, or a new database ``name`` in the session's
+    PostgreSQL server), with one source of ds101: an httpx client on its xAPI root."""
+    traits = {}
+    if kind == "postgresql":
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        server = request.getfixturevalue("postgres_url")
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        traits["db_url"] = make_url(server).set(database=name).render_as_string(hide_password=False)
+    async with running_service(tmp_path_factory.mktemp(name), **traits) as app:
+        key, secret = app.store.add_source("moodle", course_id="ds101")
+        async with httpx.AsyncClient(
+            base_url=app.url + "/services/events/xAPI",
+            headers=V,
+            auth=httpx.BasicAuth(key, secret),
+            timeout=60,
+        ) as client:
+            client.app = app
+            yield client
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgresql"])
 async def any_lrs(request, tmp_path_factory):
     """The LRS on each store it runs on (PostgreSQL refuses values that SQLite takes: NUL,
@@ -442,25 +472,8 @@ async def any_lrs(request, tmp_path_factory):
     if request.param == "sqlite":
         yield request.getfixturevalue("lrs")
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    server = request.getfixturevalue("postgres_url")
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("CREATE DATABASE xapi_errors"))
-    admin.dispose()
-    db = make_url(server).set(database="xapi_errors").render_as_string(hide_password=False)
-    async with running_service(tmp_path_factory.mktemp("lrs-pg"), db_url=db) as app:
-        key, secret = app.store.add_source("moodle", course_id="ds101")
-        async with httpx.AsyncClient(
-            base_url=app.url + "/services/events/xAPI",
-            headers=V,
-            auth=httpx.BasicAuth(key, secret),
-            timeout=30,
-        ) as client:
-            client.app = app
-            yield client
+    async with fresh_lrs("postgresql", request, tmp_path_factory, "xapi_errors") as client:
+        yield client
 
 
 def raw(statement: dict, old: str, new: str) -> bytes:
@@ -524,3 +537,337 @@ async def test_no_input_gives_a_500(any_lrs, what):
     body = assert_error(r, status, "bad_request" if status == 400 else "unauthorized")
     assert says in body["message"], body
     assert count(any_lrs.app) == before
+
+
+# --------------------------------------------------------------------------- issue #13
+
+
+def _statement(verb: str, i: int, *, with_id: bool = True) -> dict:
+    s = copy.deepcopy(ACTIVITY)
+    s["verb"] = {"id": verb}
+    s["object"] = {"id": f"https://example.org/sync/{i % 7}"}
+    del s["timestamp"]  # the LRS gives it: the case of defect 2 too
+    if with_id:
+        s["id"] = str(uuid.uuid4())
+    return s
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_consistent_through_is_a_promise(kind, request, tmp_path_factory):
+    """Issue #13, defect 1 (the sync acceptance test): two writers post batches of 100 while
+    a reader polls ``since=<the last X-Experience-API-Consistent-Through>`` (ascending,
+    following ``more``) for 12 s; then one last poll. The reader ends with every statement
+    exactly once: none missed (the header was once taken after the query, and ``stored``
+    before validation and the write lock), none twice (a reading of the specification: an
+    answer holds the statements stored up to its own Consistent-Through, so that the next
+    poll's ``since`` starts where this one ended)."""
+    import asyncio
+    import time
+
+    verb = f"http://example.org/verbs/sync-{uuid.uuid4().hex[:8]}"
+    async with fresh_lrs(kind, request, tmp_path_factory, f"xapi_sync_{kind}") as lrs:
+        posted: list[str] = []
+        deadline = time.monotonic() + 12
+
+        async def writer(n: int):
+            i = 0
+            while time.monotonic() < deadline:
+                batch = [_statement(verb, i + j) for j in range(100)]
+                i += 100
+                r = await lrs.post("/statements", json=batch)
+                assert r.status_code == 200, r.text
+                posted.extend(r.json())
+
+        got: list[str] = []
+        since: str | None = None
+
+        async def poll():
+            nonlocal since
+            params = {"verb": verb, "ascending": "true", **({"since": since} if since else {})}
+            url, header = "/statements", None
+            while url:
+                r = await lrs.get(url, params=params)
+                assert r.status_code == 200, r.text
+                header = r.headers["X-Experience-API-Consistent-Through"]
+                body = r.json()
+                got.extend(s["id"] for s in body["statements"])
+                url = body["more"].removeprefix("/services/events/xAPI")
+                params = None
+            since = header
+
+        async def reader():
+            while time.monotonic() < deadline:
+                await poll()
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(writer(1), writer(2), reader())
+        await poll()
+        assert len(posted) >= 1000, "the writers posted too little to test anything"
+        missed = set(posted) - set(got)
+        twice = [sid for sid, n in Counter(got).items() if n > 1]
+        assert not missed and not twice, (
+            f"{len(missed)} of {len(posted)} missed, {len(twice)} read twice"
+        )
+        assert len(got) == len(posted)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_retried_batch_succeeds_and_stores_nothing_new(kind, request, tmp_path_factory):
+    """Issue #13, defect 2 (the retry acceptance test): every statement of a batch posted
+    twice, with and without ids and timestamps, by POST and by PUT: 200/204, and the rows of
+    the statements are those of the first time (the timestamp the LRS gave a statement that
+    had none is kept, not compared with the retry's absent one).
+
+    A reading: a statement without an id is a new statement each time it is posted (the
+    client gave the LRS nothing to know it by, and two equal statements may both be true),
+    so its retry gets 200 and new ids; the rows of the statements with ids stay as they were.
+    """
+    verb = f"http://example.org/verbs/retry-{uuid.uuid4().hex[:8]}"
+    async with fresh_lrs(kind, request, tmp_path_factory, f"xapi_retry_{kind}") as lrs:
+        batch = []
+        for i, (with_id, with_ts) in enumerate(
+            [(True, True), (True, False), (False, True), (False, False)] * 3
+        ):
+            s = _statement(verb, i, with_id=with_id)
+            if with_ts:
+                s["timestamp"] = "2026-09-14T10:15:00.123+02:00"
+            batch.append(s)
+
+        def rows() -> dict:
+            with lrs.app.store.engine.connect() as conn:
+                got = conn.execute(
+                    select(Statement.id, Statement.raw, Statement.timestamp, Statement.stored)
+                )
+                return {r.id: tuple(r)[1:] for r in got}
+
+        first = await lrs.post("/statements", json=copy.deepcopy(batch))
+        assert first.status_code == 200, first.text
+        before = rows()
+        again = await lrs.post("/statements", json=copy.deepcopy(batch))
+        assert again.status_code == 200, again.text
+        with_ids = [i for i, s in enumerate(batch) if "id" in s]
+        assert [again.json()[i] for i in with_ids] == [first.json()[i] for i in with_ids]
+        after = rows()
+        assert {k: after[k] for k in before} == before
+        assert len(after) == len(before) + len(batch) - len(with_ids)  # the id-less are new
+        for s in batch:  # PUT, twice each: 204, and no row changes
+            sid = s.get("id") or str(uuid.uuid4())
+            for _ in range(2):
+                body = {k: v for k, v in copy.deepcopy(s).items() if k != "id"}
+                r = await lrs.put("/statements", params={"statementId": sid}, json=body)
+                assert r.status_code == 204, r.text
+        final = rows()
+        assert {k: final[k] for k in before} == before
+
+
+def _attachment(**change) -> dict:
+    att = {
+        "usageType": "http://adlnet.gov/expapi/attachments/signature",
+        "display": {"en-US": "a signature"},
+        "contentType": "application/octet-stream",
+        "length": 12,
+        "sha2": "a" * 64,
+        "fileUrl": "https://example.org/files/sig",
+        **change,
+    }
+    return {**copy.deepcopy(ACTIVITY), "attachments": [att]}
+
+
+def _definition(**definition) -> dict:
+    s = copy.deepcopy(ACTIVITY)
+    s["object"]["definition"] = definition
+    return s
+
+
+def _with(path: str, value) -> dict:
+    s = copy.deepcopy(ACTIVITY)
+    *parents, last = path.split(".")
+    node = s
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return s
+
+
+_TWO = [{"mbox": "mailto:app@example.org"}, {"mbox": "mailto:ada@example.org"}]
+INVALID = {  # "XAPI-nnnnn what": (statement, the field the 400 names)
+    "XAPI-00013 attachment display not a language map": (
+        _attachment(display={"not a tag!": "x"}), "statement.attachments[0].display"),
+    "XAPI-00102 attachment usageType not an IRI": (
+        _attachment(usageType="signature"), "statement.attachments[0].usageType"),
+    "XAPI-00103 attachment display a number": (
+        _attachment(display=123), "statement.attachments[0].display"),
+    "XAPI-00104 attachment description not a language map": (
+        _attachment(description="words"), "statement.attachments[0].description"),
+    "XAPI-00105 attachment contentType not a string": (
+        _attachment(contentType=5), "statement.attachments[0].contentType"),
+    "XAPI-00106 attachment length a string": (
+        _attachment(length="12"), "statement.attachments[0].length"),
+    "XAPI-00107 attachment sha2 not a string": (
+        _attachment(sha2=123), "statement.attachments[0].sha2"),
+    "XAPI-00121 attachment fileUrl not an IRL": (
+        _attachment(fileUrl="urn:x:not-fetchable"), "statement.attachments[0].fileUrl"),
+    "XAPI-00064 choices without interactionType": (
+        _definition(choices=[{"id": "a", "description": {"en": "A"}}]),
+        "statement.object.definition.choices"),
+    "XAPI-00064 correctResponsesPattern without interactionType": (
+        _definition(correctResponsesPattern=["a"]),
+        "statement.object.definition.correctResponsesPattern"),
+    "XAPI-00092 context.statement an Activity": (
+        _with("context.statement", {"objectType": "Activity", "id": str(uuid.uuid4())}),
+        "statement.context.statement.objectType"),
+    "XAPI-00024 authority an identified Group": (
+        _with("authority", {"objectType": "Group", "mbox": "mailto:g@example.org", "member": _TWO}),
+        "statement.authority"),
+    "XAPI-00098 authority a Group of one": (
+        _with("authority", {"objectType": "Group", "member": _TWO[:1]}), "statement.authority.member"),
+    "XAPI-00100 authority a Group of three": (
+        _with("authority", {"objectType": "Group",
+                            "member": [*_TWO, {"mbox": "mailto:c@example.org"}]}),
+        "statement.authority.member"),
+    "XAPI-00124 duration with weeks and days": (
+        _with("result.duration", "P4W1D"), "statement.result.duration"),
+    "contextActivities objectType GroupActivity (issue #13 names no number)": (
+        _with("context.contextActivities", {"grouping": [{"id": "urn:hub-ext:course:ds101"}],
+                                            "parent": {"objectType": "GroupActivity",
+                                                       "id": "https://example.org/x"}}),
+        "statement.context.contextActivities.parent[0].objectType"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", sorted(INVALID))
+async def test_an_invalid_statement_is_refused_with_the_field(any_lrs, what):
+    """Issue #13, defect 4: statements the specification calls invalid (the XAPI number is the
+    test's id) were stored; each is refused with 400 naming the field, and nothing is stored.
+
+    Readings: XAPI-00121 takes an IRL to be an absolute URL with an authority
+    (``scheme://...``), so a URN is not one; a Group as ``authority`` is an OAuth consumer and
+    its user, so exactly two members and no identifier (XAPI-00024, -00098, -00100); the
+    ``objectType`` of a context activity, when given, is ``Activity`` (as for an object)."""
+    statement, field = INVALID[what]
+    before = count(any_lrs.app)
+    r = await any_lrs.post("/statements", json=statement)
+    body = assert_error(r, 400, "bad_request")
+    assert body["field"] == field, body
+    assert count(any_lrs.app) == before
+
+
+def test_the_valid_neighbours_are_still_accepted():
+    """What the checks of defect 4 must not refuse: a duration in weeks alone, an
+    interaction with its type and components, an authority of two anonymous members."""
+    for statement in (
+        _with("result.duration", "P4W"),
+        _definition(
+            interactionType="choice",
+            correctResponsesPattern=["a"],
+            choices=[{"id": "a", "description": {"en": "A"}}],
+        ),  # fmt: skip
+        _with("authority", {"objectType": "Group", "member": _TWO}),
+        _with("context.statement", {"objectType": "StatementRef", "id": str(uuid.uuid4())}),
+        _attachment(description={"en": "signed"}),
+    ):
+        validate_statement(copy.deepcopy(statement))
+
+
+async def test_a_single_context_activity_is_read_back_as_a_list(any_lrs):
+    """Issue #13, defect 5, XAPI-00096: a context activity given as one object is returned as
+    an array of one (by statementId and in a query)."""
+    s = _with("context.contextActivities", {"grouping": {"id": "urn:hub-ext:course:ds101"},
+                                            "parent": {"id": "https://example.org/unit/1"}})  # fmt: skip
+    sid = (await any_lrs.post("/statements", json=s)).json()[0]
+    got = (await any_lrs.get("/statements", params={"statementId": sid})).json()
+    assert got["context"]["contextActivities"] == {
+        "grouping": [{"id": "urn:hub-ext:course:ds101"}],
+        "parent": [{"id": "https://example.org/unit/1"}],
+    }
+
+
+async def test_format_ids_and_canonical(any_lrs):
+    """Issue #13, defect 5: ``format=ids`` (XAPI-00169) gives Agents, Groups, Activities and
+    Verbs by their identifiers only (an anonymous Group by its members'); ``format=canonical``
+    with ``Accept-Language`` (XAPI-00171, -00172) one language per language map, the best
+    match (a reading: ``en`` matches ``en-US``; with no match, the map's first language; the
+    statement's own definition stands for the canonical one, as this LRS keeps no other)."""
+    s = copy.deepcopy(ACTIVITY)
+    s["verb"]["id"] = f"http://example.org/verbs/lived-{uuid.uuid4().hex[:8]}"
+    s["verb"]["display"] = {"en-US": "experienced", "fr-FR": "a vécu"}
+    s["object"]["definition"]["name"] = {"en": "Week 1", "fr": "Semaine 1", "de": "Woche 1"}
+    s["context"]["instructor"] = {"name": "Grace", "mbox": "mailto:grace@example.org"}
+    sid = (await any_lrs.post("/statements", json=s)).json()[0]
+    ids = (await any_lrs.get("/statements", params={"statementId": sid, "format": "ids"})).json()
+    assert ids["actor"] == {"objectType": "Agent", "mbox": "mailto:ada@example.org"}
+    assert ids["verb"] == {"id": s["verb"]["id"]}
+    assert ids["object"] == {"objectType": "Activity", "id": s["object"]["id"]}
+    assert ids["context"]["instructor"] == {
+        "objectType": "Agent",
+        "mbox": "mailto:grace@example.org",
+    }
+    assert ids["authority"].keys() == {"objectType", "account"}
+    assert ids["result"] == s["result"]  # the rest as it is
+    group = {**copy.deepcopy(ACTIVITY), "actor": {"objectType": "Group", "name": "team", "member": [
+        {"name": "Ada", "mbox": "mailto:ada@example.org"}, AGENT]}}  # fmt: skip
+    gid = (await any_lrs.post("/statements", json=group)).json()[0]
+    r = await any_lrs.get("/statements", params={"statementId": gid, "format": "ids"})
+    assert r.json()["actor"] == {"objectType": "Group", "member": [
+        {"objectType": "Agent", "mbox": "mailto:ada@example.org"},
+        {"objectType": "Agent", "account": AGENT["account"]}]}  # fmt: skip
+    params = {"statementId": sid, "format": "canonical"}
+    fr = (
+        await any_lrs.get(
+            "/statements", params=params, headers={"Accept-Language": "fr;q=0.9, de;q=0.1"}
+        )
+    ).json()
+    assert fr["verb"]["display"] == {"fr-FR": "a vécu"}
+    assert fr["object"]["definition"]["name"] == {"fr": "Semaine 1"}
+    de = (
+        await any_lrs.get(
+            "/statements", params=params, headers={"Accept-Language": "de-AT, en;q=0.5"}
+        )
+    ).json()
+    assert de["object"]["definition"]["name"] == {"de": "Woche 1"}
+    assert de["verb"]["display"] == {"en-US": "experienced"}
+    query = {"verb": s["verb"]["id"], "format": "canonical", "limit": "1"}
+    listed = (
+        await any_lrs.get("/statements", params=query, headers={"Accept-Language": "fr"})
+    ).json()
+    assert listed["statements"][0]["object"]["definition"]["name"] == {"fr": "Semaine 1"}
+    exact = (await any_lrs.get("/statements", params={"statementId": sid})).json()
+    assert exact["object"]["definition"]["name"] == s["object"]["definition"]["name"]
+
+
+async def test_filters_take_in_statements_that_target_a_match(any_lrs):
+    """Issue #13, defect 5, XAPI-00162: a query by verb also returns the statements whose
+    object is a StatementRef to a statement that matches (recursively; the target may be
+    voided). A reading: a voiding statement is returned only when it matches by itself."""
+    verb = f"http://example.org/verbs/ref-{uuid.uuid4().hex[:8]}"
+    target = {**copy.deepcopy(ACTIVITY), "verb": {"id": verb}}
+    tid = (await any_lrs.post("/statements", json=target)).json()[0]
+    other = "http://adlnet.gov/expapi/verbs/commented"
+
+    def ref(to: str) -> dict:
+        s = {**copy.deepcopy(ACTIVITY), "verb": {"id": other},
+             "object": {"objectType": "StatementRef", "id": to.upper()}}  # fmt: skip
+        del s["context"]["platform"]  # only with an Activity object
+        return s
+
+    r1 = (await any_lrs.post("/statements", json=ref(tid))).json()[0]
+    r2 = (await any_lrs.post("/statements", json=ref(r1))).json()[0]
+    got = (await any_lrs.get("/statements", params={"verb": verb})).json()["statements"]
+    assert {s["id"] for s in got} == {tid, r1, r2}
+    void = {"actor": ACTIVITY["actor"], "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
+            "object": {"objectType": "StatementRef", "id": tid}}  # fmt: skip
+    assert (await any_lrs.post("/statements", json=void)).status_code == 200
+    got = (await any_lrs.get("/statements", params={"verb": verb})).json()["statements"]
+    assert {s["id"] for s in got} == {r1, r2}  # the voided target is not, what targets it is
+
+
+async def test_the_agent_filter_matches_the_actor_or_the_object(any_lrs):
+    """Issue #13, defect 5: ``agent`` returns the statements whose actor or object is that
+    Agent (xAPI 1.0.3, Communication 2.1.3, with related_agents=false)."""
+    who = {"mbox": f"mailto:{uuid.uuid4().hex[:8]}@example.org"}
+    as_actor = {**copy.deepcopy(ACTIVITY), "actor": who}
+    as_object = {**copy.deepcopy(ACTIVITY), "object": {"objectType": "Agent", **who}}
+    del as_object["context"]["platform"]
+    ids = (await any_lrs.post("/statements", json=[as_actor, as_object])).json()
+    got = (await any_lrs.get("/statements", params={"agent": json.dumps(who)})).json()["statements"]
+    assert sorted(s["id"] for s in got) == sorted(ids)

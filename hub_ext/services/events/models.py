@@ -35,6 +35,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -109,6 +110,13 @@ class Statement(Base):
         Index("ix_statements_actor", "actor_key"),
         Index("ix_statements_verb", "verb"),
         Index("ix_statements_stored", "stored"),
+        # the statements that target another (StatementRef): the GET filters take them in
+        Index(
+            "ix_statements_refs",
+            "object_id",
+            sqlite_where=text("object_type = 'StatementRef'"),
+            postgresql_where=text("object_type = 'StatementRef'"),
+        ),
     )
 
     # the statement's parts, read from the stored statement

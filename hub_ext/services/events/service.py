@@ -11,6 +11,16 @@ An LMS that speaks xAPI (Moodle's logstore_xapi, for instance) posts statements 
          -> {"statements": [...], "more": "<IRL of the next page>" or ""}
     GET  /xAPI/about                      -> {"version": ["1.0.3"]} (no credentials needed)
 
+**Consistent-Through is a promise**: every statement stored at or before the
+``X-Experience-API-Consistent-Through`` of an answer is visible to any query made after it,
+so a client that polls ``since=<the last one>`` misses nothing. ``stored`` is given when the
+write starts (under SQLite's write lock), from a clock that never goes back and that stays
+above every Consistent-Through answered; Consistent-Through is taken before the query, just
+before the earliest write still under way. A query's answer holds the statements stored up
+to its own Consistent-Through (an ``until`` it carries, and so do its ``more`` pages): the
+next poll starts where it ended, and reads nothing twice. The promise covers what this
+service writes; a process that writes the store directly (an import) is not in it.
+
 Every request but ``about`` needs ``X-Experience-API-Version: 1.0.x``. A bad statement gets
 400 with the reason (and which statement of a batch); an id stored with other content 409;
 nothing of a rejected batch is stored. The service also records the hub's own activity
@@ -54,9 +64,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -64,7 +76,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from tornado import web
@@ -78,10 +90,13 @@ from .xapi import (
     SUPPORTED_VERSION,
     VERSION,
     StatementError,
+    accepted_languages,
     actor_key,
     check_row,
     course_of,
+    formatted,
     parse_timestamp,
+    restamp,
     to_row,
     validate_agent,
     validate_statement,
@@ -104,6 +119,12 @@ _NOT_FROM_A_QUERY = re.compile(r"[\x00-\x08\x0e-\x1f\ud800-\udfff]")
 _PK_MAX = 2**63 - 1
 #: how many refused credentials are remembered at most (each: a key, an HMAC, an expiry)
 _REFUSED_MAX = 1024
+#: the resolution of ``stored`` (both stores keep microseconds)
+_TICK = timedelta(microseconds=1)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 class Busy(Exception):
@@ -319,8 +340,8 @@ class StatementsHandler(XAPIHandler):
                 f"{len(statements)} statements in one request; at most {self.service.max_batch}",
             )
             return None
-        stored = datetime.now(UTC)
-        rows, seen = [], set()
+        stored = datetime.now(UTC)  # for now: the time is given under the write lock
+        rows, seen, lrs_timestamps = [], set(), []
         authority = self.service.authority(self.source)
         own = self.source["course_id"]
         for i, statement in enumerate(statements):
@@ -352,6 +373,7 @@ class StatementsHandler(XAPIHandler):
                 return None
             statement.pop("stored", None)
             statement["authority"] = authority
+            lrs_timestamp = "timestamp" not in statement
             row = to_row(statement, stored=stored, source=self.source["name"], course_id=own)
             try:
                 check_row(row, where)
@@ -359,9 +381,17 @@ class StatementsHandler(XAPIHandler):
                 self.fail(400, "bad_request", str(e), field=e.path, **which)
                 return None
             rows.append(row)
+            if lrs_timestamp:
+                lrs_timestamps.append(row["id"])
         try:
             async with self.service.write_lock:
-                await asyncio.to_thread(self.service.store.store_statements, rows)
+                with self.service.writing() as stored:
+                    given = set(lrs_timestamps)
+                    for row in rows:
+                        restamp(row, stored, lrs_timestamp=row["id"] in given)
+                    await asyncio.to_thread(
+                        self.service.store.store_statements, rows, lrs_timestamps
+                    )
         except Conflict as e:
             self.fail(409, "conflict", str(e), statement_id=e.statement_id)
             return None
@@ -369,10 +399,9 @@ class StatementsHandler(XAPIHandler):
 
     @_admitted
     async def get(self):
-        self.set_header(
-            "X-Experience-API-Consistent-Through",
-            datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        )
+        # before any query: every statement stored at or before it is visible to the query
+        consistent = self.service.consistent_through()
+        self.set_header("X-Experience-API-Consistent-Through", _iso(consistent))
         args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         unknown = sorted(set(args) - _GET_PARAMS)
         if unknown:
@@ -394,12 +423,19 @@ class StatementsHandler(XAPIHandler):
                 )
                 if statement is None:  # another course's: the same answer as a missing one
                     return self.fail(404, "not_found", f"no statement {args[key]}")
-                return self.finish(json.dumps(statement))
+                return self.finish(json.dumps(self._formatted(statement, args)))
         try:
             filters, after = _read_page_token(args["more"]) if "more" in args else (args, None)
             query = self._filters(filters)
         except ValueError as e:
             return self.fail(400, "bad_request", str(e))
+        # the answer is the store as of ``consistent``: a statement stored later (while the
+        # query runs) is in the next poll's (since=<this header>), not in this one too; the
+        # pages that follow keep the same bound
+        if query.get("until") is None or query["until"] > consistent:
+            query["until"] = consistent
+            filters = {**filters, "until": _iso(consistent)}
+        self.set_header("X-Experience-API-Consistent-Through", _iso(query["until"]))
         statements, next_pk, _newest = await asyncio.to_thread(
             self.service.store.query_statements, after_pk=after, **query, **self.scope
         )
@@ -407,11 +443,12 @@ class StatementsHandler(XAPIHandler):
         if next_pk is not None:
             token = _page_token(filters, next_pk)
             more = f"{self.service.base_url}xAPI/statements?{urlencode({'more': token})}"
-        self.set_header(
-            "X-Experience-API-Consistent-Through",
-            datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        )
+        statements = [self._formatted(s, filters) for s in statements]
         self.finish(json.dumps({"statements": statements, "more": more}))
+
+    def _formatted(self, statement: dict, args: dict) -> dict:
+        languages = accepted_languages(self.request.headers.get("Accept-Language"))
+        return formatted(statement, args.get("format", "exact"), languages)
 
     def _filters(self, args: dict) -> dict:
         query: dict = {}
@@ -612,6 +649,35 @@ class EventsService(HubServiceApp):
 
     clock = staticmethod(time.monotonic)
 
+    @staticmethod
+    def wall_clock() -> datetime:
+        """Now, in UTC (what ``stored`` and Consistent-Through are read from; tests patch it)."""
+        return datetime.now(UTC)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """A write under way: its ``stored`` time, later than every one given before and than
+        every Consistent-Through answered (:meth:`consistent_through` stays below it until
+        the write is over, committed or not)."""
+        stored = max(self.wall_clock(), self._last_stored + _TICK)
+        self._last_stored = stored
+        token = next(self._write_ids)
+        self._writes[token] = stored
+        try:
+            yield stored
+        finally:
+            del self._writes[token]
+
+    def consistent_through(self) -> datetime:
+        """A time such that every statement stored at or before it is committed (so visible
+        to a query that starts after this call) and every later write gets a later
+        ``stored``: now, or just before the earliest write still under way."""
+        now = self.wall_clock()
+        self._last_stored = max(self._last_stored, now)
+        if self._writes:
+            return min(now, min(self._writes.values()) - _TICK)
+        return now
+
     def initialize(self, argv=None):
         super().initialize(argv)
         self.store = EventStore(self.db_url)
@@ -620,6 +686,11 @@ class EventsService(HubServiceApp):
         self.write_lock = (
             asyncio.Lock() if self.store.engine.dialect.name == "sqlite" else _NoLock()
         )
+        # stored times only increase, across restarts too (a clock set back is not followed)
+        newest = self.store.newest_stored()
+        self._last_stored = max(self.wall_clock(), newest or datetime.min.replace(tzinfo=UTC))
+        self._writes: dict[int, datetime] = {}
+        self._write_ids = itertools.count()
         self._cache_key = os.urandom(32)
         #: key -> (HMAC of key:secret, expiry, the source's secret_hash when verified)
         self._verified: dict[str, tuple[bytes, float, str]] = {}

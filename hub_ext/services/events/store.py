@@ -20,13 +20,23 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from ...courses import COURSE_ID_PATTERN
 from .models import Base, Source, Statement
-from .xapi import VOIDED, canonical
+from .xapi import VOIDED, same_statement
 
 __all__ = [
     "Conflict",
@@ -144,8 +154,12 @@ class EventStore:
         return readonly_url(self.url)
 
     def create(self) -> None:
-        """Create the tables and indexes that do not exist yet."""
+        """Create the tables and indexes that do not exist yet (an index added to a table
+        that exists already too)."""
         Base.metadata.create_all(self.engine)
+        for table in Base.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(self.engine, checkfirst=True)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -193,11 +207,13 @@ class EventStore:
         with self.engine.begin() as c:
             c.execute(stmt, list(rows))
 
-    def store_statements(self, rows: Sequence[dict]) -> int:
+    def store_statements(self, rows: Sequence[dict], lrs_timestamps: Iterable[str] = ()) -> int:
         """Store validated statement rows atomically (all or none); the number new.
 
         A row whose id is stored already is skipped if the statement is the same, and raises
-        :class:`Conflict` (nothing stored) if it differs. Voiding statements mark their target.
+        :class:`Conflict` (nothing stored) if it differs. ``lrs_timestamps``: the ids of the
+        statements that came without a timestamp (the one stored, given by the LRS, is then
+        not compared: a retry is the same statement). Voiding statements mark their target.
         """
         if not rows:
             return 0
@@ -212,7 +228,7 @@ class EventStore:
         for attempt in range(2):
             try:
                 with self.engine.begin() as conn:
-                    return self._store(conn, rows)
+                    return self._store(conn, rows, frozenset(lrs_timestamps))
             except IntegrityError:
                 # another request stored one of these ids between our check and insert:
                 # check again, now it is visible (and compared)
@@ -244,7 +260,7 @@ class EventStore:
                 q = q.where(table.c.source != HUB_SOURCE)
             conn.execute(q.values(voided=True))
 
-    def _store(self, conn, rows: Sequence[dict]) -> int:
+    def _store(self, conn, rows: Sequence[dict], lrs_timestamps: frozenset = frozenset()) -> int:
         # One SELECT for the ids already stored, then a plain executemany INSERT of the rest
         # (measured: on PostgreSQL, INSERT ... ON CONFLICT ... RETURNING is 1.5-2.5x slower).
         table = Statement.__table__
@@ -261,7 +277,7 @@ class EventStore:
             old = existing.get(row["id"])
             if old is None:
                 new.append(row)
-            elif canonical(old) != canonical(row["raw"]):
+            elif not same_statement(old, row["raw"], lrs_timestamp=row["id"] in lrs_timestamps):
                 raise Conflict(row["id"])
         if new:
             conn.execute(table.insert(), new)
@@ -392,29 +408,54 @@ class EventStore:
         Returns (statements, the pk to continue after or None, the newest ``stored`` seen).
         """
         t = Statement.__table__
-        q = select(t.c.pk, t.c.raw).where(t.c.voided.is_(False))
-        if course_id is not None:
-            q = q.where(t.c.course_id == course_id)
-        if hide_sources:
-            q = q.where(t.c.source.not_in(list(hide_sources)))
-        if agent_key is not None:
-            q = q.where(t.c.actor_key == agent_key)
-        if verb is not None:
-            q = q.where(t.c.verb == verb)
-        if activity is not None:
-            q = q.where(t.c.object_id == activity)
+        common = [t.c.voided.is_(False), *_scope(t, course_id, hide_sources)]
         if since is not None:
-            q = q.where(t.c.stored > since.astimezone(UTC).replace(tzinfo=None))
+            common.append(t.c.stored > since.astimezone(UTC).replace(tzinfo=None))
         if until is not None:
-            q = q.where(t.c.stored <= until.astimezone(UTC).replace(tzinfo=None))
+            common.append(t.c.stored <= until.astimezone(UTC).replace(tzinfo=None))
         if after_pk is not None:
-            q = q.where(t.c.pk > after_pk if ascending else t.c.pk < after_pk)
-        q = q.order_by(t.c.pk.asc() if ascending else t.c.pk.desc()).limit(limit + 1)
+            common.append(t.c.pk > after_pk if ascending else t.c.pk < after_pk)
+        filters = []
+        if agent_key is not None:  # the actor or the object (related_agents=false)
+            filters.append(
+                or_(
+                    t.c.actor_key == agent_key,
+                    and_(t.c.object_type.in_(("Agent", "Group")), t.c.object_id == agent_key),
+                )
+            )
+        if verb is not None:
+            filters.append(t.c.verb == verb)
+        if activity is not None:
+            filters.append(and_(t.c.object_type == "Activity", t.c.object_id == activity))
+        order = t.c.pk.asc() if ascending else t.c.pk.desc()
+        queries = [select(t.c.pk, t.c.raw).where(*common, *filters)]
+        if filters:  # and the statements that target a matching one (XAPI-00162): a query
+            # of their own, so that neither loses its indexes to an OR
+            targets = _targets(filters, course_id, hide_sources)
+            queries.append(
+                select(t.c.pk, t.c.raw).where(
+                    *common,
+                    *_refs(t),
+                    t.c.object_id.in_(targets),
+                )
+            )
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
+            # every statement stored up to ``until`` was committed before the call (the
+            # service's Consistent-Through), so separate reads agree
+            found = {}
+            for q in queries:
+                for row in conn.execute(q.order_by(order).limit(limit + 1)):
+                    found[row.pk] = row
             newest = conn.execute(select(func.max(t.c.stored))).scalar()
+        rows = sorted(found.values(), key=lambda r: r.pk, reverse=not ascending)[: limit + 1]
         more = rows[limit - 1].pk if len(rows) > limit else None
         return [r.raw for r in rows[:limit]], more, newest
+
+    def newest_stored(self) -> datetime | None:
+        """The latest ``stored`` time in the store (aware, UTC), None when it is empty."""
+        with self.engine.connect() as conn:
+            newest = conn.execute(select(func.max(Statement.stored))).scalar()
+        return newest.replace(tzinfo=UTC) if newest is not None else None
 
     def count(self, model=Statement, **where) -> int:
         q = select(func.count()).select_from(model)
@@ -441,6 +482,49 @@ class EventStore:
             conn.execute(text(f"REVOKE SELECT ON sources FROM {ident}"))
         u = make_url(self.url).set(username=role, password=password)
         return readonly_url(u.render_as_string(hide_password=False))
+
+
+def _scope(table, course_id: str | None, hide_sources: Sequence[str]) -> list:
+    """The conditions that keep a query on ``table`` to one course and off some sources."""
+    scope = []
+    if course_id is not None:
+        scope.append(table.c.course_id == course_id)
+    if hide_sources:
+        scope.append(table.c.source.not_in(list(hide_sources)))
+    return scope
+
+
+def _refs(table) -> tuple:
+    """The StatementRefs of ``table`` but voiding statements (the literal lets the partial
+    index ix_statements_refs serve: SQLite does not match a parameter with its WHERE)."""
+    return (table.c.object_type == literal_column("'StatementRef'"), table.c.verb != VOIDED)
+
+
+def _targets(filters: list, course_id: str | None, hide_sources: Sequence[str]):
+    """The ids of the statements that a StatementRef targets and that match ``filters``
+    (voided ones included), or target one that does, recursively: a statement that targets
+    one of them matches too (xAPI 1.0.3, Communication 2.1.3, "Filter Conditions for
+    StatementRefs": XAPI-00162). A voiding statement is not taken in for its target: it
+    matches only by its own properties. Only targeted statements are walked, so the cost
+    is that of the StatementRefs, not of every statement the filters match."""
+    t = Statement.__table__
+    refs = _refs
+    targeted = t.alias("targeted")
+    base = (  # driven by the StatementRefs (ix_statements_refs), not by what the filters match
+        select(t.c.id)
+        .distinct()
+        .select_from(targeted)
+        .join(t, t.c.id == targeted.c.object_id)
+        .where(*refs(targeted), *_scope(t, course_id, hide_sources), *filters)
+    )
+    matched = base.cte("matched", recursive=True)
+    ref = t.alias("ref")
+    matched = matched.union(
+        select(ref.c.id)
+        .join(matched, ref.c.object_id == matched.c.id)
+        .where(*refs(ref), *_scope(ref, course_id, hide_sources))
+    )
+    return select(matched.c.id)
 
 
 _DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))

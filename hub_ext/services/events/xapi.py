@@ -36,9 +36,13 @@ __all__ = [
     "StatementError",
     "actor_key",
     "canonical",
+    "accepted_languages",
     "check_row",
     "course_iri",
+    "formatted",
     "parse_timestamp",
+    "restamp",
+    "same_statement",
     "to_row",
     "validate_agent",
     "validate_statement",
@@ -61,10 +65,13 @@ _LANG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 )
+#: ISO 8601 durations: PnYnMnDTnHnMnS, or PnW alone (weeks combine with nothing: XAPI-00124)
 _DURATION = re.compile(
-    r"^P(?=\d|T\d)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?"
-    r"(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
+    r"^P((?=\d|T\d)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?D)?"
+    r"(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?|\d+(\.\d+)?W)$"
 )
+#: an IRL: an absolute URL one can fetch (a scheme such as http, then //)
+_IRL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>\"{}|\\^`]+$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 #: what no stored string may hold: NUL (PostgreSQL's text refuses it) and lone UTF-16
 #: surrogates (JSON's \ud800 escapes; not text, UTF-8 cannot encode them)
@@ -172,6 +179,10 @@ _iri = _Scalar(str, "{value!r} is not an IRI (an absolute identifier such as htt
 _uuid = _Scalar(str, "{value!r} is not a UUID", _UUID)
 _mbox = _Scalar(str, "{value!r} is not a mailto: IRI such as mailto:ada@example.org", _MBOX)
 _sha1 = _Scalar(str, "must be 40 hexadecimal digits", _SHA1)
+_irl = _Scalar(str, "{value!r} is not an IRL (an absolute URL such as https://...)", _IRL)
+_length = _Scalar(
+    int, "must be a whole number of octets, not {value!r}", test=lambda v: _finite(v) and v >= 0
+)
 _language_tag = _Scalar(str, "{value!r} is not a language tag (RFC 5646) such as en-US", _LANG)
 _duration = _Scalar(str, "{value!r} is not an ISO 8601 duration such as PT4M30S", _DURATION)
 _version = _Scalar(str, "{value!r} is not a 1.0.x version", SUPPORTED_VERSION)
@@ -231,6 +242,18 @@ def _fields(value: dict, path: str, checks: dict[str, Callable]) -> dict:
     return value
 
 
+def _authority(value, path: str) -> dict:
+    """An Agent, or an anonymous Group of two Agents (an OAuth consumer and its user):
+    XAPI-00024, -00098, -00100."""
+    _agent(value, path)
+    if value.get("objectType") == "Group":
+        if any(k in value for k in _IFIS):
+            _fail(path, "an authority Group must be anonymous (no identifier)")
+        if len(value.get("member", ())) != 2:
+            _fail(f"{path}.member", "an authority Group has exactly two members")
+    return value
+
+
 def _agent(value, path: str, *, group_ok: bool = True) -> dict:
     if not isinstance(value, dict):
         _fail(path, "must be an Agent or Group object")
@@ -282,18 +305,43 @@ def _verb(value, path: str) -> dict:
     return _fields(value, path, _VERB_FIELDS)
 
 
+_INTERACTION_COMPONENTS = ("choices", "scale", "source", "target", "steps")
+
+
+def _components(value, path: str) -> None:
+    if not isinstance(value, list):
+        _fail(path, "must be a list of interaction components")
+    for i, component in enumerate(value):
+        where = f"{path}[{i}]"
+        _obj(component, where, {"id", "description"}, ("id",))
+        _str(component["id"], f"{where}.id")
+        if "description" in component:
+            _language_map(component["description"], f"{where}.description")
+
+
 def _definition(value, path: str) -> dict:
     _obj(value, path, _ACTIVITY_DEF_KEYS)
+    if "interactionType" not in value:
+        given = [k for k in ("correctResponsesPattern", *_INTERACTION_COMPONENTS) if k in value]
+        if given:  # XAPI-00064
+            _fail(f"{path}.{given[0]}", "is only allowed with an interactionType")
     return _fields(value, path, _DEFINITION_FIELDS)
+
+
+def _object_type(value, path: str, kind: str) -> None:
+    if value.get("objectType", kind) != kind:
+        _fail(f"{path}.objectType", f"{value['objectType']!r} is not valid here (expected {kind})")
 
 
 def _activity(value, path: str) -> dict:
     _obj(value, path, {"objectType", "id", "definition"}, ("id",))
+    _object_type(value, path, "Activity")
     return _fields(value, path, _ACTIVITY_FIELDS)
 
 
 def _statement_ref(value, path: str) -> dict:
     _obj(value, path, {"objectType", "id"}, ("objectType", "id"))
+    _object_type(value, path, "StatementRef")  # XAPI-00092 for context.statement
     return _fields(value, path, _STATEMENT_REF_FIELDS)
 
 
@@ -360,6 +408,7 @@ def _attachments(value, path: str) -> list:
             {"usageType", "display", "description", "contentType", "length", "sha2", "fileUrl"},
             ("usageType", "display", "contentType", "length", "sha2"),
         )
+        _fields(a, f"{path}[{i}]", _ATTACHMENT_FIELDS)
         if "fileUrl" not in a:
             _fail(
                 f"{path}[{i}]",
@@ -390,7 +439,12 @@ _VERB_FIELDS = {"id": _iri, "display": _language_map}
 _DEFINITION_FIELDS = {
     "name": _language_map, "description": _language_map, "type": _iri, "moreInfo": _iri,
     "extensions": _extensions, "interactionType": _interaction_type,
-    "correctResponsesPattern": _strings,
+    "correctResponsesPattern": _strings, "choices": _components, "scale": _components,
+    "source": _components, "target": _components, "steps": _components,
+}  # fmt: skip
+_ATTACHMENT_FIELDS = {
+    "usageType": _iri, "display": _language_map, "description": _language_map,
+    "contentType": _str, "length": _length, "sha2": _str, "fileUrl": _irl,
 }  # fmt: skip
 _ACTIVITY_FIELDS = {"id": _iri, "definition": _definition}
 _STATEMENT_REF_FIELDS = {"id": _uuid}
@@ -408,7 +462,7 @@ _BODY_FIELDS = {
     "attachments": _attachments,
 }  # fmt: skip
 _STATEMENT_FIELDS = {
-    "id": _uuid, "version": _version, "stored": parse_timestamp, "authority": _agent,
+    "id": _uuid, "version": _version, "stored": parse_timestamp, "authority": _authority,
 }  # fmt: skip
 
 
@@ -503,6 +557,12 @@ def to_row(
     """
     statement.setdefault("id", str(uuid.uuid4()))
     statement["id"] = statement["id"].lower()
+    _activity_lists(statement)
+    if (
+        isinstance(statement["object"], dict)
+        and statement["object"].get("objectType") == "SubStatement"
+    ):
+        _activity_lists(statement["object"])
     moment = timestamp or (
         parse_timestamp(statement["timestamp"]) if "timestamp" in statement else stored
     )
@@ -514,6 +574,8 @@ def to_row(
     kind = obj.get("objectType", "Activity")
     if kind in ("Agent", "Group"):
         object_id = actor_key(obj)
+    elif kind == "StatementRef":  # statement ids are stored lowercase
+        object_id = obj.get("id", "").lower()
     else:
         object_id = obj.get("id", "")
     result = statement.get("result") or {}
@@ -540,6 +602,37 @@ def to_row(
         "voided": False,
         "raw": statement,
     }
+
+
+def _activity_lists(statement: dict) -> None:
+    """Each ``context.contextActivities`` value as a list (a single Activity is read back as
+    a list of one: XAPI-00096)."""
+    ca = (statement.get("context") or {}).get("contextActivities")
+    if isinstance(ca, dict):
+        for key, acts in ca.items():
+            if isinstance(acts, dict):
+                ca[key] = [acts]
+
+
+def restamp(row: dict, stored: datetime, *, lrs_timestamp: bool) -> None:
+    """Give ``row`` (of :func:`to_row`) and its statement the ``stored`` time ``stored``; with
+    ``lrs_timestamp`` (the client gave no timestamp), the timestamp too."""
+    statement = row["raw"]
+    statement["stored"] = _stored_text(stored)
+    row["stored"] = _naive(stored)
+    if lrs_timestamp:
+        statement["timestamp"] = statement["stored"]
+        row["timestamp"] = row["stored"]
+        row["day"] = (row["stored"].date() - _EPOCH).days
+
+
+def same_statement(old: dict, new: dict, *, lrs_timestamp: bool = False) -> bool:
+    """Whether ``new`` is the statement ``old`` that is stored: the same but for what the LRS
+    sets (stored, authority, version) and, when ``new`` came without one (``lrs_timestamp``),
+    the timestamp the LRS gave ``old``."""
+    if not lrs_timestamp:
+        return canonical(old) == canonical(new)
+    return canonical({**old, "timestamp": None}) == canonical({**new, "timestamp": None})
 
 
 #: what the bounded columns of ``statements`` are made from: (the field, what it is)
@@ -574,3 +667,114 @@ def check_row(row: dict, path: str = "statement") -> dict:
         if top and isinstance(value, int) and not -top - 1 <= value <= top:
             _fail(f"{path}.{field}", f"{what}: {value} is out of range (at most {top})")
     return row
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def accepted_languages(header: str | None) -> list[str]:
+    """The language ranges of an ``Accept-Language`` header, most wanted first."""
+    ranges = []
+    for n, part in enumerate((header or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if tag and q > 0:
+            ranges.append((-q, n, tag.strip().lower()))
+    return [tag for _, _, tag in sorted(ranges)]
+
+
+def _one_language(value: dict, languages: list[str]) -> dict:
+    """The entry of language map ``value`` that best matches ``languages`` (else its first)."""
+    if not value:
+        return value
+    tags = {tag.lower(): tag for tag in value}
+    for wanted in languages:
+        if wanted == "*":
+            break
+        for tag_lower, tag in tags.items():
+            if tag_lower == wanted or tag_lower.startswith(wanted + "-"):
+                return {tag: value[tag]}
+        for tag_lower, tag in tags.items():  # en-GB wanted, en given
+            if wanted.startswith(tag_lower + "-"):
+                return {tag: value[tag]}
+    first = next(iter(value))
+    return {first: value[first]}
+
+
+_LANGUAGE_MAPS = {"display", "name", "description"}
+
+
+def _canonical_languages(value, languages: list[str], key: str | None = None):
+    if isinstance(value, dict):
+        if key in _LANGUAGE_MAPS and all(isinstance(v, str) for v in value.values()):
+            return _one_language(value, languages)
+        return {
+            k: v if k == "extensions" else _canonical_languages(v, languages, k)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_canonical_languages(v, languages) for v in value]
+    return value
+
+
+def _ids_agent(agent: dict) -> dict:
+    out = {"objectType": agent.get("objectType", "Agent")}
+    for key in _IFIS:
+        if key in agent:
+            out[key] = agent[key]
+            return out
+    out["member"] = [_ids_agent(m) for m in agent.get("member", ())]
+    return out
+
+
+def _ids_object(obj: dict) -> dict:
+    kind = obj.get("objectType", "Activity")
+    if kind == "Activity":
+        return {"objectType": "Activity", "id": obj["id"]}
+    if kind in ("Agent", "Group"):
+        return _ids_agent(obj)
+    if kind == "SubStatement":
+        return {"objectType": "SubStatement", **_ids_body(obj)}
+    return obj
+
+
+def _ids_body(statement: dict) -> dict:
+    out = {k: v for k, v in statement.items() if k != "objectType"}
+    out["actor"] = _ids_agent(statement["actor"])
+    out["verb"] = {"id": statement["verb"]["id"]}
+    out["object"] = _ids_object(statement["object"])
+    if "authority" in statement:
+        out["authority"] = _ids_agent(statement["authority"])
+    context = statement.get("context")
+    if context:
+        context = dict(context)
+        for key in ("instructor", "team"):
+            if key in context:
+                context[key] = _ids_agent(context[key])
+        if "contextActivities" in context:
+            context["contextActivities"] = {
+                key: [_ids_object(a) for a in acts]
+                for key, acts in context["contextActivities"].items()
+            }
+        out["context"] = context
+    return out
+
+
+def formatted(statement: dict, fmt: str = "exact", languages: list[str] = ()) -> dict:
+    """``statement`` in the GET ``format`` (xAPI 1.0.3, Communication 2.1.3): ``exact`` as
+    stored; ``ids`` with Agents, Groups, Activities and Verbs reduced to their identifiers
+    (an anonymous Group to its members' identifiers: XAPI-00169); ``canonical`` with one
+    language per language map, the best match of ``languages`` (an ``Accept-Language``
+    header's, :func:`accepted_languages`), else the map's first (XAPI-00171, -00172)."""
+    if fmt == "ids":
+        return _ids_body(statement)
+    if fmt == "canonical":
+        return _canonical_languages(statement, list(languages))
+    return statement
