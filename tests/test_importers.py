@@ -11,7 +11,7 @@ import io
 import re
 import shutil
 import statistics
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -252,3 +252,24 @@ def test_moodle_bad_line_is_reported(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 1 and f"{path}:4: Time 'someday'" in err
     assert "100.0%" in err  # --progress draws the bar even without a terminal
+
+
+def test_futurelearn_cli_takes_the_start_from_the_catalog_or_start(tmp_path, capsys):
+    """The run's start (#12 finding 4): the catalog course's ``opens``, or ``--start``."""
+    from hub_ext.courses import Catalog
+
+    data = Path(__file__).parent / "data" / "futurelearn"
+    catalog = Path(__file__).parent.parent / "hub_config" / "courses.yaml"
+    course = next(iter(Catalog.load(catalog)))
+    opens = Catalog.load(catalog)[course].opens_at
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    steps = str(data / "ecsa-6_step-activity.csv")
+    argv = ["import", "futurelearn", "--db", db, "--course", course, "--step-activity", steps]
+    assert cli_main([*argv, "--catalog", str(catalog)]) == 0
+    store = EventStore(db)
+    start = q.weekly_engagement(store.engine, course)["start"]
+    assert start == opens.astimezone(UTC).date().isoformat()
+    assert cli_main([*argv, "--start", "2018-05-29"]) == 0
+    assert q.weekly_engagement(store.engine, course)["start"] == "2018-05-29"
+    assert cli_main([*argv, "--start", "20180529"]) == 2
+    assert "--start '20180529' is not a date" in capsys.readouterr().err
