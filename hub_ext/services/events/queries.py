@@ -25,6 +25,7 @@ Definitions every figure shares:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -824,6 +825,7 @@ def sessions(
     }
 
 
+@functools.lru_cache(maxsize=65536)
 def _position(object_id: str) -> tuple:
     """A step's position from its IRI, for ordering same-second events: numbers compare as
     numbers (``...:step:2.10`` after ``...:step:2.9``), so the order never depends on the
