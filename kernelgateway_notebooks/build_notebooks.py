@@ -39,18 +39,23 @@ NOTEBOOKS = {
     "course_overview": {
         "title": "Course overview: registrations, daily and weekly activity, progress funnel",
         "intro": "How many learners registered, how they did, and how activity went day by day and week by week. "
-        "Weeks are counted from the course start (week 0 = its first seven days; earlier days are in negative weeks).",
+        "Weeks are counted from the course start (week 0 = its first seven days; earlier days are in negative weeks): "
+        "the catalog's `opens` or the importer's `--start`, else the day of the first learner's event "
+        "(`null` when there is none). **clicks** are VLE clicks only (OULAD's `sum_click`, one per step visit), "
+        "**submissions** (statements about the course's assessments) are counted apart, **events** counts every "
+        "statement. Staff (enrolment role `organisation_admin`) are not learners and are left out of every figure.",
         "routes": [
             {
                 "path": "/summary",
-                "doc": "Registrations, final results and event totals of the course.",
+                "doc": "Registrations, final results and activity totals of the course's learners: `events` (every "
+                "statement), `clicks` (VLE clicks only), `submissions` (assessment submissions).",
                 "params": [],
                 "code": "q.summary(ENGINE, COURSE)",
                 "example": ("summary", (), {}),
             },
             {
                 "path": "/activity/daily",
-                "doc": "Activity per day: distinct learners (default), statements or clicks.",
+                "doc": "Activity per day: distinct learners (default), statements (`events`) or VLE clicks (`clicks`).",
                 "params": [
                     ("since", "date YYYY-MM-DD, optional", "first day included"),
                     ("until", "date YYYY-MM-DD, optional", "last day included; not before since"),
@@ -66,7 +71,8 @@ NOTEBOOKS = {
             },
             {
                 "path": "/activity/weekly",
-                "doc": "Weekly engagement: per course week, active learners, their share of the enrolled, events and clicks.",
+                "doc": "Weekly engagement: per course week, active learners, their share of the enrolled, events and VLE "
+                "clicks; `start` is the course start the weeks count from.",
                 "params": [],
                 "code": "q.weekly_engagement(ENGINE, COURSE)",
                 "example": ("weekly_engagement", (), {}),
@@ -83,12 +89,13 @@ NOTEBOOKS = {
     },
     "resource_heatmap": {
         "title": "Resources: heat-map and who has not opened a resource yet",
-        "intro": "Clicks and distinct learners per resource, as Moodle's Activity Viewer shows them, "
+        "intro": "VLE clicks (OULAD's `sum_click`, one per step visit; submissions are not clicks) and distinct "
+        "learners per resource, as Moodle's Activity Viewer shows them (staff left out), "
         "and the enrolled learners who have not opened a given resource.",
         "routes": [
             {
                 "path": "/resources",
-                "doc": "Clicks, statements and distinct learners per resource, most clicked first.",
+                "doc": "VLE clicks, statements and distinct learners per resource, most clicked first.",
                 "params": [
                     ("learner", "string, optional", "only this learner's activity"),
                     (
@@ -127,7 +134,8 @@ NOTEBOOKS = {
         "routes": [
             {
                 "path": "/learners/:learner",
-                "doc": "The learner's profile; 404 if the course has no such learner.",
+                "doc": "The learner's profile; 404 if the course has no such learner. `clicks` are VLE clicks only, "
+                "`submissions` the learner's assessment submissions, `events` every statement.",
                 "params": [
                     ("learner", "path", "the learner id (hub username, or the importer's id)")
                 ],
@@ -149,8 +157,9 @@ NOTEBOOKS = {
             {
                 "path": "/segments",
                 "doc": "Inactive, struggling and highly engaged learners. The rule (also in the response): "
-                "percentiles over the non-zero click counts (edX's rule); highly engaged at or above the 90th; "
-                "struggling at or below the 25th or a mean score below 40; inactive with no activity.",
+                "percentiles over the non-zero VLE click counts (edX's rule; submissions are not clicks); highly engaged "
+                "at or above the 90th; struggling at or below the 25th or a mean score below 40; inactive with no "
+                "activity. Staff are not learners.",
                 "params": [
                     ("since", "date YYYY-MM-DD, optional", "first day counted"),
                     ("until", "date YYYY-MM-DD, optional", "last day counted"),
@@ -167,7 +176,14 @@ NOTEBOOKS = {
         "routes": [
             {
                 "path": "/time-on-step",
-                "doc": "Time on a step = time to the learner's next event in the same session (gap at most `gap` minutes).",
+                "doc": "Time on a step: per learner, from opening the step to opening the next one within a session "
+                "(no two of the learner's events more than `gap` minutes apart), summed over the learner's visits; "
+                "`measured` is the number of learners measured, and the median and 75th percentile are over them. "
+                "Same-second openings are ordered by the step's position. Known biases (also in the response's "
+                "`rule`): the last step opened in a session has no end and is not measured, so steps that often end a "
+                "session are measured on fewer learners; time on other pages between two openings counts for the "
+                "first step; FutureLearn keeps only each step's first visit, so a return visit counts for the step "
+                "opened before it. Staff are left out.",
                 "params": [
                     ("gap", "integer minutes 1-1440, default 55", "the gap that ends a session"),
                     (
@@ -218,7 +234,9 @@ def build(name: str, spec: dict, engine=None) -> nbformat.NotebookNode:
             "Served by jupyter-kernel-gateway in `notebook-http` mode (the analytics service publishes it "
             "per course). It reads the event store through the read-only URL in `HUB_EXT_EVENTS_URL`, "
             "for the course in `COURSE_ID`. Every route answers JSON; a bad parameter gets status 400 "
-            'and `{"error": "...", "parameter": "..."}`; an unknown query parameter too.\n\n'
+            'and `{"error": "bad_parameter", "message": "...", "parameter": "..."}` (the hub services\' one '
+            "error shape); an unknown query parameter too. Numbers are digits only (no spaces or `_`), "
+            "dates `YYYY-MM-DD`.\n\n"
             "| route | what |\n|---|---|\n"
             + "".join(f"| `GET {r['path']}` | {r['doc'].split('.')[0]} |\n" for r in spec["routes"])
         ),

@@ -192,7 +192,9 @@ def test_respond_never_leaks_a_traceback():
     assert status == 500 and "hunter2" not in body and json.loads(body)["error"]
     status, body = q.respond('{"args": {"x": ["1"]}, "path": {}}', lambda r: {}, allowed=("y",))
     assert status == 400 and json.loads(body)["parameter"] == "x"
-    assert q.respond({"args": {}}, lambda r: None)[0] == 404
+    assert json.loads(body)["error"] == "bad_parameter" and "x" in json.loads(body)["message"]
+    status, body = q.respond({"args": {}}, lambda r: None)
+    assert status == 404 and set(json.loads(body)) == {"error", "message"}
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import io
 import re
 import shutil
 import statistics
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -174,16 +174,12 @@ def test_futurelearn_import_and_time_on_step(tmp_path):
 
     engine = store.engine
     tos = {s["step"].rsplit(":", 1)[1]: s for s in q.time_on_step(engine, "ds101")["steps"]}
-    # a1: 1.1 visit 10:00 -> 1.1 completed 10:05 (5 min) ; 1.2 visit 10:05 -> done 10:20 (15) ...
-    assert tos["1.1"]["median_s"] == statistics.median([300.0, 0.0, 120.0, 0.0])
-    # a1's 1.2: visit 10:05 -> completed 10:20 (900 s), completed -> visit 1.3 at 10:20 (0 s)
-    assert (tos["1.2"]["measured"], tos["1.2"]["median_s"], tos["1.2"]["p75_s"]) == (
-        2,
-        450.0,
-        675.0,
-    )
+    # from opening a step to opening the next: a1 1.1 10:00 -> 1.2 10:05, b2 09:00 -> 09:02
+    assert (tos["1.1"]["measured"], tos["1.1"]["median_s"]) == (2, statistics.median([300, 120]))
+    # a1's 1.2: opened 10:05, 1.3 opened 10:20; b2's 1.2 ends b2's session: not measured
+    assert (tos["1.2"]["measured"], tos["1.2"]["median_s"]) == (1, 900.0)
     assert "1.3" not in tos  # its visit ends a session (the next event is 2h40 later)
-    assert (tos["2.1"]["measured"], tos["2.1"]["median_s"]) == (1, 600.0)
+    assert "2.1" not in tos  # a1's last step: nothing is opened after it
     sessions = q.sessions(engine, "ds101", "a1")
     assert [s["events"] for s in sessions["sessions"]] == [5, 2]  # split at the 2h40 gap
     assert sessions["sessions"][1]["start_offset_s"] == 3 * 3600
@@ -256,3 +252,24 @@ def test_moodle_bad_line_is_reported(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 1 and f"{path}:4: Time 'someday'" in err
     assert "100.0%" in err  # --progress draws the bar even without a terminal
+
+
+def test_futurelearn_cli_takes_the_start_from_the_catalog_or_start(tmp_path, capsys):
+    """The run's start (#12 finding 4): the catalog course's ``opens``, or ``--start``."""
+    from hub_ext.courses import Catalog
+
+    data = Path(__file__).parent / "data" / "futurelearn"
+    catalog = Path(__file__).parent.parent / "hub_config" / "courses.yaml"
+    course = next(iter(Catalog.load(catalog)))
+    opens = Catalog.load(catalog)[course].opens_at
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    steps = str(data / "ecsa-6_step-activity.csv")
+    argv = ["import", "futurelearn", "--db", db, "--course", course, "--step-activity", steps]
+    assert cli_main([*argv, "--catalog", str(catalog)]) == 0
+    store = EventStore(db)
+    start = q.weekly_engagement(store.engine, course)["start"]
+    assert start == opens.astimezone(UTC).date().isoformat()
+    assert cli_main([*argv, "--start", "2018-05-29"]) == 0
+    assert q.weekly_engagement(store.engine, course)["start"] == "2018-05-29"
+    assert cli_main([*argv, "--start", "20180529"]) == 2
+    assert "--start '20180529' is not a date" in capsys.readouterr().err

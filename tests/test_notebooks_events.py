@@ -15,12 +15,17 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from hub_ext.services.analytics.notebook import check_notebook
+from hub_ext.services.events import queries as q
+from hub_ext.services.events.importers import import_futurelearn
+from hub_ext.services.events.store import EventStore
 from tests.events_fixtures import (  # noqa: F401
     NOTEBOOKS,
     OuladFacts,
@@ -114,7 +119,8 @@ def bad(response, parameter: str) -> dict:
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert body["parameter"] == parameter, body
+    assert body["error"] == "bad_parameter" and body["parameter"] == parameter, body
+    assert parameter in body["message"], body
     return body
 
 
@@ -139,7 +145,7 @@ def test_every_route_refuses_an_unknown_parameter_with_json_400(gateways, name):
     for route in check_notebook(NOTEBOOKS / name).routes:
         path = route.path.replace(":learner", "28400").replace(":resource", "urn:oulad:site:546652")
         body = bad(gateways[name].get(path, zzz="1"), "zzz")
-        assert "unknown parameter" in body["error"]
+        assert "unknown parameter" in body["message"]
 
 
 # --------------------------------------------------------------------------- overview
@@ -159,16 +165,19 @@ def test_summary_of_one_course_matches_the_csv(gateways, oulad_facts, aaa):  # n
         body["registrations"] == oulad_facts.registrations("AAA", "2013J") == len(aaa.registration)
     )
     assert body["final_results"] == dict(oulad_facts.final_results("AAA", "2013J"))
-    assert body["clicks"] == sum(c for *_, c in aaa.events())
+    # #12 finding 1: clicks counted one per assessment submission too
+    assert body["clicks"] == sum(int(r["sum_click"]) for r in aaa.clicks)
+    assert body["submissions"] == len(aaa.submissions)
     assert body["events"] == len(aaa.clicks) + len(aaa.submissions)
 
 
 def test_daily_activity_matches_the_csv(gateways, aaa):
     gw = gateways["course_overview.ipynb"]
     learners, clicks = defaultdict(set), Counter()
-    for student, day, _obj, n in aaa.events():
+    for student, day, _obj, _n in aaa.events():
         learners[(START + timedelta(days=day)).isoformat()].add(student)
-        clicks[(START + timedelta(days=day)).isoformat()] += n
+    for r in aaa.clicks:
+        clicks[(START + timedelta(days=int(r["date"]))).isoformat()] += int(r["sum_click"])
     body = ok(gw.get("/activity/daily"))
     assert {d["date"]: d["value"] for d in body["days"]} == {k: len(v) for k, v in learners.items()}
     window = ok(gw.get("/activity/daily", since="2013-09-22", until="2013-09-25", measure="clicks"))
@@ -181,6 +190,13 @@ def test_daily_activity_refuses_bad_parameters(gateways):
     bad(gw.get("/activity/daily", since="2013-13-01"), "since")
     bad(gw.get("/activity/daily", since="2014-01-02", until="2014-01-01"), "since")
     bad(gw.get("/activity/daily", measure="minutes"), "measure")
+    bad(gw.get("/activity/daily", since="20131001"), "since")  # fromisoformat takes it
+
+
+def test_an_invalid_utf8_query_gets_400_not_500(gateways):
+    """#12 finding 6: ``?since=%ff`` was a 500 (the gateway could not decode it)."""
+    body = bad(gateways["course_overview.ipynb"].get("/activity/daily?since=%ff"), "since")
+    assert "not UTF-8" in body["message"]
 
 
 def test_weekly_engagement_and_funnel_match_the_csv(gateways, aaa):
@@ -296,6 +312,10 @@ def test_learner_profile_matches_the_csv(gateways, aaa):
     my_days = {day for s, day, _o, _n in aaa.events() if s == student}
     assert body["activity"]["active_days"] == len(my_days)
     assert body["activity"]["events"] == sum(1 for s, *_ in aaa.events() if s == student)
+    assert body["activity"]["clicks"] == sum(
+        int(r["sum_click"]) for r in aaa.clicks if r["id_student"] == student
+    )
+    assert body["activity"]["submissions"] == len(subs)
     assert body["activity"]["last"].startswith((START + timedelta(days=max(my_days))).isoformat())
     assert body["mean_score"] == pytest.approx(
         statistics.fmean(float(r["score"]) for r in subs.values()), abs=0.01
@@ -308,6 +328,8 @@ def test_learner_routes_answer_404_and_400(gateways):
     bad(gw.get("/learners/a b"), "learner")
     bad(gw.get("/learners/28400/sessions", gap="0"), "gap")
     bad(gw.get("/learners/28400/sessions", gap="an hour"), "gap")
+    bad(gw.get("/learners/28400/sessions", gap=" 5"), "gap")  # int() takes these
+    bad(gw.get("/learners/28400/sessions", gap="10_0"), "gap")
     bad(gw.get("/segments", since="2013-10-10", until="2013-10-01"), "since")
 
 
@@ -330,8 +352,8 @@ def test_segments_follow_the_stated_rule(gateways, aaa):
     body = ok(gateways["know_thy_student.ipynb"].get("/segments"))
     still = {s for s, r in aaa.registration.items() if r["date_unregistration"] == ""}
     clicks = Counter()
-    for s, _day, _o, n in aaa.events():
-        clicks[s] += n
+    for r in aaa.clicks:
+        clicks[r["id_student"]] += int(r["sum_click"])
     assert sum(body["counts"].values()) == len(still)
     assert set(body["segments"]["inactive"]) == {s for s in still if clicks[s] == 0}
     nonzero = sorted(clicks[s] for s in still if clicks[s])
@@ -341,6 +363,36 @@ def test_segments_follow_the_stated_rule(gateways, aaa):
         s for s in still if clicks[s] and clicks[s] >= p90
     }
     assert "90th percentile" in body["rule"]
+
+
+def test_segments_over_a_month_count_clicks_not_submissions(gateways, aaa):
+    """#12 finding 1: a submission counted as a click moved learners between segments."""
+    body = ok(
+        gateways["know_thy_student.ipynb"].get("/segments", since="2013-10-01", until="2013-10-31")
+    )
+    still = {s for s, r in aaa.registration.items() if r["date_unregistration"] == ""}
+    clicks, scores = Counter(), defaultdict(list)
+    for r in aaa.clicks:
+        if 0 <= int(r["date"]) <= 30:
+            clicks[r["id_student"]] += int(r["sum_click"])
+    for r in aaa.submissions:
+        if 0 <= int(r["date_submitted"]) <= 30 and r["score"]:
+            scores[r["id_student"]].append(float(r["score"]))
+    nonzero = sorted(clicks[s] for s in still if clicks[s])
+    p25, *_ = statistics.quantiles(nonzero, n=4, method="inclusive")
+    p90 = statistics.quantiles(nonzero, n=10, method="inclusive")[-1]
+    expected = Counter()
+    for s in still:
+        if not clicks[s]:
+            expected["inactive"] += 1
+        elif clicks[s] >= p90:
+            expected["highly_engaged"] += 1
+        elif clicks[s] <= p25 or (scores[s] and statistics.fmean(scores[s]) < 40):
+            expected["struggling"] += 1
+        else:
+            expected["engaged"] += 1
+    assert body["counts"] == {k: expected[k] for k in body["counts"]}
+    assert "VLE clicks" in body["rule"] and "submissions are not clicks" in body["rule"]
 
 
 # --------------------------------------------------------------------------- study time, assessments
@@ -384,3 +436,142 @@ def test_example_responses_in_the_notebooks_are_real(gateways):
     assert {k: live[k] for k in ("registrations", "final_results", "clicks")} == {
         k: example[k] for k in ("registrations", "final_results", "clicks")
     }
+
+
+# --------------------------------------------------------------------------- FutureLearn
+
+FL = Path(__file__).parent / "data" / "futurelearn"
+FL_COURSE = "ecsa-6"
+FL_START = datetime(2018, 5, 29)
+GAP = pd.Timedelta(minutes=55)
+
+
+def fl_store(tmp_path, name="fl", *, reverse=False, starts_at=FL_START) -> EventStore:
+    """The slice imported as the CLI would (``reverse``: its step rows in the other order)."""
+    steps = FL / "ecsa-6_step-activity.csv"
+    if reverse:
+        header, *rows = steps.read_text().splitlines(keepends=True)
+        steps = tmp_path / f"{name}_step-activity.csv"
+        steps.write_text(header + "".join(reversed(rows)))
+    store = EventStore(f"sqlite:///{tmp_path / name}.db")
+    report = import_futurelearn(
+        store,
+        FL_COURSE,
+        step_activity=steps,
+        enrolments=FL / "ecsa-6_enrolments.csv",
+        starts_at=starts_at,
+    )
+    assert report.problem_count == 0
+    return store
+
+
+class FlRun:
+    """The slice with pandas, straight from the CSV files."""
+
+    def __init__(self):
+        time = {"format": "%Y-%m-%d %H:%M:%S UTC"}
+        self.enrol = pd.read_csv(FL / "ecsa-6_enrolments.csv", dtype=str)
+        steps = pd.read_csv(FL / "ecsa-6_step-activity.csv", dtype={"step": str})
+        self.staff = set(self.enrol.loc[self.enrol.role == "organisation_admin", "learner_id"])
+        self.learners = self.enrol[~self.enrol.learner_id.isin(self.staff)]
+        self.steps = steps[~steps.learner_id.isin(self.staff)].copy()
+        opened = self.steps.assign(time=pd.to_datetime(self.steps.first_visited_at, **time), kind=0)
+        done = self.steps.dropna(subset=["last_completed_at"])
+        done = done.assign(time=pd.to_datetime(done.last_completed_at, **time), kind=1)
+        self.events = pd.concat([opened, done])[
+            ["learner_id", "step", "week_number", "step_number", "time", "kind"]
+        ]
+
+    def time_on_step(self) -> dict[str, tuple[int, float, float]]:
+        """step -> (learners measured, median s, p75 s): opening a step to opening the next,
+        per learner and session (gap 55 min between any two events), summed per learner."""
+        ev = self.events.sort_values(["learner_id", "time", "week_number", "step_number", "kind"])
+        ev["session"] = ev.groupby("learner_id").time.diff().gt(GAP).cumsum()
+        opens = ev[ev.kind == 0].copy()
+        nxt = opens.groupby(["learner_id", "session"]).time.shift(-1)
+        opens["seconds"] = (nxt - opens.time).dt.total_seconds()
+        per = opens.dropna(subset=["seconds"]).groupby(["step", "learner_id"]).seconds.sum()
+        by_step = per.groupby("step")
+        return {step: (len(v), v.quantile(0.5), v.quantile(0.75)) for step, v in by_step}
+
+
+def step_of(iri: str) -> str:
+    return iri.rsplit(":", 1)[1]
+
+
+def test_time_on_step_runs_from_opening_a_step_to_opening_the_next(tmp_path):
+    """#12 finding 2: the time after completing a step was credited to it, and `measured`
+    counted events."""
+    run = FlRun()
+    body = q.time_on_step(fl_store(tmp_path).engine, FL_COURSE)
+    got = {step_of(s["step"]): (s["measured"], s["median_s"], s["p75_s"]) for s in body["steps"]}
+    assert got == {k: (n, float(m), float(p)) for k, (n, m, p) in run.time_on_step().items()}
+    # a87f reads 2.4 from 09:10:00 until opening 2.5 at 09:17:20; b2d7 leaves after 2.4
+    assert got["2.4"][0] == 2 and "measured counts learners" in body["rule"].replace("'", "")
+    assert body["learners"] == run.steps.learner_id.nunique()
+    assert "last step opened in a session has no end" in body["rule"]
+
+
+def test_same_second_events_give_the_same_answer_in_any_insertion_order(tmp_path):
+    """#12 finding 3: ties were broken by the order rows were stored in."""
+    one = q.time_on_step(fl_store(tmp_path, "a").engine, FL_COURSE)
+    other = q.time_on_step(fl_store(tmp_path, "b", reverse=True).engine, FL_COURSE)
+    assert one == other
+    steps = {step_of(s["step"]): s for s in one["steps"]}
+    # d41d opens 2.10 and 2.9 in the same second: by position 2.9 comes first (0 s), and
+    # 2.10 ends the session (so does a87f's 2.10): never measured, in either order
+    assert (steps["2.9"]["measured"], steps["2.9"]["median_s"]) == (1, 0.0)
+    assert "2.10" not in steps
+
+
+def test_staff_are_not_learners_and_the_start_is_the_course_s(tmp_path):
+    """#12 finding 4: a team member's preview set the start and staff counted as learners."""
+    run = FlRun()
+    engine = fl_store(tmp_path).engine
+    weekly = q.weekly_engagement(engine, FL_COURSE)
+    assert weekly["start"] == "2018-05-29"
+    weeks = (run.events.time.dt.normalize() - pd.Timestamp(FL_START)).dt.days // 7
+    active = run.events.assign(week=weeks).groupby("week").learner_id.nunique()
+    assert {w["week"]: w["active_learners"] for w in weekly["weeks"]} == active.to_dict()
+    assert weekly["enrolled"] == len(run.learners) and min(active.index) == 0
+    summary = q.summary(engine, FL_COURSE)
+    assert summary["registrations"] == len(run.learners)
+    assert summary["active_learners"] == run.steps.learner_id.nunique()
+    assert summary["first_event"] == run.events.time.min().to_pydatetime()
+    segments = q.segments(engine, FL_COURSE)
+    assert sum(segments["counts"].values()) == run.learners.unenrolled_at.isna().sum()
+    assert not run.staff & {x for v in segments["segments"].values() for x in v}
+    staff = next(iter(run.staff))
+    heat = q.heatmap(engine, FL_COURSE, learner=staff)
+    assert heat["resources"] == []
+    assert (
+        staff not in q.not_opened(engine, FL_COURSE, "urn:futurelearn:ecsa-6:step:2.10")["learners"]
+    )
+    # without a start given, weeks count from the first learner's day, not the preview
+    no_start = q.weekly_engagement(fl_store(tmp_path, "n", starts_at=None).engine, FL_COURSE)
+    assert no_start["start"] == run.events.time.min().date().isoformat()
+
+
+def test_the_start_given_in_a_later_import_is_kept_and_an_empty_run_has_none(tmp_path):
+    """#12 finding 6: an enrolment-only run said 1970-01-01; two imports left no start."""
+    store = EventStore(f"sqlite:///{tmp_path / 'two.db'}")
+    import_futurelearn(store, FL_COURSE, enrolments=FL / "ecsa-6_enrolments.csv")
+    empty = q.weekly_engagement(store.engine, FL_COURSE)
+    assert empty["start"] is None and empty["weeks"] == [] and empty["enrolled"] == 5
+    import_futurelearn(
+        store, FL_COURSE, step_activity=FL / "ecsa-6_step-activity.csv", starts_at=FL_START
+    )
+    assert q.weekly_engagement(store.engine, FL_COURSE)["start"] == "2018-05-29"
+    assert q.funnel(store.engine, FL_COURSE)["start"] == "2018-05-29"
+
+
+@pytest.mark.parametrize(
+    "value,kind", [(" 5", "int"), ("10_0", "int"), ("٥", "int"), ("+5", "int"),
+                   ("20131001", "date"), ("2013-10-1", "date"), ("2013-W40", "date")]
+)  # fmt: skip
+def test_parameters_are_parsed_strictly(value, kind):
+    """#12 finding 6: Python's int() and date.fromisoformat accept all of these."""
+    request = {"args": {"x": [value]}}
+    with pytest.raises(q.BadParameter) as e:
+        q.param_int(request, "x") if kind == "int" else q.param_date(request, "x")
+    assert e.value.as_json()["error"] == "bad_parameter" and value in e.value.as_json()["message"]

@@ -72,13 +72,38 @@ def import_futurelearn_cmd(args) -> int:
             "hub-ext import futurelearn: give --step-activity and/or --enrolments", file=sys.stderr
         )
         return 2
+    try:
+        starts_at = _course_start(args)
+    except ValueError as e:
+        print(f"hub-ext import futurelearn: {e}", file=sys.stderr)
+        return 2
     return _run(
         import_futurelearn,
         args,
         args.course,
         step_activity=args.step_activity,
         enrolments=args.enrolments,
+        starts_at=starts_at,
     )
+
+
+def _course_start(args):
+    """The run's start: ``--start``, else the catalog course's ``opens`` (``--catalog``)."""
+    from datetime import datetime
+
+    if args.start:
+        try:
+            return datetime.strptime(args.start, "%Y-%m-%d")
+        except ValueError:
+            raise ValueError(f"--start {args.start!r} is not a date (YYYY-MM-DD)") from None
+    if args.catalog:
+        from ..courses import Catalog
+
+        catalog = Catalog.load(args.catalog)
+        if args.course not in catalog:
+            raise ValueError(f"no course {args.course!r} in the catalog {catalog.source}")
+        return catalog[args.course].opens_at
+    return None
 
 
 def import_moodle_cmd(args) -> int:
@@ -225,6 +250,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--course", required=True, help="the course id the run becomes, e.g. ds101")
     p.add_argument("--step-activity", help="the step-activity CSV")
     p.add_argument("--enrolments", help="the enrolments CSV")
+    p.add_argument(
+        "--start",
+        help="the run's first day, YYYY-MM-DD (default: the catalog course's opens with "
+        "--catalog; the exports do not say it, and the first visit is often a team preview)",
+    )
+    p.add_argument("--catalog", help="the course catalog whose course gives the run's start")
 
     p = importer("moodle-log", "a Moodle log export (CSV)", import_moodle_cmd)
     p.add_argument("file", help="the log CSV")

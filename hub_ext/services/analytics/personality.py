@@ -590,6 +590,20 @@ def parse_request_body(request) -> tuple[Any, str | None]:
     return text, None
 
 
+def parse_query(request) -> tuple[dict | None, str | None, str | None]:
+    """The query as notebook-http's REQUEST['args'] (without ``token``), or (None, the
+    parameter, why) when a value is not UTF-8 (stock notebook-http answers that with 500)."""
+    args = {}
+    for key, values in request.query_arguments.items():
+        if key == "token":
+            continue
+        try:
+            args[key] = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError as e:
+            return None, key, f"{key}: the value is not UTF-8 ({e.reason} at byte {e.start})"
+    return args, None, None
+
+
 class GuardedAPIHandler(_JSONHandler):
     """Runs a route's cell for one request, within the queue and execution timeouts."""
 
@@ -622,7 +636,9 @@ class GuardedAPIHandler(_JSONHandler):
             for k, v in headers_to_dict(self.request.headers).items()
             if k.lower() not in self._SECRET_HEADERS
         }
-        args = parse_args({k: v for k, v in self.request.query_arguments.items() if k != "token"})
+        args, parameter, why = parse_query(self.request)
+        if why:
+            return self.fail(400, "bad_parameter", why, parameter=parameter)
         request = json.dumps({"body": body, "args": args, "path": path_kwargs, "headers": headers})
         code = (
             format_request(request, self.personality.kernel_language or "")

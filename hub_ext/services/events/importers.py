@@ -548,17 +548,24 @@ def import_futurelearn(
     step_activity: os.PathLike | str | None = None,
     enrolments: os.PathLike | str | None = None,
     home: str = "https://www.futurelearn.com",
+    starts_at: datetime | None = None,
     progress: Progress | None = None,
     batch: int = BATCH,
 ) -> ImportReport:
-    """Import a FutureLearn run's step-activity and/or enrolments export into ``course_id``."""
+    """Import a FutureLearn run's step-activity and/or enrolments export into ``course_id``.
+
+    The exports do not say when the run starts (its first visit is usually a team member's
+    preview): ``starts_at`` (the catalog's ``opens``, or ``--start``) sets it, in this call or
+    a later one; without it the course's start stays unknown and the analytics count weeks
+    from the first learner's event. Enrolments keep their ``role``: the analytics leave the
+    team (``organisation_admin``) out of every figure.
+    """
     _check_course(course_id)
     progress = progress or Progress(enabled=False)
     report = ImportReport()
     store.create()
     w = _Writer(store, report, batch)
     stored = datetime.now(UTC)
-    first_seen: datetime | None = None
 
     if enrolments is not None:
         path = Path(enrolments)
@@ -602,7 +609,6 @@ def import_futurelearn(
                 completed = _fl_time(row["last_completed_at"], "last_completed_at")
                 if visited is None:
                     raise LineError("first_visited_at is empty")
-                first_seen = visited if first_seen is None else min(first_seen, visited)
                 w.add("resources", {"course_id": course_id, "resource_id": iri, "type": "step",
                                     "title": f"Step {step}", "week_from": week, "week_to": week})  # fmt: skip
                 for verb, name, moment in (
@@ -630,17 +636,17 @@ def import_futurelearn(
         w.flush()
 
     with store.engine.begin() as conn:
-        from sqlalchemy import select
+        from sqlalchemy import select, update
 
-        row = conn.execute(select(Course).where(Course.id == course_id)).scalars().first()
+        row = conn.execute(
+            select(Course.id, Course.starts_at).where(Course.id == course_id)
+        ).first()
+        start = _naive(starts_at) if starts_at else None
         if row is None:
-            start = (
-                first_seen.replace(hour=0, minute=0, second=0, microsecond=0)
-                if first_seen
-                else None
-            )
             store.upsert(Course, [{"id": course_id, "title": course_id, "starts_at": start,
                                    "source": "futurelearn", "attributes": {}}], conn=conn)  # fmt: skip
+        elif start is not None and row.starts_at != start:
+            conn.execute(update(Course).where(Course.id == course_id).values(starts_at=start))
     if any(report.new.values()):
         store.analyze()  # fresh statistics: SQLite picks its indexes by them
     return report

@@ -103,6 +103,7 @@ class Statement(Base):
             "voided",
             "learner",
             "clicks",
+            "verb",  # clicks are the viewed statements' (queries._clicks)
         ),  # fmt: skip
         Index("ix_statements_course_learner_ts", "course_id", "learner", "timestamp"),
         # a learner across courses (the institution-wide view, COURSE_ID "*")

@@ -4,15 +4,28 @@ Every function takes an engine and a course id and returns JSON-ready data. ``co
 ``"*"`` means every course in the store (an institution-wide view; the analytics service
 sets ``COURSE_ID`` to one course for a course's notebooks). Parameters coming from a
 request are checked by the ``param_*`` helpers, which raise :class:`BadParameter` (the
-notebooks answer it with status 400 and ``{"error": ..., "parameter": ...}``).
+notebooks answer it with status 400 and the hub services' one error shape,
+``{"error": "bad_parameter", "message": ..., "parameter": ...}``). Parsing is strict: a
+whole number is ASCII digits with an optional minus sign (no spaces, no ``_``), a date is
+``YYYY-MM-DD`` exactly.
 
-Weeks are counted from the course's start (``courses.starts_at``; the first event when the
-course has no row): week 0 is the first seven days, days before the start fall in negative
-weeks.
+Definitions every figure shares:
+
+- **clicks** are VLE clicks only: the click counts of ``viewed`` statements (OULAD's
+  ``sum_click``; one per FutureLearn step visit). Assessment submissions are
+  **submissions** (statements about one of the course's assessments), counted apart;
+  ``events`` counts every statement.
+- **staff are not learners**: enrolments whose ``role`` is in :data:`STAFF_ROLES`
+  (FutureLearn's ``organisation_admin``) are left out of every figure.
+- Weeks are counted from the course's start (``courses.starts_at``, which the catalog's
+  ``opens`` or the importer's ``--start`` sets; when unknown, the day of the first learner
+  event; ``None`` when there is none): week 0 is the first seven days, days before the start
+  fall in negative weeks.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, and_, distinct, func, literal, select
+from sqlalchemy import Engine, and_, case, distinct, func, literal, select
 
 from .models import Assessment, Course, Enrolment, Resource, Statement
 from .store import make_engine
@@ -31,6 +44,7 @@ from .store import make_engine
 __all__ = [
     "BadParameter",
     "DEFAULT_SESSION_GAP_MINUTES",
+    "STAFF_ROLES",
     "assessment_scores",
     "connect",
     "daily_activity",
@@ -48,11 +62,15 @@ __all__ = [
     "sessions",
     "summary",
     "time_on_step",
+    "TIME_ON_STEP_RULE",
     "weekly_engagement",
 ]
 
 DEFAULT_SESSION_GAP_MINUTES = 55
 COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
+VIEWED = "http://id.tincanapi.com/verb/viewed"
+#: enrolment roles of a course's team (FutureLearn's enrolments export): not learners
+STAFF_ROLES = ("organisation_admin",)
 #: OU pass mark: a mean assessment score below it counts as struggling
 PASS_MARK = 40.0
 _EPOCH = date(1970, 1, 1)
@@ -71,7 +89,12 @@ class BadParameter(ValueError):
         super().__init__(f"{parameter}: {message}")
 
     def as_json(self) -> dict:
-        return {"error": str(self), "parameter": self.parameter}
+        return _error("bad_parameter", str(self), parameter=self.parameter)
+
+
+def _error(code: str, message: str, **extra) -> dict:
+    """The hub services' one error shape: a machine code, a sentence, then details."""
+    return {"error": code, "message": message, **extra}
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -98,8 +121,9 @@ def respond(request: str | dict | None, answer, *, allowed: Iterable[str] = ()) 
     ``request`` is kernel gateway's ``REQUEST`` (JSON text or dict); query parameters not
     in ``allowed`` are refused. ``answer(request_dict)`` parses its parameters with the
     ``param_*`` helpers and returns the result: 200 with it, 400 with
-    ``{"error", "parameter"}`` for a :class:`BadParameter`, 404 when it returns None, 500
-    with a generic error (the traceback goes to the kernel's stderr, not the caller).
+    ``{"error": "bad_parameter", "message", "parameter"}`` for a :class:`BadParameter`, 404
+    (``not_found``) when it returns None, 500 (``internal``) with a generic message (the
+    traceback goes to the kernel's stderr, not the caller).
     """
     try:
         req = json.loads(request) if isinstance(request, str) else (request or {})
@@ -118,9 +142,9 @@ def respond(request: str | dict | None, answer, *, allowed: Iterable[str] = ()) 
         return 400, json.dumps(e.as_json())
     except Exception:  # a notebook must answer JSON, never a traceback
         traceback.print_exc(file=sys.stderr)
-        return 500, json.dumps({"error": "internal error; see the analytics service log"})
+        return 500, json.dumps(_error("internal", "internal error; see the analytics service log"))
     if result is None:
-        return 404, json.dumps({"error": "not found"})
+        return 404, json.dumps(_error("not_found", "not found"))
     return 200, json.dumps(result, default=_json_default)
 
 
@@ -176,10 +200,9 @@ def param_int(
     value = _arg(request, name)
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadParameter(name, f"{value!r} is not a whole number") from None
+    if not re.fullmatch(r"-?[0-9]{1,18}", value):  # int() also takes " 5", "10_0", "٥"
+        raise BadParameter(name, f"{value!r} is not a whole number")
+    number = int(value)
     if minimum is not None and number < minimum:
         raise BadParameter(name, f"{number} is below the minimum {minimum}")
     if maximum is not None and number > maximum:
@@ -192,6 +215,8 @@ def param_date(request, name: str) -> date | None:
     if value is None or value == "":
         return None
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):  # fromisoformat: 20131001
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise BadParameter(name, f"{value!r} is not a date (YYYY-MM-DD)") from None
@@ -205,18 +230,52 @@ def param_choice(request, name: str, choices: Iterable[str], default: str):
     return value
 
 
-def _live_statements(course: str, since: date | None = None, until: date | None = None) -> list:
-    """The WHERE clauses of the course's statements that are not voided, from the day
-    ``since`` to the day ``until`` (both included, either open); :class:`BadParameter` if
-    ``since`` is after ``until``."""
+def _live_statements(
+    course: str, since: date | None = None, until: date | None = None, *, staff: list[str] = ()
+) -> list:
+    """The WHERE clauses of the course's learners' statements that are not voided (none of
+    ``staff``'s), from the day ``since`` to the day ``until`` (both included, either open);
+    :class:`BadParameter` if ``since`` is after ``until``."""
     if since and until and since > until:
         raise BadParameter("since", f"{since} is after until ({until})")
     where = [_course_filter(S.c.course_id, course), S.c.voided.is_(False)]
+    if staff:
+        where.append(S.c.learner.not_in(staff))
     if since:
         where.append(S.c.day >= _day(since))
     if until:
         where.append(S.c.day <= _day(until))
     return where
+
+
+def _staff(conn, course: str) -> list[str]:
+    """The course's team: enrolled with a role in :data:`STAFF_ROLES` (not learners)."""
+    return list(
+        conn.execute(
+            select(E.c.learner).where(
+                _course_filter(E.c.course_id, course),
+                E.c.attributes["role"].as_string().in_(STAFF_ROLES),
+            )
+        ).scalars()
+    )
+
+
+def _enrolments(course: str, staff: list[str]) -> list:
+    """The WHERE clauses of the course's enrolments of learners (not ``staff``)."""
+    where = [_course_filter(E.c.course_id, course)]
+    if staff:
+        where.append(E.c.learner.not_in(staff))
+    return where
+
+
+def _clicks():
+    """The sum of VLE clicks: the click counts of ``viewed`` statements (not submissions)."""
+    return func.coalesce(func.sum(case((S.c.verb == VIEWED, S.c.clicks), else_=0)), 0)
+
+
+def _is_submission(course: str):
+    """A statement about one of the course's assessments."""
+    return S.c.object_id.in_(select(A.c.assessment_id).where(_course_filter(A.c.course_id, course)))
 
 
 def _day(d: date) -> int:
@@ -231,25 +290,27 @@ def _course_filter(column, course: str):
     return literal(True) if course == "*" else column == course
 
 
-def _start_day(conn, course: str) -> int:
-    """The course's first day (UTC day number)."""
+def _start_day(conn, course: str, staff: list[str] = ()) -> int | None:
+    """The course's first day (UTC day number): its ``starts_at``, else the day of its
+    first learner event (not staff's: their previews come before the course), else None."""
     if course == "*":
         start = conn.execute(select(func.min(C.c.starts_at))).scalar()
     else:
         start = conn.execute(select(C.c.starts_at).where(C.c.id == course)).scalar()
     if start is not None:
         return _day(start.date())
-    first = conn.execute(
-        select(func.min(S.c.day)).where(_course_filter(S.c.course_id, course))
+    return conn.execute(
+        select(func.min(S.c.day)).where(*_live_statements(course, staff=staff))
     ).scalar()
-    return first if first is not None else 0
 
 
 def _week(day: int, start: int) -> int:
     return (day - start) // 7
 
 
-def _group_learners(conn, course: str, group: str | None) -> list[str] | None:
+def _group_learners(
+    conn, course: str, group: str | None, staff: list[str] = ()
+) -> list[str] | None:
     """Learners of the course whose enrolment matches ``group`` (``key:value``)."""
     if group is None:
         return None
@@ -259,9 +320,7 @@ def _group_learners(conn, course: str, group: str | None) -> list[str] | None:
         )
     key, value = group.split(":", 1)
     rows = conn.execute(
-        select(E.c.learner, E.c.final_result, E.c.attributes).where(
-            _course_filter(E.c.course_id, course)
-        )
+        select(E.c.learner, E.c.final_result, E.c.attributes).where(*_enrolments(course, staff))
     )
     out = []
     for learner, final_result, attributes in rows:
@@ -275,27 +334,33 @@ def _group_learners(conn, course: str, group: str | None) -> list[str] | None:
 
 
 def summary(engine: Engine, course: str) -> dict:
-    """Registrations, final results, and event totals of a course."""
+    """Registrations, final results, and event totals of a course's learners (not staff):
+    ``events`` every statement, ``clicks`` VLE clicks only, ``submissions`` apart."""
     with engine.connect() as conn:
+        staff = _staff(conn, course)
         enrolled = conn.execute(
-            select(func.count()).select_from(E).where(_course_filter(E.c.course_id, course))
+            select(func.count()).select_from(E).where(*_enrolments(course, staff))
         ).scalar()
         results = dict(
             conn.execute(
                 select(E.c.final_result, func.count())
-                .where(_course_filter(E.c.course_id, course), E.c.final_result.is_not(None))
+                .where(*_enrolments(course, staff), E.c.final_result.is_not(None))
                 .group_by(E.c.final_result)
             ).all()
         )
+        live = _live_statements(course, staff=staff)
         events, clicks, learners, first, last = conn.execute(
             select(
                 func.count(),
-                func.coalesce(func.sum(S.c.clicks), 0),
+                _clicks(),
                 func.count(distinct(S.c.learner)),
                 func.min(S.c.timestamp),
                 func.max(S.c.timestamp),
-            ).where(_course_filter(S.c.course_id, course), S.c.voided.is_(False))
+            ).where(*live)
         ).one()
+        submissions = conn.execute(
+            select(func.count()).where(*live, _is_submission(course))
+        ).scalar()
         courses = conn.execute(
             select(func.count()).select_from(C).where(_course_filter(C.c.id, course))
         ).scalar()
@@ -306,6 +371,7 @@ def summary(engine: Engine, course: str) -> dict:
         "final_results": dict(sorted(results.items())),
         "events": events,
         "clicks": int(clicks),
+        "submissions": submissions,
         "active_learners": learners,
         "first_event": first,
         "last_event": last,
@@ -325,15 +391,19 @@ def heatmap(
     until: date | None = None,
     limit: int | None = None,
 ) -> dict:
-    """Clicks, events and distinct learners per resource (most clicked first)."""
-    where = [*_live_statements(course, since, until), S.c.object_type == "Activity"]
+    """VLE clicks, events and distinct learners per resource (most clicked first)."""
     with engine.connect() as conn:
-        learners = _group_learners(conn, course, group)
+        staff = _staff(conn, course)
+        where = [
+            *_live_statements(course, since, until, staff=staff),
+            S.c.object_type == "Activity",
+        ]
+        learners = _group_learners(conn, course, group, staff)
         if learner is not None:
             where.append(S.c.learner == learner)
         if learners is not None:
             where.append(S.c.learner.in_(learners))
-        clicks = func.sum(S.c.clicks).label("clicks")
+        clicks = _clicks().label("clicks")
         q = (
             select(
                 S.c.object_id,
@@ -389,13 +459,14 @@ def not_opened(engine: Engine, course: str, resource: str) -> dict | None:
         ).scalar()
         if known is None and not seen:
             return None
+        staff = _staff(conn, course)
         openers = select(S.c.learner).where(
             _course_filter(S.c.course_id, course), S.c.object_id == resource, S.c.voided.is_(False)
         )
         rows = conn.execute(
             select(E.c.learner)
             .where(
-                _course_filter(E.c.course_id, course),
+                *_enrolments(course, staff),
                 E.c.unregistered_at.is_(None),
                 E.c.learner.not_in(openers),
             )
@@ -405,7 +476,7 @@ def not_opened(engine: Engine, course: str, resource: str) -> dict | None:
         enrolled = conn.execute(
             select(func.count())
             .select_from(E)
-            .where(_course_filter(E.c.course_id, course), E.c.unregistered_at.is_(None))
+            .where(*_enrolments(course, staff), E.c.unregistered_at.is_(None))
         ).scalar()
     return {
         "course": course,
@@ -427,14 +498,15 @@ def daily_activity(
     until: date | None = None,
     measure: str = "learners",
 ) -> dict:
-    """Per day: distinct learners (``measure=learners``), statements (``events``) or clicks."""
-    where = _live_statements(course, since, until)
+    """Per day: distinct learners (``measure=learners``), statements (``events``) or VLE
+    clicks (``clicks``)."""
     value = {
         "learners": func.count(distinct(S.c.learner)),
         "events": func.count(),
-        "clicks": func.sum(S.c.clicks),
+        "clicks": _clicks(),
     }[measure]
     with engine.connect() as conn:
+        where = _live_statements(course, since, until, staff=_staff(conn, course))
         rows = conn.execute(
             select(S.c.day, value).where(*where).group_by(S.c.day).order_by(S.c.day)
         ).all()
@@ -447,20 +519,21 @@ def daily_activity(
     }
 
 
-def _enrolled(conn, course: str) -> int:
+def _enrolled(conn, course: str, staff: list[str]) -> int:
     return conn.execute(
-        select(func.count()).select_from(E).where(_course_filter(E.c.course_id, course))
+        select(func.count()).select_from(E).where(*_enrolments(course, staff))
     ).scalar()
 
 
 def weekly_engagement(engine: Engine, course: str) -> dict:
-    """Per course week: active learners, their share of the enrolled, events, clicks."""
+    """Per course week: active learners, their share of the enrolled, events, VLE clicks."""
     with engine.connect() as conn:
-        start = _start_day(conn, course)
-        enrolled = _enrolled(conn, course)
+        staff = _staff(conn, course)
+        start = _start_day(conn, course, staff)
+        enrolled = _enrolled(conn, course, staff)
         rows = conn.execute(
-            select(S.c.day, S.c.learner, func.count(), func.sum(S.c.clicks))
-            .where(_course_filter(S.c.course_id, course), S.c.voided.is_(False))
+            select(S.c.day, S.c.learner, func.count(), _clicks())
+            .where(*_live_statements(course, staff=staff))
             .group_by(S.c.day, S.c.learner)
         )
         weeks: dict[int, dict] = defaultdict(lambda: {"learners": set(), "events": 0, "clicks": 0})
@@ -471,7 +544,7 @@ def weekly_engagement(engine: Engine, course: str) -> dict:
             w["clicks"] += int(clicks)
     return {
         "course": course,
-        "start": _date(start).isoformat(),
+        "start": None if start is None else _date(start).isoformat(),
         "enrolled": enrolled,
         "weeks": [
             {
@@ -494,11 +567,12 @@ def funnel(engine: Engine, course: str) -> dict:
     learners active in every week from the first to this one.
     """
     with engine.connect() as conn:
-        start = _start_day(conn, course)
-        enrolled = _enrolled(conn, course)
+        staff = _staff(conn, course)
+        start = _start_day(conn, course, staff)
+        enrolled = _enrolled(conn, course, staff)
         rows = conn.execute(
             select(S.c.learner, S.c.day)
-            .where(_course_filter(S.c.course_id, course), S.c.voided.is_(False))
+            .where(*_live_statements(course, staff=staff))
             .group_by(S.c.learner, S.c.day)
         )
         weeks_of: dict[str, set[int]] = defaultdict(set)
@@ -532,7 +606,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 SEGMENT_RULE = (
-    "Over enrolled learners not unregistered, counting clicks in the window. "
+    "Over enrolled learners not unregistered (staff excluded), counting VLE clicks in the window "
+    "(assessment submissions are not clicks). "
     "inactive: no activity. Percentiles are taken over the non-zero values only (edX's rule). "
     "highly_engaged: clicks at or above the 90th percentile. "
     "struggling: active, and clicks at or below the 25th percentile or a mean assessment "
@@ -544,19 +619,18 @@ def segments(
     engine: Engine, course: str, *, since: date | None = None, until: date | None = None
 ) -> dict:
     """Inactive, struggling and highly engaged learners (the rule is in ``rule``)."""
-    where = _live_statements(course, since, until)
     with engine.connect() as conn:
+        staff = _staff(conn, course)
+        where = _live_statements(course, since, until, staff=staff)
         enrolled = list(
             conn.execute(
                 select(E.c.learner).where(
-                    _course_filter(E.c.course_id, course), E.c.unregistered_at.is_(None)
+                    *_enrolments(course, staff), E.c.unregistered_at.is_(None)
                 )
             ).scalars()
         )
         clicks = dict(
-            conn.execute(
-                select(S.c.learner, func.sum(S.c.clicks)).where(*where).group_by(S.c.learner)
-            ).all()
+            conn.execute(select(S.c.learner, _clicks()).where(*where).group_by(S.c.learner)).all()
         )
         scored = [*where, S.c.score.is_not(None)]
         mean_score = dict(
@@ -602,12 +676,14 @@ def learner_profile(engine: Engine, course: str, learner: str) -> dict | None:
             _course_filter(S.c.course_id, course), S.c.learner == learner, S.c.voided.is_(False)
         )
         totals = conn.execute(
-            select(func.count(), func.coalesce(func.sum(S.c.clicks), 0), func.count(distinct(S.c.day)),
+            select(func.count(), _clicks(), func.count(distinct(S.c.day)),
                    func.min(S.c.timestamp), func.max(S.c.timestamp)).where(mine)
         ).one()  # fmt: skip
         if enrolment is None and totals[0] == 0:
             return None
-        start = _start_day(conn, course)
+        start = _start_day(conn, course, _staff(conn, course))
+        if start is None:  # only staff have events: weeks from this one's first
+            start = _day(totals[3].date()) if totals[3] else 0
         # the learner's rows, through the (course, learner) index, aggregated here: a
         # GROUP BY or DISTINCT tempts SQLite into scanning the whole course by another index
         weeks: dict[int, dict] = defaultdict(lambda: {"events": 0, "clicks": 0, "days": set()})
@@ -617,7 +693,7 @@ def learner_profile(engine: Engine, course: str, learner: str) -> dict | None:
         ):
             w = weeks[_week(day, start)]
             w["events"] += 1
-            w["clicks"] += clicks
+            w["clicks"] += clicks if verb == VIEWED else 0
             w["days"].add(day)
             opened.add(object_id)
             if verb == COMPLETED:
@@ -670,6 +746,7 @@ def learner_profile(engine: Engine, course: str, learner: str) -> dict | None:
         "activity": {
             "events": totals[0],
             "clicks": int(totals[1]),
+            "submissions": sum(1 for r in rows if r["submitted"] is not None),
             "active_days": totals[2],
             "first": totals[3],
             "last": totals[4],
@@ -748,6 +825,31 @@ def sessions(
     }
 
 
+@functools.lru_cache(maxsize=65536)
+def _position(object_id: str) -> tuple:
+    """A step's position from its IRI, for ordering same-second events: numbers compare as
+    numbers (``...:step:2.10`` after ``...:step:2.9``), so the order never depends on the
+    order the rows were stored in."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"([0-9]+)", object_id)
+        if part
+    )
+
+
+TIME_ON_STEP_RULE = (
+    "Time on a step is, per learner, the time from opening the step (a 'viewed' event) to "
+    "opening the next step, when no two of the learner's events between them are more than "
+    "the gap apart (one session), summed over the learner's visits; events in the same "
+    "second are ordered by the step's position. Known biases: the last step opened in a "
+    "session has no end and is not measured (nor is a step after which the learner left), "
+    "so a step that often ends a session is measured on fewer learners; time spent on other "
+    "pages between two openings is credited to the first step; FutureLearn records only the "
+    "first visit of each step, so a return visit is credited to the step opened before it. "
+    "Staff are excluded. 'measured' counts learners."
+)
+
+
 def time_on_step(
     engine: Engine,
     course: str,
@@ -755,43 +857,62 @@ def time_on_step(
     gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
     limit: int | None = None,
 ) -> dict:
-    """Median and 75th-percentile time on each step (resource), over all learners.
-
-    Time on a step is the time from an event on it to the learner's next event, when both
-    are in the same session (gap at most ``gap_minutes``); the last event of a session has
-    no measurable time and is not counted.
-    """
+    """Median and 75th-percentile time on each step, over the learners measured on it (the
+    definition and its biases are in ``rule``, :data:`TIME_ON_STEP_RULE`)."""
     gap = timedelta(minutes=gap_minutes)
-    durations: dict[str, list[float]] = defaultdict(list)
+    per_learner: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     learners = set()
+
+    def measure(learner: str, events: list[tuple]) -> None:
+        events.sort(key=lambda e: (e[0], _position(e[1]), e[2] != VIEWED))
+        opened = None  # (time, step) of the last opening in this session
+        last = None
+        for ts, obj, verb in events:
+            if last is not None and ts - last > gap:
+                opened = None  # a new session: the open step has no end
+            last = ts
+            if verb != VIEWED:
+                continue
+            if opened is not None:
+                per_learner[opened[1]][learner] += (ts - opened[0]).total_seconds()
+            opened = (ts, obj)
+
     with engine.connect() as conn:
+        staff = _staff(conn, course)
         rows = conn.execution_options(yield_per=5000).execute(
-            select(S.c.learner, S.c.timestamp, S.c.object_id)
-            .where(
-                _course_filter(S.c.course_id, course),
-                S.c.voided.is_(False),
-                S.c.object_type == "Activity",
-            )
-            .order_by(S.c.learner, S.c.timestamp, S.c.pk)
+            select(S.c.learner, S.c.timestamp, S.c.object_id, S.c.verb)
+            .where(*_live_statements(course, staff=staff), S.c.object_type == "Activity")
+            .order_by(S.c.learner)
         )
-        prev = None
-        for learner, ts, obj in rows:
+        current, events = None, []
+        for learner, ts, obj, verb in rows:
+            if learner != current:
+                if events:
+                    measure(current, events)
+                current, events = learner, []
             learners.add(learner)
-            if prev is not None and prev[0] == learner and ts - prev[1] <= gap:
-                durations[prev[2]].append((ts - prev[1]).total_seconds())
-            prev = (learner, ts, obj)
+            events.append((ts, obj, verb))
+        if events:
+            measure(current, events)
     steps = []
-    for step, values in durations.items():
+    for step, by_learner in per_learner.items():
+        values = list(by_learner.values())
         steps.append({
             "step": step,
             "measured": len(values),
             "median_s": _percentile(values, 50),
             "p75_s": _percentile(values, 75),
         })  # fmt: skip
-    steps.sort(key=lambda s: (-s["measured"], s["step"]))
+    steps.sort(key=lambda s: (-s["measured"], _position(s["step"])))
     if limit:
         steps = steps[:limit]
-    return {"course": course, "gap_minutes": gap_minutes, "learners": len(learners), "steps": steps}
+    return {
+        "course": course,
+        "gap_minutes": gap_minutes,
+        "rule": TIME_ON_STEP_RULE,
+        "learners": len(learners),
+        "steps": steps,
+    }
 
 
 # --------------------------------------------------------------------------- assessments
@@ -805,11 +926,11 @@ def assessment_scores(engine: Engine, course: str) -> dict:
             .where(_course_filter(A.c.course_id, course))
             .order_by(A.c.course_id, A.c.due_at, A.c.assessment_id)
         ).all()
+        staff = _staff(conn, course)
         subs: dict[str, list[tuple[datetime, float | None]]] = defaultdict(list)
         for object_id, ts, score in conn.execute(
             select(S.c.object_id, S.c.timestamp, S.c.score).where(
-                _course_filter(S.c.course_id, course),
-                S.c.voided.is_(False),
+                *_live_statements(course, staff=staff),
                 S.c.object_id.in_(
                     select(A.c.assessment_id).where(_course_filter(A.c.course_id, course))
                 ),
@@ -818,7 +939,7 @@ def assessment_scores(engine: Engine, course: str) -> dict:
             subs[object_id].append((ts, score))
         # enrolments: who could still submit at each due date
         enrol = conn.execute(
-            select(E.c.course_id, E.c.unregistered_at).where(_course_filter(E.c.course_id, course))
+            select(E.c.course_id, E.c.unregistered_at).where(*_enrolments(course, staff))
         ).all()
     by_course: dict[str, list[datetime | None]] = defaultdict(list)
     for cid, unreg in enrol:
