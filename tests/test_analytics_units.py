@@ -204,6 +204,7 @@ def test_what_notebooks_import_needs_no_hub():
 
     code = (
         "import sys, hub_ext.services.events.queries, hub_ext.services.analytics.gateway\n"
+        "import hub_ext.services.analytics.personality  # loaded by the gateway in the image\n"
         "bad = sorted(m for m in ('jupyterhub', 'docker', 'dockerspawner') if m in sys.modules)\n"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -11,9 +11,8 @@
   ``X-Request-Id`` header, and every answer carries ``nosniff``;
 - :func:`log_request`: tornado's ``log_function`` that logs the path only (a query string
   may hold a token) and the caller's name when the handler knows it;
-- :class:`HubServiceHandler`: a handler whose caller the hub identifies (token or OAuth
-  cookie, asked without blocking the loop), refused with 403 when the token does not open
-  the service, and a login redirect or a JSON 401 when there is none.
+- :mod:`.hubauth`: the handlers' side, which needs JupyterHub (this module does not: the
+  analytics image's kernel gateways import :class:`JSONErrorsMixin` from here).
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlparse
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthenticated, UserNotAllowed
 from tornado import web
 from traitlets import Integer, Unicode, default, validate
 from traitlets.config import Application
@@ -40,9 +38,7 @@ from .lifeline import with_lifeline
 __all__ = [
     "PORTS",
     "HubServiceApp",
-    "HubServiceHandler",
     "JSONErrorsMixin",
-    "NotFoundMixin",
     "log_request",
     "service_entry",
 ]
@@ -129,12 +125,12 @@ class HubServiceApp(Application):
         if self.config_file:
             self.load_config_file(self.config_file)
 
-    def make_hub_auth(
-        self, access_scopes: Iterable[str] = (), cache_max_age: int = 300
-    ) -> HubOAuth:
+    def make_hub_auth(self, access_scopes: Iterable[str] = (), cache_max_age: int = 300):
         """The service's ``HubOAuth``: a caller's token must hold the service's access scope
         or one of ``access_scopes`` (e.g. a course's) to be let in at all; each handler then
         checks the scope of what it does. Exits, saying why, outside a hub."""
+        from jupyterhub.services.auth import HubOAuth
+
         token = os.environ.get("JUPYTERHUB_API_TOKEN")
         if not token:
             raise SystemExit(
@@ -145,7 +141,7 @@ class HubServiceApp(Application):
         auth.access_scopes = {f"access:services!service={self.service_name}", *access_scopes}
         return auth
 
-    def web_application(self, handlers: list, hub_auth: HubOAuth, **settings) -> web.Application:
+    def web_application(self, handlers: list, hub_auth, **settings) -> web.Application:
         """The service's tornado application: its handlers see the service (``service``)
         and ``hub_auth``; OAuth state in a cookie signed with a key of this process; the
         request log of :func:`log_request`."""
@@ -277,70 +273,3 @@ def log_request(log: logging.Logger):
         )
 
     return _log
-
-
-class HubServiceHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
-    """A handler of a hub service: the caller is whom the hub says the token or cookie is.
-
-    ``prepare`` asks the hub without blocking the loop (``HubAuthenticated``'s own
-    ``get_current_user`` would) and answers 403 for a token that does not open the
-    service; :meth:`require_user` gives the caller, or answers (a login redirect for a
-    browser, else 401). Each handler then checks the scope of what it does.
-    """
-
-    #: the scopes besides the service's access scope that let a token in, in words
-    other_scopes = ""
-
-    @property
-    def service(self):
-        return self.settings["service"]
-
-    @property
-    def log(self):
-        return self.service.log
-
-    async def prepare(self):
-        model = await self.hub_auth.get_user(self, sync=False)
-        user = None
-        if model:
-            self._hub_user_name = model.get("name", "?")
-            try:
-                user = self.check_hub_user(model)
-            except UserNotAllowed:
-                name = self.service.service_name
-                needs = f"access:services!service={name}" + (
-                    f" or {self.other_scopes}" if self.other_scopes else ""
-                )
-                return self.fail(
-                    403,
-                    "forbidden",
-                    f"this token of {model.get('name')} does not allow using the {name} "
-                    f"service (it needs {needs})",
-                )
-        self._hub_auth_user_cache = user
-        self.current_user = user
-
-    def require_user(self) -> dict | None:
-        """The caller, or None after answering (a login redirect for browsers, else 401)."""
-        if self._finished:
-            return None
-        if self.current_user:
-            return self.current_user
-        if self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", ""):
-            self.redirect(self.get_login_url())
-        else:
-            self.fail(
-                401,
-                "unauthorized",
-                "log in to the hub, or send a hub API token (Authorization: token ...)",
-            )
-        return None
-
-
-class NotFoundMixin:
-    """Mix into a service's base handler (before it): any path the service does not have
-    is a JSON 404, once the caller is identified (for the log)."""
-
-    async def prepare(self):
-        await super().prepare()
-        self.fail(404, "not_found", f"no such path {self.request.path}")

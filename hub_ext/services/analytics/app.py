@@ -39,7 +39,8 @@ from tornado.httpserver import HTTPServer
 from traitlets import Any, Bool, Float, Integer, Unicode
 
 from ...courses import API_NAME_PATTERN, CatalogError, CourseCatalog, analytics_scope
-from ..base import HubServiceApp, HubServiceHandler, NotFoundMixin
+from ..base import HubServiceApp
+from ..hubauth import HubServiceHandler, NotFoundMixin
 from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
 from .extracts import CourseExtracts
 from .notebook import CheckedNotebook, NotebookError, check_notebook

@@ -65,8 +65,9 @@ from ...courses import (
     CourseCatalog,
     grading_scope,
 )
-from ..base import HubServiceApp, HubServiceHandler, NotFoundMixin
+from ..base import HubServiceApp
 from ..events.store import EventStore
+from ..hubauth import HubServiceHandler, NotFoundMixin
 from .autograde import Autograder
 from .notebooks import (
     AssignmentError,
