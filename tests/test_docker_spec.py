@@ -304,3 +304,29 @@ def test_the_hub_api_guard_drops_groups_from_user_models_only():
     assert filter_user_models("users/alice/activity", body) == body
     assert filter_user_models("groups/x", body) == body
     assert filter_user_models("user", b"not json") == b"not json"
+
+
+def test_the_guard_forwards_only_the_hub_api_and_the_services_it_is_given():
+    """A learner's container reaches the grading service through the guard, and nothing
+    else of the host: not another service (analytics), not the hub's pages."""
+    import re
+
+    from hub_ext.spawners.hub_api_guard import HubAPIGuard
+
+    guard = HubAPIGuard(services={"/services/grading/": "http://127.0.0.1:10104"})
+    routes = [
+        (re.compile(pattern + "$"), kwargs["target"]) for pattern, _, kwargs in guard.handlers()
+    ]
+
+    def target(path):
+        return next((t for rx, t in routes if rx.match(path)), None)
+
+    assert target("/hub/api/user") == "http://127.0.0.1:8081"
+    assert target("/services/grading/api/courses") == "http://127.0.0.1:10104"
+    for path in (
+        "/services/analytics/ds101/",
+        "/services/gradingx/",
+        "/hub/home",
+        "/user/bob/ds101/",
+    ):
+        assert target(path) is None, path
