@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup sandbox-tools nbgrader-ref demo test lint format bench images clean
+.PHONY: help setup sandbox-tools browser nbgrader-ref demo test lint format bench images clean
 
 help:
 	@echo "make demo    set up, then run the hub on http://127.0.0.1:8000 with the demo courses"
@@ -55,7 +55,17 @@ $(NBGRADER_REF)/.installed: $(VENV)/.installed
 demo: setup
 	@BIN=$(BIN) bash hub_config/demo.sh
 
-test: setup nbgrader-ref
+# Debian's Chromium, for the pages' browser tests (tests/browser.py): installed when we may,
+# otherwise said (those tests then skip, saying why; CI requires them).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; \
+	  else \
+	    echo "note: install chromium (apt-get install chromium) for the pages' browser tests"; \
+	  fi; }
+
+test: setup nbgrader-ref browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
