@@ -17,6 +17,7 @@ import html
 import io
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ import pytest_asyncio
 
 from tests.browser import axe, login, screenshot, serious_violations
 from tests.conftest import write_catalog
+from tests.grading_fixtures import write_source
 from tests.hubtest import HubProcess, node_available
 
 pytest_plugins = ["tests.browser"]
@@ -67,14 +69,24 @@ async def course_hub(tmp_path_factory):
                 "closes": day(90),
                 "learners": ["alice", "carol"],
                 "teachers": ["sam"],
+                "assignments": [
+                    {
+                        "id": "week1",
+                        "title": "Week 1",
+                        "notebook": Path(write_source(root / "catalog")).name,
+                        "due": day(30),
+                    }
+                ],
             },
         ],
     )
-    # the link to the analytics views (that service is not run here: only the link is checked)
+    # the links to the analytics views and the gradebook (those services are not run here:
+    # only the links are checked)
     extra = """
         for s in c.JupyterHub.services:
             if s["name"] == "courses":
                 s["command"].append("--CoursePages.analytics_url=/services/analytics/")
+                s["command"].append("--CoursePages.grading_url=/services/grading/")
         """
     hub = HubProcess(root / "hub", catalog, services=("courses",), extra_config=extra)
     await hub.start()
@@ -180,6 +192,10 @@ async def test_each_caller_sees_only_the_courses_they_teach(course_hub, tokens):
     assert await courses("sam") == ["stat200"]
     assert await courses("alice") == []
     assert await courses("admin") == ["ds101", "stat200"]  # the admins: every course
+    r = await get(course_hub, "/services/courses/api/courses", tokens["sam"])
+    links = r.json()["courses"][0]["links"]
+    assert links["gradebook"] == "/services/grading/courses/stat200/gradebook"  # assignments
+    assert links["analytics"] == "/services/analytics/stat200/"
     r = await get(course_hub, API, tokens["admin"])
     assert r.status_code == 200 and r.json()["total"] == CLASS_SIZE
 
