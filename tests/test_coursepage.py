@@ -89,8 +89,8 @@ async def course_hub(tmp_path_factory):
                 s["command"].append("--CoursePages.grading_url=/services/grading/")
         """
     hub = HubProcess(root / "hub", catalog, services=("courses",), extra_config=extra)
-    await hub.start()
     try:
+        await hub.start()  # inside: a hub that fails to start still has its proxy stopped
         for name in ("alice", "tina", "sam", "carol"):  # they log in: hub users, groups
             await (await hub.login(name)).aclose()
         bob = await hub.user_token("bob")

@@ -90,8 +90,8 @@ async def run(learners: int, requests: int) -> None:
             ],
         )
         hub = HubProcess(root / "hub", catalog, services=("courses",))
-        await hub.start(timeout=120)
         try:
+            await hub.start(timeout=120)
             started = time.perf_counter()
             r = await hub.api("POST", "/users", json={"usernames": names}, timeout=600)
             assert r.status_code == 201, r.text[:300]
