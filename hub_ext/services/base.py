@@ -112,7 +112,8 @@ class HubServiceApp(Application):
     port = Integer(
         config=True,
         help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else the
-        service's own (:data:`PORTS`: analytics 10101, events 10102, workspace-export 10103).
+        service's own (:data:`PORTS`: analytics 10101, events 10102, workspace-export 10103,
+        grading 10104, courses 10105).
         Example: ``c.AnalyticsService.port = 10101``""",
     )
 
