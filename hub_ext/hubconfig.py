@@ -206,7 +206,7 @@ def add_service_with_roles(c, service: dict, roles, catalog: Catalog, **who) -> 
 
 
 #: the hub-managed services a course hub runs by default
-SERVICES = ("events", "analytics", "grading")
+SERVICES = ("events", "analytics", "grading", "courses")
 
 
 def configure_course_hub(
@@ -232,7 +232,10 @@ def configure_course_hub(
     - ``analytics``: the course notebooks published as JSON APIs
       (``/services/analytics/``), reading the event store read-only;
     - ``grading``: the courses' assignments (``/services/grading/``): learners fetch and
-      hand in from their course server, graded in the sandbox, scores into the event store.
+      hand in from their course server, graded in the sandbox, scores into the event store;
+    - ``courses``: a page per course for its teachers and the admins
+      (``/services/courses/<course>/``): the whole class from every source, each learner's
+      state, look-over-the-shoulder links (``template_vars["course_pages"]`` is its prefix).
 
     ``data_dir`` holds what the services keep (default: the hub's working directory);
     ``events_db`` is the store's SQLAlchemy URL (default: SQLite in ``data_dir``; use
@@ -324,6 +327,25 @@ def configure_course_hub(
         )
         # course servers hand in there, with their course's scope (course_token_scopes)
         c.CourseSpawnerMixin.grading_url = f"{service['url']}/services/{service['name']}/"
+    if "courses" in services:
+        from .roster import default_roster_dir
+        from .services.courses.hubconfig import courses_roles, courses_service
+
+        service = courses_service(
+            catalog,
+            catalog_path=catalog_path,
+            # the authenticator's, when the config set it before calling this
+            roster_dir=c.CourseOAuthenticator.get("roster_dir", default_roster_dir()),
+            analytics_url="/services/analytics/" if "analytics" in services else "",
+            grading_url="/services/grading/" if "grading" in services else "",
+            port=random_port(),
+        )
+        add_service_with_roles(c, service, courses_roles, catalog)
+        c.JupyterHub.template_vars = {
+            **c.JupyterHub.template_vars,
+            "course_pages": f"/services/{service['name']}/",
+            "course_titles": {course.id: course.title for course in catalog.values()},
+        }
     return catalog
 
 

@@ -45,7 +45,13 @@ __all__ = [
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: each service's port when run outside the hub (the hub gives managed services a free one)
-PORTS = {"analytics": 10101, "events": 10102, "workspace-export": 10103, "grading": 10104}
+PORTS = {
+    "analytics": 10101,
+    "events": 10102,
+    "workspace-export": 10103,
+    "grading": 10104,
+    "courses": 10105,
+}
 
 
 class HubServiceApp(Application):
@@ -106,7 +112,8 @@ class HubServiceApp(Application):
     port = Integer(
         config=True,
         help="""Port to listen on. Default: the port of ``$JUPYTERHUB_SERVICE_URL``, else the
-        service's own (:data:`PORTS`: analytics 10101, events 10102, workspace-export 10103).
+        service's own (:data:`PORTS`: analytics 10101, events 10102, workspace-export 10103,
+        grading 10104, courses 10105).
         Example: ``c.AnalyticsService.port = 10101``""",
     )
 
