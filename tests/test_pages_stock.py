@@ -297,3 +297,37 @@ async def test_spawn_failed_after_the_course_closed_says_why_and_offers_no_relau
         await check_accessible(page)
     finally:
         pages_hub.clock_file.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ the admin page
+
+
+async def test_the_admin_starts_a_course_server_and_sees_why_a_start_is_refused(
+    browser_context, pages_hub
+):
+    await pages_hub.user_token("alice")  # alice has logged in once: the hub knows her
+    page, _ = await open_page(browser_context, pages_hub, "admin", "/hub/admin")
+    result = page.locator("#course-start-result")
+
+    await page.fill("#course-start-user", "alice")
+    await page.select_option("#course-start-course", "hist100")
+    await page.click("#course-start-form button[type=submit]")
+    await page.wait_for_function(
+        "document.getElementById('course-start-result').textContent.startsWith('Not started')"
+    )
+    assert re.search(
+        r"Not started: hist100 \(Digital history\) is closed: it was open from \d{4}-\d\d-\d\d",
+        await result.inner_text(),
+    )
+    await screenshot(page, "stock-admin-start-refused")
+
+    await page.select_option("#course-start-course", "ds101")
+    await page.click("#course-start-form button[type=submit]")
+    await page.wait_for_function(
+        "/server is (running|starting)/.test(document.getElementById('course-start-result').textContent)"
+    )
+    model = await pages_hub.wait_ready("alice", "ds101")
+    assert model["ready"]
+    problems = [p for p in serious_violations(await axe(page)) if "course-start" in p]
+    assert not problems, problems
+    await pages_hub.api("DELETE", "/users/alice/servers/ds101")
