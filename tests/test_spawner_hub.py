@@ -239,8 +239,9 @@ async def test_materials_are_read_only(hub, catalog_path):
     r = await server_put(
         hub, "alice", "ds101", "api/contents/materials/mine.txt", token, text_file("x")
     )
-    assert r.status_code >= 400
-    assert "Read-only file system" in r.text
+    # EROFS (the read-only mount), in the learner's words (hub_ext_course_contents)
+    assert r.status_code == 403
+    assert "the folder materials/ is read-only" in r.json()["message"]
     r = await server_put(
         hub, "alice", "ds101", "api/contents/materials/README.md", token, text_file("defaced")
     )
