@@ -106,3 +106,25 @@ async def test_a_teacher_looking_over_the_shoulder_is_told_whose_workspace_it_is
         '"You are looking at alice\'s workspace \u00b7 Data analysis with Python (ds101)"'
     ), banner
     await screenshot(page, "lab-teacher-over-the-shoulder")
+
+
+async def test_a_new_file_in_the_materials_in_jupyterlab_shows_the_one_sentence(
+    browser_context, hub
+):
+    """In JupyterLab itself: alice, in materials/, asks for File > New > Text File. (Saving an
+    existing material JupyterLab refuses by itself: the file is not writable.) The dialog
+    holds the sentence, not the server's path nor the errno."""
+    await running(hub, "alice", "ds101")
+    page = await browser_context.new_page()
+    await login(page, hub, "alice")
+    await page.goto(f"{hub.url}/user/alice/ds101/lab/tree/materials")
+    await page.locator(".jp-DirListing-item", has_text="README.md").wait_for(timeout=60_000)
+    await page.click("#jp-MainMenu .lm-MenuBar-itemLabel:text-is('File')")
+    await page.hover(".lm-Menu-itemLabel:text-is('New')")
+    await page.click(".lm-Menu-itemLabel:text-is('Text File')")
+    dialog = page.locator(".jp-Dialog")
+    await dialog.wait_for(timeout=30_000)
+    text = await dialog.inner_text()
+    assert "the folder materials/ is read-only" in text, text
+    assert "Errno" not in text and str(hub.workdir) not in text, text
+    await screenshot(page, "lab-read-only-new-file")

@@ -34,9 +34,14 @@ def read_only_message(path: str, action: str = "save", *, folder: bool = False) 
     path = path.strip("/")
     top = path.split("/", 1)[0] if (folder or "/" in path) else ""
     where = f"the folder {top}/" if top else "this folder"
+    what_next = (
+        "create it elsewhere in your workspace"
+        if folder
+        else "save your own copy outside it (File > Save As)"
+    )
     return (
         f"Cannot {action} {path or 'this file'}: {where} is read-only (course materials "
-        "cannot be changed), so save your own copy outside it (File > Save As)."
+        f"cannot be changed), so {what_next}."
     )
 
 
