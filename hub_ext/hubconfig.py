@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from jupyterhub import orm
-from jupyterhub.utils import random_port, url_escape_path, url_path_join
+from jupyterhub.utils import random_port
 
 from .courses import Catalog, CatalogError, CourseCatalog, enrollments_from_groups
 from .rbac import course_roles, course_scopes
 from .roster import RosterError, load_catalog_rosters
 from .services.culling import idle_culler_service
 from .services.events.store import readonly_url
+from .stockpages import CourseWords
 
 __all__ = [
     "BACKENDS",
@@ -141,10 +141,12 @@ def add_service(c, service: dict, scopes: list[str]) -> None:
 
 
 def courses_for_user(catalog: Catalog, user, now=None) -> list[dict]:
-    """The courses ``user`` is enrolled in, for the home page (``template_vars``).
+    """The courses on ``user``'s home page (``template_vars``): those they are enrolled in
+    and, for a hub admin, every course of the catalog (``role`` ``"admin"`` where they are
+    not enrolled), each with its state and dates.
 
-    For a course they teach, also its learners and the state of their course servers
-    (the teacher opens a learner's running server through the share of that one server).
+    No learner list: a course's teachers (and the admins) follow the link to the course's
+    own page (``course_pages``, set by the courses service), which pages its class.
     """
     if user is None:
         return []
@@ -152,47 +154,25 @@ def courses_for_user(catalog: Catalog, user, now=None) -> list[dict]:
     roles = enrollments_from_groups(g.name for g in user.groups)
     rows = []
     for course in catalog.values():
-        if course.id not in roles:
+        role = roles.get(course.id) or ("admin" if user.admin else None)
+        if role is None:
             continue
         spawner = user.spawners[course.id] if course.id in user.orm_spawners else None
-        row = {
-            "id": course.id,
-            "title": course.title,
-            "description": course.description,
-            "role": roles[course.id],
-            "status": course.status(now),
-            "window": course.describe_window(),
-            "active": bool(spawner and spawner.active),
-            "ready": bool(spawner and spawner.ready),
-            "url": user.server_url(course.id),
-        }
-        if roles[course.id] == "teacher":
-            row["learners"] = _learners(user, course)
-        rows.append(row)
-    return rows
-
-
-def _learners(teacher, course) -> list[dict]:
-    """A course's learners and their course servers, from the hub's database."""
-    group = orm.Group.find(teacher.db, course.learner_group)
-    learners = []
-    for member in sorted(group.users if group else [], key=lambda u: u.name):
-        server = member.orm_spawners.get(course.id)
-        learners.append(
+        rows.append(
             {
-                "name": member.name,
-                "running": bool(server and server.server),
-                "last_activity": server.last_activity if server else None,
-                "url": url_path_join(
-                    teacher.settings.get("base_url", "/"),
-                    "user",
-                    url_escape_path(member.name),
-                    course.id,
-                )
-                + "/",
+                "id": course.id,
+                "title": course.title,
+                "description": course.description,
+                "role": role,
+                "status": course.status(now),
+                "window": course.describe_window(),
+                "active": bool(spawner and spawner.active),
+                "ready": bool(spawner and spawner.ready),
+                "url": user.server_url(course.id),
+                "oversees": role == "teacher" or user.admin,
             }
         )
-    return learners
+    return rows
 
 
 def add_service_with_roles(c, service: dict, roles, catalog: Catalog, **who) -> None:
@@ -265,7 +245,12 @@ def configure_course_hub(
     c.JupyterHub.named_server_limit_per_user = 0
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.template_paths = [TEMPLATES]
-    c.JupyterHub.template_vars = {"courses": partial(courses_for_user, catalog)}
+    c.JupyterHub.template_vars = {
+        **c.JupyterHub.get("template_vars", {}),
+        "courses": partial(courses_for_user, catalog),
+        # not callable: the hub's pages ask it about the course of the page (stockpages)
+        "course_words": CourseWords(catalog),
+    }
     c.Authenticator.manage_groups = True
     if admin_users:
         c.Authenticator.admin_users = set(c.Authenticator.get("admin_users", set())) | set(

@@ -14,8 +14,8 @@ from hub_ext.cli import COMMANDS, main
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def imported_by(*argv: str) -> set[str]:
-    """The ``hub_ext`` modules a fresh interpreter has imported after ``hub-ext ARGV``.
+def imported_by(*argv: str, prefix: str = "hub_ext") -> set[str]:
+    """The modules (named ``prefix...``) a fresh interpreter has imported after ``hub-ext ARGV``.
 
     A subprocess on purpose: what an in-process call imports is hidden by what the other
     tests already imported.
@@ -27,7 +27,7 @@ def imported_by(*argv: str) -> set[str]:
         f"    main({list(argv)!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('hub_ext'))), file=sys.stderr)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({prefix!r}))), file=sys.stderr)\n"
     )
     env = {**os.environ, "PYTHONPATH": REPO}
     result = subprocess.run(
@@ -69,3 +69,59 @@ def test_unknown_command_lists_the_commands(capsys):
         main(["chek-catalog"])
     assert e.value.code == 2
     assert "invalid choice: 'chek-catalog' (choose from 'check-catalog'" in capsys.readouterr().err
+
+
+#: what ``hub-ext --help`` must not import (each costs from tens of ms to seconds)
+HEAVY = ("jupyterhub", "sqlalchemy", "tornado", "traitlets", "yaml", "httpx", "docker", "pandas")
+
+
+def test_help_imports_nothing_heavy():
+    """``hub-ext --help`` stays fast (under 1 s) because it imports no framework: checked by
+    what a fresh interpreter has imported, not by a timing."""
+    heavy = sorted(m for m in imported_by("--help", prefix="") if m.split(".")[0] in HEAVY)
+    assert not heavy, heavy
+
+
+def run_on_a_terminal(argv: list[str]) -> str:
+    """Run ``hub-ext ARGV`` with its stderr on a pseudo-terminal; what it drew there."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub_ext.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    proc.wait(timeout=60)
+    os.close(leader)
+    return drawn.decode(errors="replace")
+
+
+def test_an_import_draws_its_progress_on_a_terminal_unless_quiet(tmp_path):
+    from tests.test_importers import MOODLE
+
+    log = tmp_path / "logs.csv"
+    log.write_text(MOODLE)
+    argv = ["import", "moodle-log", str(log), "--course", "ds101"]
+    drawn = run_on_a_terminal([*argv, "--db", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert "100.0%" in drawn and "\r" in drawn, drawn
+    quiet = run_on_a_terminal([*argv, "--db", f"sqlite:///{tmp_path / 'b.db'}", "--quiet"])
+    assert "%" not in quiet, quiet
+
+
+def test_progress_and_quiet_exclude_each_other(capsys):
+    with pytest.raises(SystemExit):
+        main(["import", "oulad", "x", "--progress", "--quiet"])
+    assert "not allowed with argument" in capsys.readouterr().err

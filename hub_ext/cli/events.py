@@ -30,7 +30,8 @@ def _store(args):
 def _progress(args):
     from ..services.events.importers import Progress
 
-    return Progress(enabled=True if args.progress else None)
+    # a bar on stderr when it is a terminal; --progress forces it, --quiet silences it
+    return Progress(enabled=False if args.quiet else True if args.progress else None)
 
 
 def _finish(report) -> int:
@@ -223,10 +224,16 @@ def add_commands(subparsers) -> None:
     def importer(name, help_, func):
         p = sub.add_parser(name, help=help_, description=help_)
         _common(p)
-        p.add_argument(
+        shown = p.add_mutually_exclusive_group()
+        shown.add_argument(
             "--progress",
             action="store_true",
             help="draw the progress bar even when stderr is not a terminal",
+        )
+        shown.add_argument(
+            "--quiet",
+            action="store_true",
+            help="no progress bar (default: one on stderr when it is a terminal)",
         )
         p.set_defaults(func=func)
         return p

@@ -60,6 +60,10 @@ def course_token_scopes(spawner) -> list[str]:
 SINGLEUSER_DIR = Path(__file__).parent / "singleuser"
 #: The single-user server's kernelspec manager: the course's kernels only.
 COURSE_KERNEL_SPEC_MANAGER = "hub_ext_course_kernels.CourseKernelSpecManager"
+#: The single-user server's contents manager: a save into the read-only materials says so.
+COURSE_CONTENTS_MANAGER = "hub_ext_course_contents.CourseContentsManager"
+#: The Jupyter Server extension that titles JupyterLab with the course and its owner.
+COURSE_LAB_EXTENSION = "hub_ext_course_lab"
 
 #: What the catalog's refusals leave behind: nothing, for a server record that never ran.
 _NEVER_STARTED_REASONS = ("unknown_course", "not_enrolled", "course_not_open", "course_closed")
@@ -357,6 +361,11 @@ class CourseSpawnerMixin(LoggingConfigurable):
             f"--KernelSpecManager.allowed_kernelspecs=[{kernels}]",
             # allowed_kernelspecs alone filters the list, not what starts (finding 6)
             f"--ServerApp.kernel_spec_manager_class={COURSE_KERNEL_SPEC_MANAGER}",
+            # errors a learner can read (a save into the read-only materials)
+            f"--ServerApp.contents_manager_class={COURSE_CONTENTS_MANAGER}",
+            # the course and whose workspace it is, in the tab and in a banner
+            f"--ServerApp.jpserver_extensions={COURSE_LAB_EXTENSION}=True",
+            "--LabApp.custom_css=True",
         ]
         if course.idle_timeout:
             # The server culls its own idle kernels and shuts down when idle; the hub's
@@ -392,7 +401,7 @@ class CourseSpawnerMixin(LoggingConfigurable):
             course = self.check_course()
         except SpawnException as refusal:
             self._progress_log.close()
-            self._forget_if_never_started(refusal)
+            self._forget_if_never_started(self.explain(refusal))
             raise
         self._report(15, f"{course.title}: {course.describe_window()}")
         self.apply_course(course)
@@ -433,9 +442,26 @@ class CourseSpawnerMixin(LoggingConfigurable):
             await share_course_server(self, course)
             self._report(90, "Server started, waiting for it to answer")
             return result
+        except SpawnException as refusal:  # a backend's (no image, image missing, ...)
+            self.explain(refusal)
+            raise
         finally:
             if self._progress_log is not None:
                 self._progress_log.close()
+
+    def explain(self, refusal: SpawnException) -> SpawnException:
+        """Make ``refusal`` reach the person on every page, and say which course it is about.
+
+        JupyterHub shows a failed start's message on its "spawn failed" page only when the
+        exception carries ``jupyterhub_message`` (``jupyterhub.utils.format_exception``);
+        the error page shows ``message``. ``course_id`` and ``course_owner`` let the course
+        hub's templates (:class:`hub_ext.stockpages.CourseWords`) add the course's dates.
+        """
+        if not getattr(refusal, "jupyterhub_message", None):
+            refusal.jupyterhub_message = refusal.message
+        refusal.course_id = getattr(refusal, "course_id", None) or self.name
+        refusal.course_owner = self.user.name
+        return refusal
 
     async def progress(self):
         """Yield the steps of :meth:`start` as they happen (JupyterHub's progress bar)."""
