@@ -70,3 +70,25 @@ def test_the_objects_beside_the_chart_are_valid():
     assert {o["metadata"]["name"] for o in objects} == {"hub-ext-materials", "hub-ext-data"}
     for manifest in objects:
         validate(manifest)
+
+
+def test_the_extra_config_configures_the_course_hub_on_kubernetes(tmp_path, monkeypatch):
+    """The hub's extraConfig of values.yaml, run as the hub runs a config file (but only
+    configuring: hub_ext.hubconfig.read_hub_config), on the example catalog."""
+    from hub_ext.hubconfig import read_hub_config
+
+    values = yaml.safe_load((Z2JH / "values.yaml").read_text())
+    code = values["hub"]["extraConfig"]["10-hub-ext"]
+    (tmp_path / "courses.yaml").write_text((Z2JH / "courses.yaml").read_text())
+    for course in ("ds101", "stat200", "hist100"):
+        (tmp_path / "materials" / course).mkdir(parents=True)
+    code = code.replace("/srv/hub-ext/courses.yaml", str(tmp_path / "courses.yaml"))
+    code = code.replace("/srv/hub-ext/data", str(tmp_path / "data"))
+    (tmp_path / "jupyterhub_config.py").write_text("c = get_config()\n" + code)
+    monkeypatch.setenv("HUB_EXT_EVENTS_DB", "postgresql+psycopg://hub@postgres/hub_ext_events")
+    c = read_hub_config(tmp_path / "jupyterhub_config.py")
+    assert c.JupyterHub.spawner_class == "hub_ext.spawners.kube.CourseKubeSpawner"
+    urls = {s["name"]: s.get("url") for s in c.JupyterHub.services}
+    assert urls["events"] == "http://hub:10102" and urls["grading"] == "http://hub:10104"
+    assert urls["analytics"] == "http://hub:10101"
+    assert c.CourseSpawnerMixin.grading_url == "http://proxy-public/services/grading/"
