@@ -245,6 +245,148 @@ _ASSIGNMENT = {
 }
 _COURSE_PROPERTIES["assignments"] = {"type": "array", "items": _ASSIGNMENT}
 
+# --- the Kubernetes backend's fields (hub_ext.spawners.kube): one `kubernetes:` mapping per
+# course, read only by that backend; anything it does not give is the spawner's own setting
+#: a Kubernetes resource quantity (``10Gi``, ``500M``), as a PVC's ``storage`` request takes it
+KUBE_QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+#: a label key or an extended resource name (``nvidia.com/gpu``): an optional DNS prefix, a name
+KUBE_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_KUBE_LABEL_VALUE = {
+    "type": "string",
+    "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$",
+}
+_KUBE_RESOURCES = {
+    "cpu_limit": {"type": "number", "exclusiveMinimum": 0},
+    "mem_limit": _BYTES,
+    "cpu_guarantee": {"type": "number", "exclusiveMinimum": 0},
+    "mem_guarantee": _BYTES,
+}
+_COURSE_PROPERTIES["kubernetes"] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "cpu_guarantee": _KUBE_RESOURCES["cpu_guarantee"],
+        "mem_guarantee": _KUBE_RESOURCES["mem_guarantee"],
+        "teacher": {"type": "object", "additionalProperties": False, "properties": _KUBE_RESOURCES},
+        "storage": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "class": {"type": "string"},
+                "size": {"type": "string", "pattern": KUBE_QUANTITY_PATTERN},
+            },
+        },
+        "node_selector": {
+            "type": "object",
+            "propertyNames": {"pattern": KUBE_KEY_PATTERN},
+            "additionalProperties": _KUBE_LABEL_VALUE,
+        },
+        "tolerations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "key": {"type": "string", "pattern": KUBE_KEY_PATTERN},
+                    "operator": {"enum": ["Exists", "Equal"]},
+                    "value": _KUBE_LABEL_VALUE,
+                    "effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                    "tolerationSeconds": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+        "extra_resource_limits": {
+            "type": "object",
+            "propertyNames": {"pattern": KUBE_KEY_PATTERN},
+            "additionalProperties": {"type": "integer", "minimum": 1},
+        },
+        "egress": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["cidr"],
+                "additionalProperties": False,
+                "properties": {
+                    "cidr": {"type": "string"},
+                    "ports": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """A course's ``kubernetes:`` block, parsed (sizes in bytes); read by the Kubernetes
+    backend only. None (or empty) leaves the spawner's own setting.
+
+    ``teacher``: limits and guarantees that replace the course's for its teachers;
+    ``storage_class``/``storage_size``: the learner's workspace claim; ``node_selector``,
+    ``tolerations``: where the course's pods may run (a GPU pool); ``extra_resource_limits``:
+    ``{"nvidia.com/gpu": 1}``; ``egress``: ``(cidr, ports)`` the course's pods may reach
+    besides the hub (and the internet with ``network: internet``).
+    """
+
+    cpu_guarantee: float | None = None
+    mem_guarantee: int | None = None
+    teacher: Mapping[str, float] = field(default_factory=dict)
+    storage_class: str | None = None
+    storage_size: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    extra_resource_limits: Mapping[str, int] = field(default_factory=dict)
+    egress: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+
+def _kube_settings(values: Mapping[str, Any], say: Callable[..., None]) -> KubeSettings:
+    """A course's ``kubernetes:`` block (valid by the schema) as :class:`KubeSettings`;
+    ``say(field, message, key)`` reports a bad value at its key's line."""
+    import ipaddress
+
+    def sizes(block: Mapping[str, Any], where: str) -> dict[str, Any]:
+        out = {}
+        for key, value in block.items():
+            if key.startswith("mem_"):
+                try:
+                    value = parse_bytes(value)
+                except ValueError as e:
+                    say("kubernetes", f"{where}{key}: {e}", where.rstrip(".") or key)
+                    continue
+            out[key] = value
+        return out
+
+    top = sizes({k: values[k] for k in ("cpu_guarantee", "mem_guarantee") if k in values}, "")
+    egress = []
+    for i, rule in enumerate(values.get("egress", ())):
+        try:
+            cidr = str(ipaddress.ip_network(rule["cidr"], strict=True))
+        except ValueError as e:
+            say(
+                "kubernetes", f"egress[{i}].cidr: {rule['cidr']!r} is not a network ({e})", "egress"
+            )
+            continue
+        egress.append((cidr, tuple(rule.get("ports", ()))))
+    storage = values.get("storage", {})
+    return KubeSettings(
+        **top,
+        teacher=sizes(values.get("teacher", {}), "teacher."),
+        storage_class=storage.get("class"),
+        storage_size=storage.get("size"),
+        node_selector=dict(values.get("node_selector", {})),
+        tolerations=tuple(dict(t) for t in values.get("tolerations", ())),
+        extra_resource_limits=dict(values.get("extra_resource_limits", {})),
+        egress=tuple(egress),
+    )
+
+
+# --- end of the Kubernetes backend's fields
+
 _COURSE_SCHEMA = {
     "type": "object",
     "required": ["id", "title", "opens", "closes"],
@@ -541,6 +683,7 @@ class Course:
     rosters: tuple[Path, ...] = ()
     notebooks: tuple[Notebook, ...] = ()
     assignments: tuple[Assignment, ...] = ()
+    kubernetes: KubeSettings = field(default_factory=KubeSettings)
 
     @property
     def learner_group(self) -> str:
@@ -924,6 +1067,8 @@ class _Builder:
                 say("mem_limit", str(e))
         if "idle_timeout" in given:
             out["idle_timeout"] = parse_duration(given["idle_timeout"])
+        if "kubernetes" in given:
+            out["kubernetes"] = _kube_settings(given["kubernetes"], say)
         if "env" in given:
             out["env"] = {k: str(v) for k, v in given["env"].items()}
         for key in ("learners", "teachers"):
