@@ -26,7 +26,6 @@ import pytest
 from hub_ext.services.events import charts
 from hub_ext.services.events import queries as q
 from tests.events_fixtures import REPO, oulad_facts, oulad_store  # noqa: F401
-from tests.test_notebooks_events import FL_COURSE, fl_store
 
 COURSE = "aaa-2013j"
 VEGA_LITE = "vega-lite@5.23.0"
@@ -270,6 +269,8 @@ def test_assessments_chart_shows_the_distribution_and_late_and_missing(vega_lite
 
 
 def test_time_on_step_chart_over_futurelearn(vega_lite, tmp_path):
+    from tests.test_notebooks_events import FL_COURSE, fl_store  # it imports this module
+
     answer = q.time_on_step(fl_store(tmp_path).engine, FL_COURSE)
     spec = charts.time_on_step(answer)
     assert_valid(vega_lite, spec)
@@ -321,3 +322,9 @@ def test_every_chart_says_what_it_counts(engine):
         words = titles(spec)
         assert words and not {"count", "value", "clicks", "learners"} & {w.lower() for w in words}
         assert spec["description"]
+
+
+def test_no_such_learner_is_no_chart(engine):
+    """The route answers 404 for a learner the course does not have, as its data route does."""
+    assert charts.learner_profile(q.learner_profile(engine, COURSE, "999999999")) is None
+    assert charts.sessions(q.sessions(engine, COURSE, "999999999")) is None

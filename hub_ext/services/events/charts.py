@@ -16,6 +16,7 @@ carries a ``description`` (what assistive technology reads for the chart) and, i
 
 from __future__ import annotations
 
+import functools
 import json
 
 from .queries import _json_default
@@ -59,6 +60,16 @@ FIELDS = {
     "p75_s": ("quantitative", "75th percentile (s)"),
 }
 STATUS_COLOURS = {"on time": "#1b7837", "late": "#e08214", "missing": "#b2182b"}
+
+
+def _of_a_learner(build):
+    """A builder over a learner's answer: no such learner (None) stays None (the route's 404)."""
+
+    @functools.wraps(build)
+    def wrapper(answer: dict | None) -> dict | None:
+        return None if answer is None else build(answer)
+
+    return wrapper
 
 
 def _values(rows) -> list[dict]:
@@ -250,6 +261,7 @@ def segments(answer: dict) -> dict:
 # --------------------------------------------------------------------------- learners
 
 
+@_of_a_learner
 def learner_profile(answer: dict) -> dict:
     """A learner's profile page from :func:`.queries.learner_profile`: the activity
     timeline (VLE clicks per week), completion by week, and the assessments."""
@@ -325,6 +337,7 @@ def learner_profile(answer: dict) -> dict:
     )
 
 
+@_of_a_learner
 def sessions(answer: dict) -> dict:
     """A learner's study sessions from :func:`.queries.sessions`: one point per session."""
     return _spec(
