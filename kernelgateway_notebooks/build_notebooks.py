@@ -26,6 +26,7 @@ OULAD = (
 )
 SETUP = """import json
 
+from hub_ext.services.events import charts
 from hub_ext.services.events import queries as q
 
 # The analytics service sets both: the store's read-only URL and this notebook's course.
@@ -34,6 +35,49 @@ COURSE = q.course_from_env()  # $COURSE_ID ("*" = every course in the store)
 
 # kernel gateway sets REQUEST before each route cell; this one lets the notebook run by hand
 REQUEST = json.dumps({"args": {}, "path": {}, "headers": {}, "body": ""})"""
+
+LEARNER = 'q.param_str(r, "learner", required=True, pattern=r"[A-Za-z0-9._@+-]{1,255}")'
+SINCE_UNTIL = 'since=q.param_date(r, "since"), until=q.param_date(r, "until")'
+GAP = 'gap_minutes=q.param_int(r, "gap", default=q.DEFAULT_SESSION_GAP_MINUTES, minimum=1, maximum=1440)'
+DAILY = (
+    "q.daily_activity(ENGINE, COURSE, " + SINCE_UNTIL + ", "
+    'measure=q.param_choice(r, "measure", ("learners", "events", "clicks"), "learners"))'
+)
+FILTERS = (
+    'learner=q.param_str(r, "learner", max_length=255), group=q.param_str(r, "group", pattern=r"[^:]+:.+"), '
+    + SINCE_UNTIL
+)
+P_SINCE = ("since", "date YYYY-MM-DD, optional", "first day included")
+P_UNTIL = ("until", "date YYYY-MM-DD, optional", "last day included; not before since")
+P_LEARNER = ("learner", "path", "the learner id (hub username, or the importer's id)")
+P_GAP = ("gap", "integer minutes 1-1440, default 55", "the gap that ends a session")
+P_FILTERS = [
+    ("learner", "string, optional", "only this learner's activity"),
+    (
+        "group",
+        "key:value, optional",
+        "only learners whose enrolment has it, e.g. final_result:Fail, region:Scotland",
+    ),
+    P_SINCE,
+    P_UNTIL,
+]
+CHART = (
+    "Answers a Vega-Lite v5 specification (`$schema` names vega-lite; the course page draws it) "
+    "with the rows of `GET {data}` inline in `data.values`, one point per row."
+)
+
+
+def chart(path: str, data: str, doc: str, params: list, code: str, example: tuple) -> dict:
+    """A chart route: ``code`` is the spec builder's call (``charts.*``), ``example`` a
+    (charts function, queries function, args, kwargs, chart kwargs) computed for the docs."""
+    return {
+        "path": path,
+        "doc": f"{doc} {CHART.format(data=data)}",
+        "params": params,
+        "code": code,
+        "example": example,
+    }
+
 
 NOTEBOOKS = {
     "course_overview": {
@@ -65,8 +109,7 @@ NOTEBOOKS = {
                         "what to count per day",
                     ),
                 ],
-                "code": 'q.daily_activity(ENGINE, COURSE, since=q.param_date(r, "since"), until=q.param_date(r, "until"), '
-                'measure=q.param_choice(r, "measure", ("learners", "events", "clicks"), "learners"))',
+                "code": DAILY,
                 "example": ("daily_activity", (), {}),
             },
             {
@@ -85,6 +128,38 @@ NOTEBOOKS = {
                 "code": "q.funnel(ENGINE, COURSE)",
                 "example": ("funnel", (), {}),
             },
+            chart(
+                "/charts/activity/daily",
+                "/activity/daily",
+                "Daily activity as a line chart (the y axis says what it counts).",
+                [
+                    P_SINCE,
+                    P_UNTIL,
+                    (
+                        "measure",
+                        "learners | events | clicks, default learners",
+                        "what to count per day",
+                    ),
+                ],
+                f"charts.daily_activity({DAILY})",
+                ("daily_activity", "daily_activity", (), {"measure": "clicks"}, {}),
+            ),
+            chart(
+                "/charts/activity/weekly",
+                "/activity/weekly",
+                "Weekly engagement: distinct learners active per course week, as bars.",
+                [],
+                "charts.weekly_engagement(q.weekly_engagement(ENGINE, COURSE))",
+                ("weekly_engagement", "weekly_engagement", (), {}, {}),
+            ),
+            chart(
+                "/charts/funnel",
+                "/funnel",
+                "The progress funnel: a line each for `reached`, `active` and `active_every_week`.",
+                [],
+                "charts.funnel(q.funnel(ENGINE, COURSE))",
+                ("funnel", "funnel", (), {}, {}),
+            ),
         ],
     },
     "resource_heatmap": {
@@ -107,9 +182,8 @@ NOTEBOOKS = {
                     ("until", "date YYYY-MM-DD, optional", "last day included"),
                     ("limit", "integer 1-10000, optional", "at most this many resources"),
                 ],
-                "code": 'q.heatmap(ENGINE, COURSE, learner=q.param_str(r, "learner", max_length=255), '
-                'group=q.param_str(r, "group", pattern=r"[^:]+:.+"), since=q.param_date(r, "since"), '
-                'until=q.param_date(r, "until"), limit=q.param_int(r, "limit", minimum=1, maximum=10000))',
+                "code": "q.heatmap(ENGINE, COURSE, " + FILTERS + ", "
+                'limit=q.param_int(r, "limit", minimum=1, maximum=10000))',
                 "example": ("heatmap", (), {"limit": 2}),
             },
             {
@@ -125,6 +199,22 @@ NOTEBOOKS = {
                 "code": 'q.not_opened(ENGINE, COURSE, q.param_str(r, "resource", required=True, pattern=r"[A-Za-z][A-Za-z0-9+.-]*:\\S+"))',
                 "example": ("not_opened", ("urn:oulad:site:546652",), {}),
             },
+            chart(
+                "/charts/heatmap",
+                "/resources",
+                "Moodle Activity Viewer's heat-map: the most clicked resources (rows) by course week "
+                "(columns), coloured by VLE clicks or distinct learners; a cell is a resource and week "
+                "with its `clicks` and `learners`.",
+                [
+                    ("measure", "clicks | learners, default clicks", "what the colour counts"),
+                    *P_FILTERS,
+                    ("limit", "integer 1-500, default 40", "at most this many resources (rows)"),
+                ],
+                "charts.heatmap(q.resource_weeks(ENGINE, COURSE, " + FILTERS + ", "
+                'limit=q.param_int(r, "limit", default=40, minimum=1, maximum=500)), '
+                'measure=q.param_choice(r, "measure", ("clicks", "learners"), "clicks"))',
+                ("heatmap", "resource_weeks", (), {"limit": 2}, {"measure": "clicks"}),
+            ),
         ],
     },
     "know_thy_student": {
@@ -139,7 +229,7 @@ NOTEBOOKS = {
                 "params": [
                     ("learner", "path", "the learner id (hub username, or the importer's id)")
                 ],
-                "code": 'q.learner_profile(ENGINE, COURSE, q.param_str(r, "learner", required=True, pattern=r"[A-Za-z0-9._@+-]{1,255}"))',
+                "code": "q.learner_profile(ENGINE, COURSE, " + LEARNER + ")",
                 "example": ("learner_profile", ("28400",), {}),
             },
             {
@@ -150,8 +240,7 @@ NOTEBOOKS = {
                     ("learner", "path", "the learner id"),
                     ("gap", "integer minutes 1-1440, default 55", "the gap that ends a session"),
                 ],
-                "code": 'q.sessions(ENGINE, COURSE, q.param_str(r, "learner", required=True, pattern=r"[A-Za-z0-9._@+-]{1,255}"), '
-                'gap_minutes=q.param_int(r, "gap", default=q.DEFAULT_SESSION_GAP_MINUTES, minimum=1, maximum=1440))',
+                "code": "q.sessions(ENGINE, COURSE, " + LEARNER + ", " + GAP + ")",
                 "example": ("sessions", ("28400",), {}),
             },
             {
@@ -164,9 +253,34 @@ NOTEBOOKS = {
                     ("since", "date YYYY-MM-DD, optional", "first day counted"),
                     ("until", "date YYYY-MM-DD, optional", "last day counted"),
                 ],
-                "code": 'q.segments(ENGINE, COURSE, since=q.param_date(r, "since"), until=q.param_date(r, "until"))',
+                "code": "q.segments(ENGINE, COURSE, " + SINCE_UNTIL + ")",
                 "example": ("segments", (), {}),
             },
+            chart(
+                "/charts/learners/:learner",
+                "/learners/:learner",
+                "The learner's profile page: activity timeline (VLE clicks per week), completion by "
+                "week, assessments (score; on time, late or missing); 404 if the course has no such learner.",
+                [P_LEARNER],
+                "charts.learner_profile(q.learner_profile(ENGINE, COURSE, " + LEARNER + "))",
+                ("learner_profile", "learner_profile", ("28400",), {}, {}),
+            ),
+            chart(
+                "/charts/learners/:learner/sessions",
+                "/learners/:learner/sessions",
+                "The learner's study sessions: one point per session, its start, length and events.",
+                [P_LEARNER, P_GAP],
+                "charts.sessions(q.sessions(ENGINE, COURSE, " + LEARNER + ", " + GAP + "))",
+                ("sessions", "sessions", ("28400",), {}, {}),
+            ),
+            chart(
+                "/charts/segments",
+                "/segments",
+                "Distinct learners per segment, as bars (the rule is in the chart's description).",
+                [P_SINCE, P_UNTIL],
+                "charts.segments(q.segments(ENGINE, COURSE, " + SINCE_UNTIL + "))",
+                ("segments", "segments", (), {}, {}),
+            ),
         ],
     },
     "study_time_and_assessments": {
@@ -204,6 +318,31 @@ NOTEBOOKS = {
                 "code": "q.assessment_scores(ENGINE, COURSE)",
                 "example": ("assessment_scores", (), {}),
             },
+            chart(
+                "/charts/time-on-step",
+                "/time-on-step",
+                "Time on step: the median per learner as a bar, the 75th percentile as a tick.",
+                [
+                    P_GAP,
+                    (
+                        "limit",
+                        "integer 1-500, default 40",
+                        "at most this many steps (most measured first)",
+                    ),
+                ],
+                "charts.time_on_step(q.time_on_step(ENGINE, COURSE, " + GAP + ", "
+                'limit=q.param_int(r, "limit", default=40, minimum=1, maximum=500)))',
+                ("time_on_step", "time_on_step", (), {"limit": 2}, {}),
+            ),
+            chart(
+                "/charts/assessments",
+                "/assessments",
+                "The score distribution (submissions per 10-point bin) beside the submissions on time, "
+                "late and missing, per assessment.",
+                [],
+                "charts.assessments(q.assessment_scores(ENGINE, COURSE))",
+                ("assessments", "assessment_scores", (), {}, {}),
+            ),
         ],
     },
 }
@@ -222,8 +361,15 @@ def example(engine, spec) -> str | None:
         return None
     from hub_ext.services.events import queries as q
 
-    name, args, kwargs = spec
-    result = getattr(q, name)(engine, "aaa-2013j", *args, **kwargs)
+    if len(spec) == 5:  # a chart: the spec builder over the query's answer
+        from hub_ext.services.events import charts
+
+        builder, name, args, kwargs, chart_kwargs = spec
+        data = getattr(q, name)(engine, "aaa-2013j", *args, **kwargs)
+        result = getattr(charts, builder)(data, **chart_kwargs)
+    else:
+        name, args, kwargs = spec
+        result = getattr(q, name)(engine, "aaa-2013j", *args, **kwargs)
     return json.dumps(_cut(json.loads(json.dumps(result, default=q._json_default))), indent=1)
 
 

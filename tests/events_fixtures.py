@@ -266,7 +266,8 @@ class _SandboxedGateway:
 def start_gateway(notebook: str, store: EventStore, course: str, workdir: Path) -> Gateway:
     gw = Gateway(
         NOTEBOOKS / notebook,
-        {"HUB_EXT_EVENTS_URL": store.readonly_url, "COURSE_ID": course},
+        # the checkout under test, not whichever one the environment's editable install names
+        {"HUB_EXT_EVENTS_URL": store.readonly_url, "COURSE_ID": course, "PYTHONPATH": str(REPO)},
         workdir,
     )
     gw.start()

@@ -23,8 +23,13 @@ CALLS = {
         "/learners/999999999",
         "/learners/28400/sessions?gap=0",
         "/segments",
+        "/charts/learners/28400",
+        "/charts/learners/999999999",
+        "/charts/learners/28400/sessions?gap=1440",
+        "/charts/segments",
     ],
-    "course_overview.ipynb": ["/summary", "/activity/daily"],
+    "course_overview.ipynb": ["/summary", "/activity/daily", "/charts/activity/daily"],
+    "resource_heatmap.ipynb": ["/charts/heatmap?measure=learners&limit=10"],
 }
 
 

@@ -34,6 +34,7 @@ from tests.events_fixtures import (  # noqa: F401
     oulad_store,
     start_gateway,
 )
+from tests.test_charts import assert_valid, vega_lite  # noqa: F401
 
 PUBLISHED = {"Pass": 12361, "Withdrawn": 10156, "Fail": 7052, "Distinction": 3024}
 COURSE = "aaa-2013j"
@@ -575,3 +576,83 @@ def test_parameters_are_parsed_strictly(value, kind):
     with pytest.raises(q.BadParameter) as e:
         q.param_int(request, "x") if kind == "int" else q.param_date(request, "x")
     assert e.value.as_json()["error"] == "bad_parameter" and value in e.value.as_json()["message"]
+
+
+# --------------------------------------------------------------------------- charts
+
+#: chart route -> (its data route, the notebook, how many points the data route answered)
+CHARTS = {
+    "/charts/activity/daily?measure=clicks": (
+        "/activity/daily?measure=clicks", "course_overview.ipynb", lambda d: len(d["days"])),
+    "/charts/activity/weekly": ("/activity/weekly", "course_overview.ipynb", lambda d: len(d["weeks"])),
+    "/charts/funnel": ("/funnel", "course_overview.ipynb", lambda d: len(d["weeks"])),
+    "/charts/segments": ("/segments", "know_thy_student.ipynb", lambda d: len(d["counts"])),
+    "/charts/learners/28400/sessions?gap=1440": (
+        "/learners/28400/sessions?gap=1440", "know_thy_student.ipynb", lambda d: len(d["sessions"])),
+    "/charts/learners/28400": ("/learners/28400", "know_thy_student.ipynb",
+                               lambda d: [len(d["weeks"]), len(d["completion_by_week"]), len(d["assessments"])]),
+    "/charts/time-on-step?limit=5": ("/time-on-step?limit=5", "study_time_and_assessments.ipynb",
+                                     lambda d: len(d["steps"])),
+    "/charts/assessments": ("/assessments", "study_time_and_assessments.ipynb",
+                            lambda d: [10 * len(d["assessments"]), 3 * len(d["assessments"])]),
+}  # fmt: skip
+
+
+def points(spec: dict):
+    views = spec.get("vconcat") or spec.get("hconcat")
+    if views:
+        return [len(v["data"]["values"]) for v in views]
+    return len(spec["data"]["values"])
+
+
+def get(gw, path_and_query: str):
+    path, _, query = path_and_query.partition("?")
+    return gw.get(path, **dict(p.split("=", 1) for p in query.split("&") if p))
+
+
+@pytest.mark.parametrize("route", sorted(CHARTS))
+def test_chart_routes_answer_vega_lite_with_the_data_route_s_points(gateways, vega_lite, route):  # noqa: F811
+    data_route, notebook, count = CHARTS[route]
+    gw = gateways[notebook]
+    spec = ok(get(gw, route))
+    assert_valid(vega_lite, spec)
+    assert points(spec) == count(ok(get(gw, data_route))), route
+
+
+def test_heatmap_chart_route_colours_filters_and_checks(gateways, vega_lite, oulad_store):  # noqa: F811
+    gw = gateways["resource_heatmap.ipynb"]
+    spec = ok(gw.get("/charts/heatmap"))
+    assert_valid(vega_lite, spec)
+    assert (
+        spec["encoding"]["color"]["field"] == "clicks" and len(spec["encoding"]["y"]["sort"]) == 40
+    )
+    cells = q.resource_weeks(oulad_store.engine, COURSE, limit=40)["cells"]
+    assert [{k: v[k] for k in cells[0]} for v in spec["data"]["values"]] == cells
+    learners = ok(
+        gw.get("/charts/heatmap", measure="learners", group="final_result:Fail", limit="5")
+    )
+    assert_valid(vega_lite, learners)
+    assert learners["encoding"]["color"] == {**learners["encoding"]["color"], "field": "learners",
+                                             "title": "distinct learners"}  # fmt: skip
+    assert learners["usermeta"]["filters"]["group"] == "final_result:Fail"
+    one = ok(gw.get("/charts/heatmap", learner="28400"))
+    assert {v["learners"] for v in one["data"]["values"]} == {1}
+    bad(gw.get("/charts/heatmap", measure="events"), "measure")
+    bad(gw.get("/charts/heatmap", limit="501"), "limit")
+    bad(gw.get("/charts/heatmap", group="Fail"), "group")
+    bad(gw.get("/charts/heatmap", since="2013-10-10", until="2013-10-01"), "since")
+    bad(gw.get("/charts/heatmap", zzz="1"), "zzz")
+
+
+def test_chart_routes_refuse_what_their_data_routes_refuse(gateways):
+    know = gateways["know_thy_student.ipynb"]
+    assert know.get("/charts/learners/999999999").status_code == 404
+    assert know.get("/charts/learners/999999999").json()["error"] == "not_found"
+    bad(know.get("/charts/learners/a b"), "learner")
+    bad(know.get("/charts/learners/28400/sessions", gap="0"), "gap")
+    bad(know.get("/charts/segments", since="20131001"), "since")
+    bad(
+        gateways["course_overview.ipynb"].get("/charts/activity/daily", measure="minutes"),
+        "measure",
+    )
+    bad(gateways["study_time_and_assessments.ipynb"].get("/charts/time-on-step", gap=" 5"), "gap")

@@ -56,6 +56,7 @@ __all__ = [
     "param_date",
     "param_int",
     "param_str",
+    "resource_weeks",
     "respond",
     "response_info",
     "segments",
@@ -381,6 +382,19 @@ def summary(engine: Engine, course: str) -> dict:
 # --------------------------------------------------------------------------- resources
 
 
+def _resource_activity(conn, course, learner, group, since, until) -> list:
+    """The WHERE clauses of the course's learners' statements about activities (resources),
+    narrowed to one ``learner`` and/or the learners of ``group``, in the window."""
+    staff = _staff(conn, course)
+    where = [*_live_statements(course, since, until, staff=staff), S.c.object_type == "Activity"]
+    learners = _group_learners(conn, course, group, staff)
+    if learner is not None:
+        where.append(S.c.learner == learner)
+    if learners is not None:
+        where.append(S.c.learner.in_(learners))
+    return where
+
+
 def heatmap(
     engine: Engine,
     course: str,
@@ -393,16 +407,7 @@ def heatmap(
 ) -> dict:
     """VLE clicks, events and distinct learners per resource (most clicked first)."""
     with engine.connect() as conn:
-        staff = _staff(conn, course)
-        where = [
-            *_live_statements(course, since, until, staff=staff),
-            S.c.object_type == "Activity",
-        ]
-        learners = _group_learners(conn, course, group, staff)
-        if learner is not None:
-            where.append(S.c.learner == learner)
-        if learners is not None:
-            where.append(S.c.learner.in_(learners))
+        where = _resource_activity(conn, course, learner, group, since, until)
         clicks = _clicks().label("clicks")
         q = (
             select(
@@ -441,6 +446,66 @@ def heatmap(
             }
             for r in rows
         ],
+    }
+
+
+def resource_weeks(
+    engine: Engine,
+    course: str,
+    *,
+    learner: str | None = None,
+    group: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    limit: int | None = None,
+) -> dict:
+    """The heat-map's cells: VLE clicks and distinct learners per resource and course week.
+
+    Resources are the ``limit`` most clicked in the window (all when ``limit`` is None), in
+    that order; a cell is a (resource, week) with at least one statement (submissions are
+    not clicks, so an assessment's cells have ``clicks`` 0 and count its submitters). The
+    filters are :func:`heatmap`'s; weeks count from the course start (the module's rule).
+    """
+    ranked = heatmap(
+        engine, course, learner=learner, group=group, since=since, until=until, limit=limit
+    )
+    resources = ranked["resources"]
+    with engine.connect() as conn:
+        start = _start_day(conn, course, _staff(conn, course))
+        where = _resource_activity(conn, course, learner, group, since, until)
+        # integer division truncates towards zero in SQL: shifted so that days before the
+        # start fall in negative weeks, as _week's floor division puts them
+        shift = 7 * 100_000
+        week = ((S.c.day - (start or 0) + shift) // 7 - shift // 7).label("week")
+        cells = []
+        ids = [r["resource"] for r in resources]
+        for i in range(0, len(ids), 500):
+            cells += conn.execute(
+                select(
+                    S.c.object_id,
+                    week,
+                    _clicks().label("clicks"),
+                    func.count(distinct(S.c.learner)).label("learners"),
+                )
+                .where(*where, S.c.object_id.in_(ids[i : i + 500]))
+                .group_by(S.c.object_id, week)
+            ).all()
+    order = {rid: n for n, rid in enumerate(ids)}
+    cells.sort(key=lambda c: (order[c.object_id], c.week))
+    return {
+        "course": course,
+        "start": None if start is None else _date(start).isoformat(),
+        "filters": ranked["filters"],
+        "resources": resources,
+        "cells": [
+            {
+                "resource": c.object_id,
+                "week": int(c.week),
+                "clicks": int(c.clicks),
+                "learners": c.learners,
+            }
+            for c in cells
+        ],  # fmt: skip
     }
 
 
