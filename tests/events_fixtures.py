@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from hub_ext.services.events.importers import import_oulad
 from hub_ext.services.events.store import EventStore
@@ -415,3 +416,23 @@ async def xapi_clients(kind: str, request, directory: Path, name: str, courses=(
                 client.app = app
                 clients[course] = client
             yield clients
+
+
+def two_courses_lms():
+    """A fixture for a test module (``lms = two_courses_lms()``, with ``postgres_url``
+    imported): ``{"ds101": client, "stat200": client}``, one real events service per module
+    and store (SQLite, and a database named after the module in the session's PostgreSQL)
+    with a source of each course (:func:`xapi_clients`)."""
+
+    @pytest_asyncio.fixture(
+        scope="module", loop_scope="session", params=["sqlite", "postgresql"], name="lms"
+    )
+    async def lms(request, tmp_path_factory):
+        name = request.module.__name__.rsplit(".", 1)[-1]
+        directory = tmp_path_factory.mktemp(f"{name}-{request.param}")
+        async with xapi_clients(
+            request.param, request, directory, name, courses=("ds101", "stat200")
+        ) as clients:
+            yield clients
+
+    return lms

@@ -15,23 +15,14 @@ import json
 import uuid
 
 import pytest
-import pytest_asyncio
 
-from tests.events_fixtures import postgres_url, xapi_clients  # noqa: F401
+from tests.events_fixtures import postgres_url, two_courses_lms  # noqa: F401
 from tests.test_xapi import ACTIVITY, assert_error
+
+lms = two_courses_lms()
 
 ADA = {"objectType": "Agent", "mbox": "mailto:ada@example.org"}
 BOB = {"objectType": "Agent", "account": {"homePage": "https://lms.example.org", "name": "bob"}}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgresql"])
-async def lms(request, tmp_path_factory):
-    """``{"ds101": client, "stat200": client}`` on each store."""
-    directory = tmp_path_factory.mktemp(f"documents-{request.param}")
-    async with xapi_clients(
-        request.param, request, directory, "xapi_documents", courses=("ds101", "stat200")
-    ) as clients:
-        yield clients
 
 
 def activity() -> str:

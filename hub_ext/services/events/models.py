@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "Assessment", "Base", "Course", "Document", "Enrolment", "Resource", "Source", "Statement",
+    "Assessment", "Attachment", "Base", "Course", "Document", "Enrolment", "Resource", "Source", "Statement",
 ]  # fmt: skip
 
 #: BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
@@ -245,3 +245,16 @@ class Document(Base):
     updated: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index("uq_documents_key", "course_id", "context_key", "doc_id", unique=True),)
+
+
+class Attachment(Base):
+    """The raw data of a statement's attachment (sent as a ``multipart/mixed`` part), of one
+    course, named by its SHA-2 as the statements' ``attachments[].sha2`` name it."""
+
+    __tablename__ = "attachments"
+
+    course_id: Mapped[str] = mapped_column(_COURSE_ID, primary_key=True)
+    #: lowercase hexadecimal (SHA-224 to SHA-512)
+    sha2: Mapped[str] = mapped_column(String(128), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)

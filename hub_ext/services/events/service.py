@@ -77,6 +77,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict as _asdict
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
@@ -86,6 +87,7 @@ from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
 
 from ..base import HubServiceApp, JSONErrorsMixin, log_request
+from .attachments import Part, attachments_of, check_attachments, multipart_answer, parse_multipart
 from .documents import DocumentStore
 from .store import HUB_SOURCE, Conflict, EventStore, verify_secret
 from .xapi import (
@@ -390,9 +392,25 @@ class StatementsHandler(XAPIHandler):
             headers = {**(headers or {}), _CONSISTENT_HEADER: _iso(self.consistent)}
         super().fail(status, error, message, headers=headers, **extra)
 
+    def statements_body(self):
+        """The body's JSON: the whole body, or the first part of a ``multipart/mixed`` one
+        (whose other parts, the attachments' data, go to ``self.parts`` by sha2)."""
+        self.parts: dict[str, Part] = {}
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.split(";", 1)[0].strip().lower() == "multipart/mixed":
+            try:
+                text, self.parts = parse_multipart(content_type, self.request.body)
+            except StatementError as e:
+                raise web.HTTPError(400, "%s", e) from None
+            try:
+                return _json(text or b"null")
+            except ValueError as e:
+                raise web.HTTPError(400, "the statements part is not JSON: %s", e) from None
+        return self.json_body()
+
     @_admitted
     async def post(self):
-        body = self.json_body()
+        body = self.statements_body()
         statements = body if isinstance(body, list) else [body]
         ids = await self._store(statements, batch=isinstance(body, list))
         if ids is not None:
@@ -403,7 +421,7 @@ class StatementsHandler(XAPIHandler):
         statement_id = self.get_query_argument("statementId", None)
         if not statement_id:
             return self.fail(400, "bad_request", "PUT needs the statementId parameter")
-        body = self.json_body()
+        body = self.statements_body()
         if not isinstance(body, dict):
             return self.fail(400, "bad_request", "PUT takes one statement (a JSON object)")
         if "id" in body and str(body["id"]).lower() != statement_id.lower():
@@ -460,6 +478,14 @@ class StatementsHandler(XAPIHandler):
                     **which,
                 )
                 return None
+        try:  # every attachment's data is given (a part, or a fileUrl), every part is used
+            parts = check_attachments(statements, self.parts, batch=batch)
+        except StatementError as e:
+            self.fail(400, "bad_request", str(e), field=e.path)
+            return None
+        for i, statement in enumerate(statements):
+            where = f"statements[{i}]" if batch else "statement"
+            which = {"statement": i} if batch else {}
             statement.pop("stored", None)
             statement["authority"] = authority
             lrs_timestamp = "timestamp" not in statement
@@ -479,7 +505,10 @@ class StatementsHandler(XAPIHandler):
                     for row in rows:
                         restamp(row, stored, lrs_timestamp=row["id"] in given)
                     await asyncio.to_thread(
-                        self.service.store.store_statements, rows, lrs_timestamps
+                        self.service.store.store_statements,
+                        rows,
+                        lrs_timestamps,
+                        [{"course_id": own, **_asdict(p)} for p in parts],
                     )
         except Conflict as e:
             self.fail(409, "conflict", str(e), statement_id=e.statement_id)
@@ -512,7 +541,7 @@ class StatementsHandler(XAPIHandler):
                 )
                 if statement is None:  # another course's: the same answer as a missing one
                     return self.fail(404, "not_found", f"no statement {args[key]}")
-                return self._answer(self._formatted(statement, args), args)
+                return await self._answer(self._formatted(statement, args), args)
         try:
             filters, after = _read_page_token(args["more"]) if "more" in args else (args, None)
             query = self._filters(filters)
@@ -534,22 +563,25 @@ class StatementsHandler(XAPIHandler):
             token = _page_token(filters, next_pk)
             more = f"{self.service.base_url}xAPI/statements?{urlencode({'more': token})}"
         statements = [self._formatted(s, filters) for s in statements]
-        self._answer({"statements": statements, "more": more}, filters)
+        await self._answer({"statements": statements, "more": more}, filters)
 
     head = get
 
-    def _answer(self, body: dict, args: dict) -> None:
+    async def _answer(self, body: dict, args: dict) -> None:
         """``body`` as JSON; with ``attachments=true``, as the first part of a multipart/mixed
-        answer (xAPI 1.0.3, Communication 2.1.3), followed by the statements' attachments
-        (none: this LRS takes attachments by ``fileUrl`` only, so there are no raw data)."""
-        text = json.dumps(body)
+        answer (xAPI 1.0.3, Communication 2.1.3), followed by the data of the statements'
+        attachments that this LRS holds (those sent as parts; a ``fileUrl`` one has none)."""
+        text = json.dumps(body).encode()
         if args.get("attachments") != "true":
             return self.finish(text)
+        statements = body.get("statements", [body])
+        sha2s = {str(a.get("sha2", "")) for s in statements for a in attachments_of(s)}
+        rows = await asyncio.to_thread(
+            self.service.store.attachments, self.source["course_id"], sha2s
+        )
         boundary = uuid.uuid4().hex
         self.set_header("Content-Type", f'multipart/mixed; boundary="{boundary}"')
-        self.finish(
-            f"--{boundary}\r\nContent-Type: application/json\r\n\r\n{text}\r\n--{boundary}--\r\n"
-        )
+        self.finish(multipart_answer(text, [Part(**r) for r in rows], boundary))
 
     def _formatted(self, statement: dict, args: dict) -> dict:
         languages = accepted_languages(self.request.headers.get("Accept-Language"))

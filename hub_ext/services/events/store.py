@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from ...courses import COURSE_ID_PATTERN
-from .models import Base, Source, Statement
+from .models import Attachment, Base, Source, Statement
 from .xapi import VOIDED, actor_key, merge_definition, same_statement
 
 __all__ = [
@@ -218,13 +218,20 @@ class EventStore:
         with self.engine.begin() as c:
             c.execute(stmt, list(rows))
 
-    def store_statements(self, rows: Sequence[dict], lrs_timestamps: Iterable[str] = ()) -> int:
+    def store_statements(
+        self,
+        rows: Sequence[dict],
+        lrs_timestamps: Iterable[str] = (),
+        attachments: Sequence[dict] = (),
+    ) -> int:
         """Store validated statement rows atomically (all or none); the number new.
 
         A row whose id is stored already is skipped if the statement is the same, and raises
         :class:`Conflict` (nothing stored) if it differs. ``lrs_timestamps``: the ids of the
         statements that came without a timestamp (the one stored, given by the LRS, is then
         not compared: a retry is the same statement). Voiding statements mark their target.
+        ``attachments``: rows of the ``attachments`` table (course_id, sha2, content_type,
+        content) stored with them, those already there kept (the same SHA-2, the same data).
         """
         if not rows:
             return 0
@@ -233,12 +240,14 @@ class EventStore:
             with self.engine.begin() as conn:
                 conn.execute(Statement.__table__.insert(), list(rows))
                 self._void(conn, rows)
+                self.insert_ignore(Attachment.__table__, attachments, conn)
                 return len(rows)
         except IntegrityError:
             pass  # some id is there already: rolled back; now compare, id by id
         for attempt in range(2):
             try:
                 with self.engine.begin() as conn:
+                    self.insert_ignore(Attachment.__table__, attachments, conn)
                     return self._store(conn, rows, frozenset(lrs_timestamps))
             except IntegrityError:
                 # another request stored one of these ids between our check and insert:
@@ -504,6 +513,20 @@ class EventStore:
         )
         with self.engine.connect() as conn:
             return [r.raw for r in conn.execute(q)]
+
+    def attachments(self, course_id: str, sha2s: Iterable[str]) -> list[dict]:
+        """The ``attachments`` rows of ``course_id`` among ``sha2s`` (sha2, content_type,
+        content)."""
+        t = Attachment.__table__
+        wanted = sorted({s.lower() for s in sha2s})
+        found = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                q = select(t.c.sha2, t.c.content_type, t.c.content).where(
+                    t.c.course_id == course_id, t.c.sha2.in_(wanted[start : start + 500])
+                )
+                found += [dict(r._mapping) for r in conn.execute(q)]
+        return found
 
     def newest_stored(self) -> datetime | None:
         """The latest ``stored`` time in the store (aware, UTC), None when it is empty."""

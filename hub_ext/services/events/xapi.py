@@ -436,11 +436,6 @@ def _attachments(value, path: str) -> list:
             ("usageType", "display", "contentType", "length", "sha2"),
         )
         _fields(a, f"{path}[{i}]", _ATTACHMENT_FIELDS)
-        if "fileUrl" not in a:
-            _fail(
-                f"{path}[{i}]",
-                "attachments sent in the request (multipart/mixed) are not supported; give a fileUrl",
-            )
     return value
 
 
