@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from hub_ext.services.events.importers import import_oulad
 from hub_ext.services.events.store import EventStore
@@ -373,3 +374,66 @@ def postgres_url():
         yield url
     finally:
         server.stop()
+
+
+#: the xAPI version header every request of a client carries
+XAPI_HEADERS = {"X-Experience-API-Version": "1.0.3"}
+
+
+def postgres_database(server_url: str, name: str) -> str:
+    """A new database ``name`` in the PostgreSQL server of ``server_url``; its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.asynccontextmanager
+async def xapi_clients(kind: str, request, directory: Path, name: str, courses=("ds101",)):
+    """A real events service on ``kind`` (``sqlite``: a file in ``directory``;
+    ``postgresql``: a new database ``name`` in the session's PostgreSQL server) with one
+    source per course of ``courses``: yields ``{course: httpx.AsyncClient}``, each client on
+    the xAPI root with its source's credentials (``client.app`` is the service)."""
+    traits = {}
+    if kind == "postgresql":
+        traits["db_url"] = postgres_database(request.getfixturevalue("postgres_url"), name)
+    async with running_service(directory, **traits) as app:
+        clients = {}
+        async with contextlib.AsyncExitStack() as stack:
+            for course in courses:
+                key, secret = app.store.add_source(f"lms-{course}", course_id=course)
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=app.url + "/services/events/xAPI",
+                        headers=XAPI_HEADERS,
+                        auth=httpx.BasicAuth(key, secret),
+                        timeout=60,
+                    )
+                )
+                client.app = app
+                clients[course] = client
+            yield clients
+
+
+def two_courses_lms():
+    """A fixture for a test module (``lms = two_courses_lms()``, with ``postgres_url``
+    imported): ``{"ds101": client, "stat200": client}``, one real events service per module
+    and store (SQLite, and a database named after the module in the session's PostgreSQL)
+    with a source of each course (:func:`xapi_clients`)."""
+
+    @pytest_asyncio.fixture(
+        scope="module", loop_scope="session", params=["sqlite", "postgresql"], name="lms"
+    )
+    async def lms(request, tmp_path_factory):
+        name = request.module.__name__.rsplit(".", 1)[-1]
+        directory = tmp_path_factory.mktemp(f"{name}-{request.param}")
+        async with xapi_clients(
+            request.param, request, directory, name, courses=("ds101", "stat200")
+        ) as clients:
+            yield clients
+
+    return lms

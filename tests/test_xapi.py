@@ -128,10 +128,15 @@ def assert_error(r: httpx.Response, status: int, error: str, request_id: str = "
 # --------------------------------------------------------------------------- protocol
 
 
-async def test_about_needs_no_credentials(lrs):
+async def test_about_needs_no_credentials_and_lists_the_resources_that_exist(lrs):
     r = await lrs.get("/about", headers={}, auth=None)
-    assert r.status_code == 200 and r.json() == {"version": ["1.0.3"]}
+    assert r.status_code == 200 and r.json()["version"] == ["1.0.3"]
     assert r.headers["X-Experience-API-Version"] == "1.0.3"
+    listed = r.json()["extensions"]["urn:hub-ext:xapi:resources"]
+    assert set(listed) == {"statements", "activities/state", "activities/profile",
+                           "agents/profile", "activities", "agents", "about"}  # fmt: skip
+    for resource in listed:  # each answers (a 400 for the parameters it lacks), none 404
+        assert (await lrs.get(f"/{resource}")).status_code in (200, 400), resource
 
 
 @pytest.mark.parametrize(
@@ -406,7 +411,7 @@ async def test_every_error_has_one_shape_and_keeps_the_callers_request_id(lrs, m
          {"course": "stat200"}),
         ("not found", {"method": "GET", "params": {"statementId": str(uuid.uuid4())}},
          404, "not_found", "no statement", {}),
-        ("no such resource", {"method": "GET", "url": "/activities/state"}, 404, "not_found",
+        ("no such resource", {"method": "GET", "url": "/activities/stat"}, 404, "not_found",
          "no resource", {}),
         ("method", {"method": "DELETE"}, 405, "method_not_allowed", "", {}),
         ("conflict", {"method": "PUT", "params": {"statementId": sid}, "json": attempted},

@@ -13,6 +13,9 @@ Four small tables describe what the events are about; importers and the hub fill
 - ``resources``: the course's resources (OULAD's VLE sites, FutureLearn's steps);
 - ``assessments``: the course's assessments with due dates and weights.
 
+``documents`` holds the xAPI document resources (State, Activity Profile, Agent Profile):
+each document belongs to the course of the source that wrote it, like statements.
+
 ``sources`` holds the HTTP Basic credentials of the systems allowed to post statements
 (an LMS's logstore_xapi plugin), each for one course; only a salted scrypt hash of each
 secret is kept.
@@ -34,12 +37,15 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Assessment", "Base", "Course", "Enrolment", "Resource", "Source", "Statement"]
+__all__ = [
+    "Assessment", "Attachment", "Base", "Course", "Document", "Enrolment", "Resource", "Source", "Statement",
+]  # fmt: skip
 
 #: BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
 _PK = BigInteger().with_variant(Integer(), "sqlite")
@@ -91,6 +97,8 @@ class Statement(Base):
     voided: Mapped[bool] = mapped_column(Boolean, default=False)
     #: the whole statement as the xAPI GET returns it (with stored, authority and version)
     raw: Mapped[dict] = mapped_column(JSON)
+    #: context.registration (lowercase UUID), the ``registration`` filter of the xAPI GET
+    registration: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
         Index("ix_statements_course_day", "course_id", "day"),
@@ -111,6 +119,9 @@ class Statement(Base):
         Index("ix_statements_actor", "actor_key"),
         Index("ix_statements_verb", "verb"),
         Index("ix_statements_stored", "stored"),
+        # the xAPI GET's filters within a course: since/until (stored), activity, registration
+        Index("ix_statements_course_stored", "course_id", "stored"),
+        Index("ix_statements_course_registration", "course_id", "registration"),
         # the statements that target another (StatementRef): the GET filters take them in
         Index(
             "ix_statements_refs",
@@ -202,3 +213,48 @@ class Source(Base):
     #: the events service refuses until it is re-created with a course
     course_id: Mapped[str | None] = mapped_column(_COURSE_ID)
     created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Document(Base):
+    """One xAPI document (State, Activity Profile or Agent Profile), of one course.
+
+    A document is named by its course, its ``resource``, the context it is kept in (the
+    activity, the agent, the registration: "" where the resource has none) and its id (the
+    ``stateId`` or ``profileId``). ``context_key`` is a SHA-256 of the resource and that
+    context, so that the unique key stays short (PostgreSQL's B-tree keys are bounded).
+    """
+
+    __tablename__ = "documents"
+
+    pk: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    course_id: Mapped[str] = mapped_column(_COURSE_ID)
+    #: ``state``, ``activity_profile`` or ``agent_profile``
+    resource: Mapped[str] = mapped_column(String(16))
+    activity_id: Mapped[str] = mapped_column(String(512), default="")
+    #: the agent's identifier as :func:`~.xapi.actor_key` writes it
+    agent_key: Mapped[str] = mapped_column(String(512), default="")
+    registration: Mapped[str] = mapped_column(String(36), default="")
+    context_key: Mapped[str] = mapped_column(String(64))
+    #: the ``stateId`` or ``profileId``
+    doc_id: Mapped[str] = mapped_column(String(512))
+    content_type: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    #: the SHA-1 of ``content`` in lowercase hexadecimal (the xAPI ETag, unquoted)
+    etag: Mapped[str] = mapped_column(String(40))
+    #: when it was last written (naive UTC)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("uq_documents_key", "course_id", "context_key", "doc_id", unique=True),)
+
+
+class Attachment(Base):
+    """The raw data of a statement's attachment (sent as a ``multipart/mixed`` part), of one
+    course, named by its SHA-2 as the statements' ``attachments[].sha2`` name it."""
+
+    __tablename__ = "attachments"
+
+    course_id: Mapped[str] = mapped_column(_COURSE_ID, primary_key=True)
+    #: lowercase hexadecimal (SHA-224 to SHA-512)
+    sha2: Mapped[str] = mapped_column(String(128), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)

@@ -75,9 +75,11 @@ import re
 import signal
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict as _asdict
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from tornado import web
 from tornado.httpserver import HTTPServer
@@ -85,6 +87,8 @@ from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
 
 from ..base import HubServiceApp, JSONErrorsMixin, log_request
+from .attachments import Part, attachments_of, check_attachments, multipart_answer, parse_multipart
+from .documents import DocumentStore
 from .store import HUB_SOURCE, Conflict, EventStore, verify_secret
 from .xapi import (
     SUPPORTED_VERSION,
@@ -93,6 +97,7 @@ from .xapi import (
     accepted_languages,
     actor_key,
     check_row,
+    check_uuid,
     course_of,
     formatted,
     parse_timestamp,
@@ -105,6 +110,7 @@ from .xapi import (
 __all__ = ["EventsService", "main"]
 
 _VERSION_HEADER = "X-Experience-API-Version"
+_CONSISTENT_HEADER = "X-Experience-API-Consistent-Through"
 _GET_PARAMS = {
     "statementId", "voidedStatementId", "agent", "verb", "activity", "registration",
     "related_activities", "related_agents", "since", "until", "limit", "format",
@@ -171,19 +177,43 @@ def _admitted(method):
 
     The checks run when the body is in, not in ``prepare``: an answer given before the body
     is read makes tornado close the connection, and a client still sending would lose it.
+    A POST with ``?method=`` (the alternate request syntax) is first turned into the request
+    it stands for (:meth:`XAPIHandler.unwrap_alternate`), then checked and run as that one.
     """
 
     @functools.wraps(method)
     async def checked(self, *args):
         if self._finished:  # the body was refused while it arrived (413)
             return
-        self.request.body = b"".join(self._chunks)
-        self._chunks = []
-        await self.admit()
+        if not self._admitted:
+            self._admitted = True
+            self.request.body = b"".join(self._chunks)
+            self._chunks = []
+            if self.request.method == "POST" and "method" in self.request.query_arguments:
+                target = self.unwrap_alternate()
+                if target is None:
+                    return
+                await self.admit()
+                if not self._finished:
+                    await getattr(self, target.lower())(*args)
+                return
+            await self.admit()
         if not self._finished:
             await method(self, *args)
 
     return checked
+
+
+#: the form fields of the alternate request syntax that are headers (Communication 1.3)
+_ALTERNATE_HEADERS = {
+    "authorization": "Authorization",
+    "x-experience-api-version": _VERSION_HEADER,
+    "content-type": "Content-Type",
+    "content-length": "Content-Length",
+    "if-match": "If-Match",
+    "if-none-match": "If-None-Match",
+}
+_ALTERNATE_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
 
 
 @web.stream_request_body
@@ -204,6 +234,7 @@ class XAPIHandler(JSONErrorsMixin, web.RequestHandler):
         self.source = None
         self._chunks: list[bytes] = []
         self._received = 0
+        self._admitted = False
 
     def set_default_headers(self):
         super().set_default_headers()
@@ -246,6 +277,59 @@ class XAPIHandler(JSONErrorsMixin, web.RequestHandler):
             f"the body is larger than this LRS takes ({self.service.max_body_size} bytes; "
             "post the statements in smaller batches)",
         )
+
+    def unwrap_alternate(self) -> str | None:
+        """Turn a POST in the alternate request syntax (xAPI 1.0.3, Communication 1.3:
+        ``?method=PUT`` and a form body) into the request it stands for: the form's header
+        fields become headers, ``content`` the body (UTF-8), the other fields the query.
+        Returns the method, or None after answering 400."""
+        method = self.get_query_argument("method", strip=False)
+        others = sorted(set(self.request.query_arguments) - {"method"})
+        if method.upper() not in _ALTERNATE_METHODS:
+            self.fail(
+                400,
+                "bad_request",
+                f"method={method!r}: the alternate request syntax takes "
+                f"{', '.join(_ALTERNATE_METHODS)}",
+            )
+            return None
+        if others:
+            self.fail(
+                400,
+                "bad_request",
+                f"the alternate request syntax (method=) takes no other query parameter; "
+                f"send {others[0]!r} as a form field",
+            )
+            return None
+        try:
+            form = parse_qs(
+                self.request.body.decode("utf-8"), keep_blank_values=True, errors="strict"
+            )
+        except (UnicodeDecodeError, ValueError):
+            self.fail(
+                400,
+                "bad_request",
+                "the alternate request syntax's body is a form "
+                "(application/x-www-form-urlencoded) in UTF-8",
+            )
+            return None
+        query: dict[str, list[bytes]] = {}
+        content = b""
+        for name, values in form.items():
+            header = _ALTERNATE_HEADERS.get(name.lower())
+            if header is not None:
+                self.request.headers[header] = values[-1]
+            elif name == "content":
+                content = values[-1].encode("utf-8")
+            else:
+                query[name] = [v.encode("utf-8") for v in values]
+        if "Content-Type" not in {_ALTERNATE_HEADERS.get(n.lower()) for n in form}:
+            self.request.headers.pop("Content-Type", None)  # the form's own is not the content's
+        self.request.method = method.upper()
+        self.request.query_arguments = query
+        self.request.arguments = dict(query)
+        self.request.body = content
+        return self.request.method
 
     async def admit(self) -> None:
         """Check the version header and the credentials (and answer if they do not pass)."""
@@ -297,13 +381,36 @@ class XAPIHandler(JSONErrorsMixin, web.RequestHandler):
 
 
 class StatementsHandler(XAPIHandler):
+    #: the Consistent-Through of a GET (HEAD) under way, on its errors too
+    consistent: datetime | None = None
+
+    def fail(self, status: int, error: str, message: str, *, headers=None, **extra) -> None:
+        if self.request.method in ("GET", "HEAD"):
+            # on every answer to a statements GET, its refusals (400, 401) too
+            if self.consistent is None:
+                self.consistent = self.service.consistent_through()
+            headers = {**(headers or {}), _CONSISTENT_HEADER: _iso(self.consistent)}
+        super().fail(status, error, message, headers=headers, **extra)
+
+    def statements_body(self):
+        """The body's JSON: the whole body, or the first part of a ``multipart/mixed`` one
+        (whose other parts, the attachments' data, go to ``self.parts`` by sha2)."""
+        self.parts: dict[str, Part] = {}
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.split(";", 1)[0].strip().lower() == "multipart/mixed":
+            try:
+                text, self.parts = parse_multipart(content_type, self.request.body)
+            except StatementError as e:
+                raise web.HTTPError(400, "%s", e) from None
+            try:
+                return _json(text or b"null")
+            except ValueError as e:
+                raise web.HTTPError(400, "the statements part is not JSON: %s", e) from None
+        return self.json_body()
+
     @_admitted
     async def post(self):
-        if self.get_query_argument("method", None):
-            return self.fail(
-                400, "bad_request", "alternate request syntax (method=...) is not supported"
-            )
-        body = self.json_body()
+        body = self.statements_body()
         statements = body if isinstance(body, list) else [body]
         ids = await self._store(statements, batch=isinstance(body, list))
         if ids is not None:
@@ -314,7 +421,7 @@ class StatementsHandler(XAPIHandler):
         statement_id = self.get_query_argument("statementId", None)
         if not statement_id:
             return self.fail(400, "bad_request", "PUT needs the statementId parameter")
-        body = self.json_body()
+        body = self.statements_body()
         if not isinstance(body, dict):
             return self.fail(400, "bad_request", "PUT takes one statement (a JSON object)")
         if "id" in body and str(body["id"]).lower() != statement_id.lower():
@@ -371,6 +478,14 @@ class StatementsHandler(XAPIHandler):
                     **which,
                 )
                 return None
+        try:  # every attachment's data is given (a part, or a fileUrl), every part is used
+            parts = check_attachments(statements, self.parts, batch=batch)
+        except StatementError as e:
+            self.fail(400, "bad_request", str(e), field=e.path)
+            return None
+        for i, statement in enumerate(statements):
+            where = f"statements[{i}]" if batch else "statement"
+            which = {"statement": i} if batch else {}
             statement.pop("stored", None)
             statement["authority"] = authority
             lrs_timestamp = "timestamp" not in statement
@@ -390,7 +505,10 @@ class StatementsHandler(XAPIHandler):
                     for row in rows:
                         restamp(row, stored, lrs_timestamp=row["id"] in given)
                     await asyncio.to_thread(
-                        self.service.store.store_statements, rows, lrs_timestamps
+                        self.service.store.store_statements,
+                        rows,
+                        lrs_timestamps,
+                        [{"course_id": own, **_asdict(p)} for p in parts],
                     )
         except Conflict as e:
             self.fail(409, "conflict", str(e), statement_id=e.statement_id)
@@ -400,8 +518,8 @@ class StatementsHandler(XAPIHandler):
     @_admitted
     async def get(self):
         # before any query: every statement stored at or before it is visible to the query
-        consistent = self.service.consistent_through()
-        self.set_header("X-Experience-API-Consistent-Through", _iso(consistent))
+        consistent = self.consistent = self.service.consistent_through()
+        self.set_header(_CONSISTENT_HEADER, _iso(consistent))
         args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         unknown = sorted(set(args) - _GET_PARAMS)
         if unknown:
@@ -423,7 +541,7 @@ class StatementsHandler(XAPIHandler):
                 )
                 if statement is None:  # another course's: the same answer as a missing one
                     return self.fail(404, "not_found", f"no statement {args[key]}")
-                return self.finish(json.dumps(self._formatted(statement, args)))
+                return await self._answer(self._formatted(statement, args), args)
         try:
             filters, after = _read_page_token(args["more"]) if "more" in args else (args, None)
             query = self._filters(filters)
@@ -435,7 +553,8 @@ class StatementsHandler(XAPIHandler):
         if query.get("until") is None or query["until"] > consistent:
             query["until"] = consistent
             filters = {**filters, "until": _iso(consistent)}
-        self.set_header("X-Experience-API-Consistent-Through", _iso(query["until"]))
+        self.consistent = query["until"]
+        self.set_header(_CONSISTENT_HEADER, _iso(query["until"]))
         statements, next_pk, _newest = await asyncio.to_thread(
             self.service.store.query_statements, after_pk=after, **query, **self.scope
         )
@@ -444,7 +563,25 @@ class StatementsHandler(XAPIHandler):
             token = _page_token(filters, next_pk)
             more = f"{self.service.base_url}xAPI/statements?{urlencode({'more': token})}"
         statements = [self._formatted(s, filters) for s in statements]
-        self.finish(json.dumps({"statements": statements, "more": more}))
+        await self._answer({"statements": statements, "more": more}, filters)
+
+    head = get
+
+    async def _answer(self, body: dict, args: dict) -> None:
+        """``body`` as JSON; with ``attachments=true``, as the first part of a multipart/mixed
+        answer (xAPI 1.0.3, Communication 2.1.3), followed by the data of the statements'
+        attachments that this LRS holds (those sent as parts; a ``fileUrl`` one has none)."""
+        text = json.dumps(body).encode()
+        if args.get("attachments") != "true":
+            return self.finish(text)
+        statements = body.get("statements", [body])
+        sha2s = {str(a.get("sha2", "")) for s in statements for a in attachments_of(s)}
+        rows = await asyncio.to_thread(
+            self.service.store.attachments, self.source["course_id"], sha2s
+        )
+        boundary = uuid.uuid4().hex
+        self.set_header("Content-Type", f'multipart/mixed; boundary="{boundary}"')
+        self.finish(multipart_answer(text, [Part(**r) for r in rows], boundary))
 
     def _formatted(self, statement: dict, args: dict) -> dict:
         languages = accepted_languages(self.request.headers.get("Accept-Language"))
@@ -452,14 +589,17 @@ class StatementsHandler(XAPIHandler):
 
     def _filters(self, args: dict) -> dict:
         query: dict = {}
-        for key in ("registration",):
-            if key in args:
-                raise ValueError(f"{key}: filtering on it is not supported by this LRS")
+        if "registration" in args:
+            try:
+                query["registration"] = check_uuid(args["registration"], "registration").lower()
+            except StatementError as e:
+                raise ValueError(str(e)) from None
         for key in ("related_activities", "related_agents", "attachments"):
             if args.get(key, "false") not in ("true", "false"):
                 raise ValueError(f"{key}: {args[key]!r} is not true or false")
+        for key in ("related_activities", "related_agents"):
             if args.get(key) == "true":
-                raise ValueError(f"{key}=true is not supported by this LRS")
+                raise ValueError(f"{key}=true is not supported by this LRS yet")
         if args.get("format", "exact") not in ("ids", "exact", "canonical"):
             raise ValueError(f"format: {args['format']!r} is not ids, exact or canonical")
         if "agent" in args:
@@ -490,9 +630,25 @@ class StatementsHandler(XAPIHandler):
         return query
 
 
+#: the resources this LRS has, under ``xAPI/`` (what About lists, and the routes)
+RESOURCES = (
+    "statements", "activities/state", "activities/profile", "agents/profile", "activities",
+    "agents", "about",
+)  # fmt: skip
+#: the About extension that lists :data:`RESOURCES`
+RESOURCES_EXTENSION = "urn:hub-ext:xapi:resources"
+
+
 class AboutHandler(XAPIHandler):
-    def get(self):  # no version header nor credentials needed
-        self.finish(json.dumps({"version": [VERSION]}))
+    """About: the version, and the resources in an extension (no version header nor
+    credentials needed)."""
+
+    def get(self):
+        self.finish(
+            json.dumps({"version": [VERSION], "extensions": {RESOURCES_EXTENSION: list(RESOURCES)}})
+        )
+
+    head = get
 
 
 class NotFoundHandler(XAPIHandler):
@@ -503,7 +659,8 @@ class NotFoundHandler(XAPIHandler):
         self.fail(
             404,
             "not_found",
-            f"no resource {self.request.path} (this LRS has xAPI/statements and xAPI/about)",
+            f"no resource {self.request.path} (this LRS has "
+            f"{', '.join('xAPI/' + r for r in RESOURCES)} under {self.service.base_url})",
         )
 
 
@@ -682,6 +839,7 @@ class EventsService(HubServiceApp):
         super().initialize(argv)
         self.store = EventStore(self.db_url)
         self.store.create()
+        self.documents = DocumentStore(self.store.engine)
         # SQLite has one writer at a time: queue writes here rather than in its busy handler
         self.write_lock = (
             asyncio.Lock() if self.store.engine.dialect.name == "sqlite" else _NoLock()
@@ -813,11 +971,21 @@ class EventsService(HubServiceApp):
     def make_app(self) -> web.Application:
         prefix = self.base_url
         kw = {"service": self}
+        # the document resources' handlers build on XAPIHandler: imported once it is defined
+        from . import resources
+
+        handlers = {
+            "statements": StatementsHandler,
+            "activities/state": resources.StateHandler,
+            "activities/profile": resources.ActivityProfileHandler,
+            "agents/profile": resources.AgentProfileHandler,
+            "activities": resources.ActivitiesHandler,
+            "agents": resources.AgentsHandler,
+            "about": AboutHandler,
+        }
+        assert handlers.keys() == set(RESOURCES)
         return web.Application(
-            [
-                (rf"{prefix}xAPI/statements/?", StatementsHandler, kw),
-                (rf"{prefix}xAPI/about/?", AboutHandler, kw),
-            ],
+            [(rf"{prefix}xAPI/{path}/?", handler, kw) for path, handler in handlers.items()],
             default_handler_class=NotFoundHandler,
             default_handler_args=kw,
             log_function=log_request(self.log),

@@ -26,17 +26,19 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from ...courses import COURSE_ID_PATTERN
-from .models import Base, Source, Statement
-from .xapi import VOIDED, same_statement
+from .models import Attachment, Base, Source, Statement
+from .xapi import VOIDED, actor_key, merge_definition, same_statement
 
 __all__ = [
     "Conflict",
@@ -154,10 +156,21 @@ class EventStore:
         return readonly_url(self.url)
 
     def create(self) -> None:
-        """Create the tables and indexes that do not exist yet (an index added to a table
-        that exists already too)."""
+        """Create the tables and indexes that do not exist yet; a nullable column or an index
+        added to a table that exists already is added to it too (``ALTER TABLE ... ADD
+        COLUMN``: existing rows get NULL)."""
         Base.metadata.create_all(self.engine)
+        tables = inspect(self.engine)
         for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in tables.get_columns(table.name)}
+            missing = [c for c in table.columns if c.name not in have and c.nullable]
+            if missing:
+                with self.engine.begin() as conn:
+                    for column in missing:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.execute(
+                            text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                        )
             for index in table.indexes:
                 index.create(self.engine, checkfirst=True)
 
@@ -166,8 +179,6 @@ class EventStore:
 
     def analyze(self) -> None:
         """Refresh the planner's statistics (after a bulk import: SQLite plans better with them)."""
-        from sqlalchemy import text
-
         with self.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
 
@@ -207,13 +218,20 @@ class EventStore:
         with self.engine.begin() as c:
             c.execute(stmt, list(rows))
 
-    def store_statements(self, rows: Sequence[dict], lrs_timestamps: Iterable[str] = ()) -> int:
+    def store_statements(
+        self,
+        rows: Sequence[dict],
+        lrs_timestamps: Iterable[str] = (),
+        attachments: Sequence[dict] = (),
+    ) -> int:
         """Store validated statement rows atomically (all or none); the number new.
 
         A row whose id is stored already is skipped if the statement is the same, and raises
         :class:`Conflict` (nothing stored) if it differs. ``lrs_timestamps``: the ids of the
         statements that came without a timestamp (the one stored, given by the LRS, is then
         not compared: a retry is the same statement). Voiding statements mark their target.
+        ``attachments``: rows of the ``attachments`` table (course_id, sha2, content_type,
+        content) stored with them, those already there kept (the same SHA-2, the same data).
         """
         if not rows:
             return 0
@@ -222,12 +240,14 @@ class EventStore:
             with self.engine.begin() as conn:
                 conn.execute(Statement.__table__.insert(), list(rows))
                 self._void(conn, rows)
+                self.insert_ignore(Attachment.__table__, attachments, conn)
                 return len(rows)
         except IntegrityError:
             pass  # some id is there already: rolled back; now compare, id by id
         for attempt in range(2):
             try:
                 with self.engine.begin() as conn:
+                    self.insert_ignore(Attachment.__table__, attachments, conn)
                     return self._store(conn, rows, frozenset(lrs_timestamps))
             except IntegrityError:
                 # another request stored one of these ids between our check and insert:
@@ -394,6 +414,7 @@ class EventStore:
         agent_key: str | None = None,
         verb: str | None = None,
         activity: str | None = None,
+        registration: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         ascending: bool = False,
@@ -427,6 +448,8 @@ class EventStore:
             filters.append(t.c.verb == verb)
         if activity is not None:
             filters.append(and_(t.c.object_type == "Activity", t.c.object_id == activity))
+        if registration is not None:
+            filters.append(t.c.registration == registration)
         order = t.c.pk.asc() if ascending else t.c.pk.desc()
         queries = [select(t.c.pk, t.c.raw).where(*common, *filters)]
         if filters:  # and the statements that target a matching one (XAPI-00162): a query
@@ -451,6 +474,60 @@ class EventStore:
         more = rows[limit - 1].pk if len(rows) > limit else None
         return [r.raw for r in rows[:limit]], more, newest
 
+    def activity(self, activity_id: str, *, newest: int = 1000, **scope) -> dict:
+        """The full Activity object ``activity_id`` as the statements of the scope
+        (``course_id``, ``hide_sources``) describe it: the definitions of the ``newest``
+        statements whose object it is (not voided), merged oldest first
+        (:func:`~.xapi.merge_definition`). An Activity no statement names is still an
+        Activity: its id alone."""
+        t = Statement.__table__
+        where = (t.c.object_id == activity_id, t.c.object_type == "Activity")
+        definition: dict = {}
+        for raw in reversed(self._newest_raws(where, newest, **scope)):
+            merge_definition(definition, raw["object"].get("definition") or {})
+        activity = {"objectType": "Activity", "id": activity_id}
+        if definition:
+            activity["definition"] = definition
+        return activity
+
+    def agent_names(self, agent: dict, *, newest: int = 100, **scope) -> list[str]:
+        """The names the ``newest`` statements of the scope gave ``agent`` as their actor."""
+        where = (Statement.__table__.c.actor_key == actor_key(agent),)
+        names = [raw["actor"].get("name") for raw in self._newest_raws(where, newest, **scope)]
+        return list(dict.fromkeys(n for n in names if isinstance(n, str)))
+
+    def _newest_raws(
+        self,
+        where: Sequence,
+        newest: int,
+        course_id: str | None = None,
+        hide_sources: Sequence[str] = (),
+    ) -> list[dict]:
+        """The ``newest`` statements (not voided) of the scope that match ``where``."""
+        t = Statement.__table__
+        q = (
+            select(t.c.raw)
+            .where(*_scope(t, course_id, hide_sources), *where, t.c.voided.is_(False))
+            .order_by(t.c.pk.desc())
+            .limit(newest)
+        )
+        with self.engine.connect() as conn:
+            return [r.raw for r in conn.execute(q)]
+
+    def attachments(self, course_id: str, sha2s: Iterable[str]) -> list[dict]:
+        """The ``attachments`` rows of ``course_id`` among ``sha2s`` (sha2, content_type,
+        content)."""
+        t = Attachment.__table__
+        wanted = sorted({s.lower() for s in sha2s})
+        found = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                q = select(t.c.sha2, t.c.content_type, t.c.content).where(
+                    t.c.course_id == course_id, t.c.sha2.in_(wanted[start : start + 500])
+                )
+                found += [dict(r._mapping) for r in conn.execute(q)]
+        return found
+
     def newest_stored(self) -> datetime | None:
         """The latest ``stored`` time in the store (aware, UTC), None when it is empty."""
         with self.engine.connect() as conn:
@@ -468,8 +545,6 @@ class EventStore:
         """PostgreSQL only: a login role that may only SELECT the store; its URL."""
         if self.engine.dialect.name != "postgresql":
             raise ValueError("read-only roles are a PostgreSQL feature; SQLite uses mode=ro")
-        from sqlalchemy import text
-
         with self.engine.begin() as conn:
             exists = conn.execute(
                 text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}

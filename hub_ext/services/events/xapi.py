@@ -37,9 +37,14 @@ __all__ = [
     "actor_key",
     "canonical",
     "accepted_languages",
+    "check_iri",
+    "check_string",
+    "check_uuid",
     "check_row",
     "course_iri",
     "formatted",
+    "merge_definition",
+    "person",
     "parse_timestamp",
     "restamp",
     "same_statement",
@@ -289,9 +294,31 @@ def _account(value, path: str) -> dict:
     return _fields(value, path, _ACCOUNT_FIELDS)
 
 
-def validate_agent(value: Any, path: str = "agent") -> dict:
-    """Check an Agent or Group (e.g. the ``agent`` parameter of a statements query)."""
-    return _agent(value, path)
+def validate_agent(value: Any, path: str = "agent", *, group_ok: bool = True) -> dict:
+    """Check an Agent or Group (e.g. the ``agent`` parameter of a statements query); with
+    ``group_ok`` False, an Agent only (the document resources' and the Agents resource's)."""
+    return _agent(value, path, group_ok=group_ok)
+
+
+def check_string(value: Any, path: str, *, max_length: int | None = None) -> str:
+    """``value`` if it is a string a store can keep (no NUL, no lone surrogate) of at most
+    ``max_length`` characters, else :class:`StatementError`."""
+    _str(value, path)
+    if max_length is not None and len(value) > max_length:
+        _fail(path, f"is {len(value)} characters long; this LRS keeps at most {max_length}")
+    return value
+
+
+def check_iri(value: Any, path: str, *, max_length: int | None = None) -> str:
+    """``value`` if it is an IRI (of at most ``max_length`` characters), else
+    :class:`StatementError`."""
+    _iri(value, path)
+    return check_string(value, path, max_length=max_length)
+
+
+def check_uuid(value: Any, path: str) -> str:
+    """``value`` if it is a UUID, else :class:`StatementError`."""
+    return _uuid(value, path)
 
 
 def _team(value, path: str) -> dict:
@@ -409,11 +436,6 @@ def _attachments(value, path: str) -> list:
             ("usageType", "display", "contentType", "length", "sha2"),
         )
         _fields(a, f"{path}[{i}]", _ATTACHMENT_FIELDS)
-        if "fileUrl" not in a:
-            _fail(
-                f"{path}[{i}]",
-                "attachments sent in the request (multipart/mixed) are not supported; give a fileUrl",
-            )
     return value
 
 
@@ -601,7 +623,13 @@ def to_row(
         "source": source,
         "voided": False,
         "raw": statement,
+        "registration": _registration(statement),
     }
+
+
+def _registration(statement: dict) -> str | None:
+    registration = (statement.get("context") or {}).get("registration")
+    return registration.lower() if isinstance(registration, str) else None
 
 
 def _activity_lists(statement: dict) -> None:
@@ -778,3 +806,36 @@ def formatted(statement: dict, fmt: str = "exact", languages: list[str] = ()) ->
     if fmt == "canonical":
         return _canonical_languages(statement, list(languages))
     return statement
+
+
+# --------------------------------------------------------------------------- Activities, Agents
+
+#: the properties of an Activity definition whose values are merged key by key
+_MERGED = {"name", "description", "extensions"}
+
+
+def merge_definition(into: dict, definition: dict) -> dict:
+    """Fold an Activity ``definition`` seen later into ``into``: language maps (``name``,
+    ``description``) and ``extensions`` gain its entries, every other property takes its
+    value (xAPI 1.0.3, Communication 2.5: the Activity "contains all available information
+    about an activity from any statements": XAPI-00254)."""
+    for key, value in definition.items():
+        if key in _MERGED and isinstance(value, dict) and isinstance(into.get(key), dict):
+            into[key] = {**into[key], **value}
+        else:
+            into[key] = value
+    return into
+
+
+def person(agent: dict, names: list[str] = ()) -> dict:
+    """The Person object of the Agents resource for ``agent`` (an Agent): its identifier and
+    ``names`` (the names statements gave it, then its own), each property a list (xAPI 1.0.3,
+    Communication 2.4). Personas are not joined: this LRS knows one identifier per Agent."""
+    out: dict = {"objectType": "Person"}
+    seen = list(dict.fromkeys([*([agent["name"]] if "name" in agent else []), *names]))
+    if seen:
+        out["name"] = seen
+    for key in _IFIS:
+        if key in agent:
+            out[key] = [agent[key]]
+    return out
