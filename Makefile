@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup sandbox-tools browser nbgrader-ref demo test lint format bench images clean
+.PHONY: help setup chart-libs sandbox-tools browser nbgrader-ref demo test lint format bench images clean
 
 help:
 	@echo "make demo    set up, then run the hub on http://127.0.0.1:8000 with the demo courses"
@@ -13,7 +13,7 @@ help:
 	@echo "make images  build the course images (needs a running Docker engine)"
 	@echo "make bench   run the benchmarks (minutes; prints ratios against baselines)"
 
-setup: $(VENV)/.installed node_modules/.installed sandbox-tools
+setup: $(VENV)/.installed node_modules/.installed chart-libs sandbox-tools
 
 # bubblewrap: the sandbox of teachers' notebooks on the embedded default (Debian's package).
 # Installed here when we may (root with apt-get); otherwise said, and the hub runs only the
@@ -41,6 +41,20 @@ $(VENV)/.installed: setup.cfg pyproject.toml hub_config/kernels/stats/kernel.jso
 # JupyterHub's proxy and the development OpenID provider, from the committed lockfile.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The analytics pages' chart libraries (vega, vega-lite, vega-embed: the npm registry, through
+# the committed lockfile), copied where the analytics service serves them (git-ignored, package
+# data): no CDN, a campus network may have no internet. Their licences (BSD-3-Clause) go beside
+# them where the package ships one.
+CHART_LIBS_DIR := hub_ext/services/analytics/static
+CHART_LIBS := vega vega-lite vega-embed
+chart-libs: $(CHART_LIBS_DIR)/.chart-libs
+$(CHART_LIBS_DIR)/.chart-libs: node_modules/.installed
+	for lib in $(CHART_LIBS); do \
+	  cp node_modules/$$lib/build/$$lib.min.js $(CHART_LIBS_DIR)/ || exit 1; \
+	  if [ -f node_modules/$$lib/LICENSE ]; then cp node_modules/$$lib/LICENSE $(CHART_LIBS_DIR)/$$lib.LICENSE.txt; fi; \
+	done
 	touch $@
 
 # nbgrader itself, for the tests that compare our autograde with its own: installed beside

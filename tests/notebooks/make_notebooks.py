@@ -20,6 +20,51 @@ COURSE = os.environ["COURSE_ID"]
 ENGINE = sa.create_engine(os.environ["HUB_EXT_EVENTS_URL"])
 """
 
+#: the views notebook's queries (plain SQL over the course's extract)
+VIEWS_SETUP = """\
+from hub_ext.services.events import queries as q
+
+def rows(sql, **params):
+    with ENGINE.connect() as db:
+        return [dict(r._mapping) for r in db.execute(sa.text(sql), params)]
+
+def heatmap(measure):
+    count = "COUNT(*)" if measure == "events" else "COUNT(DISTINCT verb)"
+    values = rows(
+        f"SELECT learner, substr(stored, 1, 10) AS date, {count} AS n FROM statements"
+        " GROUP BY learner, date ORDER BY learner, date")
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "description": f"{measure} per learner and day",
+        "data": {"values": values},
+        "mark": "rect",
+        "encoding": {
+            "x": {"field": "date", "type": "ordinal", "title": "day"},
+            "y": {"field": "learner", "type": "nominal"},
+            "color": {"field": "n", "type": "quantitative", "title": measure},
+            "tooltip": [{"field": "learner"}, {"field": "date"}, {"field": "n", "title": measure}],
+        },
+    }
+
+def learners():
+    return rows(
+        "SELECT learner, COUNT(*) AS events, MIN(stored) AS first, MAX(stored) AS last"
+        " FROM statements GROUP BY learner ORDER BY learner")
+
+def profile(r):
+    learner = q.param_str(r, "learner", required=True)
+    since = q.param_date(r, "since")
+    where = "learner = :learner" + (" AND stored >= :since" if since else "")
+    days = rows(f"SELECT substr(stored, 1, 10) AS date, COUNT(*) AS events FROM statements"
+                f" WHERE {where} GROUP BY date ORDER BY date", learner=learner, since=str(since))
+    if not days:
+        return None
+    verbs = rows(f"SELECT verb, COUNT(*) AS n FROM statements WHERE {where} GROUP BY verb",
+                 learner=learner, since=str(since))
+    return {"learner": learner, "events": sum(d["events"] for d in days),
+            "verbs": {v["verb"]: v["n"] for v in verbs}, "days": days}
+"""
+
 #: the attacker's setup: every read and write the first sandbox-less version allowed
 ATTACK_SETUP = """\
 import glob, json, os, socket, sqlite3
@@ -109,6 +154,36 @@ NOTEBOOKS = {
             '"args": req["args"], "has_auth": "Authorization" in req["headers"]}))'
         ),
         new_code_cell('# GET /pid\nprint(json.dumps({"pid": os.getpid()}))'),
+    ],
+    # the pages' test API (tests/test_analytics_views*.py): one answer of each shape the
+    # pages draw (a Vega-Lite v5 chart with inline data, records, an object), documented as
+    # the shipped notebooks are (a markdown cell with a parameter table before each route)
+    "views": [
+        new_markdown_cell("# Activity views\nCharts, tables and records of the course's events."),
+        new_code_cell(SETUP + VIEWS_SETUP),
+        new_markdown_cell(
+            "## `GET /heatmap`\n\nEvents per learner and day, as a heat-map.\n\n"
+            "| parameter | type | meaning |\n|---|---|---|\n"
+            "| `measure` | events | verbs, default events | what the colour counts |\n"
+        ),
+        new_code_cell(
+            "# GET /heatmap\nargs = json.loads(REQUEST)['args']\n"
+            "measure = (args.get('measure') or ['events'])[0]\n"
+            "print(json.dumps(heatmap(measure)))"
+        ),
+        new_markdown_cell("## `GET /learners`\n\nEvery learner with events: a list of records."),
+        new_code_cell("# GET /learners\nprint(json.dumps(learners()))"),
+        new_markdown_cell(
+            "## `GET /learners/:learner`\n\nOne learner: an object; 404 for a learner without "
+            "events.\n\n| parameter | type | meaning |\n|---|---|---|\n"
+            "| `learner` | path | the learner's username |\n"
+            "| `since` | date YYYY-MM-DD, optional | first day counted |\n"
+        ),
+        new_code_cell(
+            "# GET /learners/:learner\nSTATUS, BODY = q.respond(REQUEST, profile, "
+            "allowed=('since',))\nprint(BODY)"
+        ),
+        new_code_cell("# ResponseInfo GET /learners/:learner\nprint(q.response_info(STATUS))"),
     ],
     # a route that never finishes, next to one that does
     "sleepy": [

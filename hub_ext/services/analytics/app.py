@@ -8,22 +8,31 @@ Routes, under the service prefix (``/services/analytics/``):
 
 ``GET  /`` or ``/_api/catalog``
     The APIs the caller may call (courses whose analytics scope they hold), with routes.
+``GET  /<course>/`` and ``/<course>/<name>/``
+    The course's APIs (or one), as a page for a browser (``Accept: text/html``): each route
+    with a form for its parameters, its answer drawn by shape (a Vega-Lite chart, a sortable
+    table, a definition list) and its JSON one click away; as JSON for a program (the APIs,
+    each route with the parameters its notebook documents, :mod:`.docs`). The chart
+    libraries are served from ``/_static/`` (copied there by ``make setup``).
 ``PUT  /_api/courses/<course>/apis/<name>`` (body: the ``.ipynb``)
     Check, start, and publish (or replace) a notebook; 400 with every problem if refused,
     422 naming the setup cell if it raises. ``DELETE`` withdraws; ``GET`` describes.
 ``<VERB> /<course>/<name>/<route>``
     Call the API: proxied to the notebook's gateway with the gateway's own token (which
-    never leaves the server); GET answers cached with ETag / 304.
+    never leaves the server); GET answers cached with ETag / 304. Always JSON (or what the
+    notebook answers), whoever asks: the pages fetch these same URLs.
 
 Callers are identified by the hub: OAuth for browsers (``HubOAuthenticated``), hub API
 tokens for scripts. Access to a course's APIs needs ``analytics_scope(course)``
 (``custom:analytics:course:<id>``), which the hub grants the course's teachers and the
-admins. Every error is JSON ``{error, message, request_id}``.
+admins. Every error is JSON ``{error, message, request_id}`` (a notebook's own error
+answers too: the service adds what they lack), or, for a browser's page, a page saying it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from pathlib import Path
@@ -32,7 +41,7 @@ from urllib.parse import urlencode
 from jupyterhub.services.auth import (
     HubOAuthCallbackHandler,
 )
-from jupyterhub.utils import url_path_join
+from jupyterhub.utils import get_accepted_mimetype, url_path_join
 from tornado import web
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -42,6 +51,7 @@ from ...courses import API_NAME_PATTERN, CatalogError, CourseCatalog, analytics_
 from ..base import HubServiceApp
 from ..hubauth import HubServiceHandler, NotFoundMixin
 from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
+from .docs import api_docs, markdown_html
 from .extracts import CourseExtracts
 from .notebook import CheckedNotebook, NotebookError, check_notebook
 from .supervisor import GatewayFailed, GatewaySupervisor
@@ -60,6 +70,31 @@ INERT_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
     "Referrer-Policy": "no-referrer",
 }
+
+
+#: the pages' policy: our scripts and styles only, data from this origin only (no eval: the
+#: charts use Vega's expression interpreter)
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+#: what an error page says first, by status
+HEADLINES = {
+    400: "The request was refused",
+    401: "Please log in",
+    403: "You may not see this page",
+    404: "Nothing here",
+    405: "Not for a browser",
+    503: "Not ready yet",
+    504: "The analysis took too long",
+}
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+#: what ``make setup`` copies from node_modules into STATIC (see the Makefile's chart-libs)
+CHART_LIBS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
+#: an API's documentation is read once per notebook published
+_api_docs = functools.lru_cache(maxsize=256)(api_docs)
 
 
 def safe_media_type(content_type: str) -> bool:
@@ -182,6 +217,14 @@ class AnalyticsService(HubServiceApp):
             (analytics_scope(cid) for cid in self.catalog), self.hub_cache_max_age
         )
         self.web_app = self.make_app()
+        missing = [f for f in CHART_LIBS if not (STATIC / f).is_file()]
+        if missing:
+            self.log.warning(
+                "The analytics pages' chart libraries are missing from %s (%s): run `make "
+                "setup`; until then the pages show charts' data as tables",
+                STATIC,
+                ", ".join(missing),
+            )
 
     def make_app(self) -> web.Application:
         prefix = self.base_url.rstrip("/")
@@ -191,10 +234,19 @@ class AnalyticsService(HubServiceApp):
             (prefix + r"/_api/catalog", CatalogHandler),
             (prefix + r"/_api/courses/([^/]+)/apis/([^/]+)", PublishHandler),
             (prefix + r"/oauth_callback", HubOAuthCallbackHandler),
+            (prefix + rf"/{name}/?", CourseHandler),
             (prefix + rf"/{name}/{name}(/.*)?", APIHandler),
             (prefix + r"/.*", NotFoundHandler),
         ]
-        return self.web_application(handlers, self.hub_auth)
+        return self.web_application(
+            handlers,
+            self.hub_auth,
+            template_path=str(TEMPLATES),
+            static_path=str(STATIC),
+            # "_static": "_" is in no course id or API name, so no course can shadow it
+            static_url_prefix=prefix + "/_static/",
+            static_handler_class=StaticHandler,
+        )
 
     # ------------------------------------------------------------------ publishing
 
@@ -203,6 +255,36 @@ class AnalyticsService(HubServiceApp):
 
     def url_for(self, course: str, name: str) -> str:
         return url_path_join(self.base_url, course, name) + "/"
+
+    def course_apis(self, course: str) -> list[dict]:
+        """The course's APIs, running or not: (name, url, state, message, routes, docs)."""
+        apis = {}
+        for key, state in self.pending.items():
+            c, name = key.split("/", 1)
+            if c == course:
+                apis[name] = {
+                    "course": c,
+                    "name": name,
+                    "url": self.url_for(c, name),
+                    "routes": [],
+                    **state,
+                }
+        for gateway in self.supervisor.gateways.values():
+            if gateway.spec.course_id == course:
+                apis[gateway.spec.api_name] = self.describe_api(gateway)
+        return [apis[name] for name in sorted(apis)]
+
+    def describe_api(self, gateway) -> dict:
+        """What the catalog says of a running API, with what its notebook documents."""
+        doc = _api_docs(gateway.notebook)
+        described = gateway.describe()
+        return {
+            **described,
+            "url": self.url_for(gateway.spec.course_id, gateway.spec.api_name),
+            "title": doc.title,
+            "intro": doc.intro,
+            "routes": [r.as_dict() for r in doc.routes],
+        }
 
     def _stored(self, course: str, name: str) -> Path:
         return Path(self.data_dir) / course / f"{name}.ipynb"
@@ -369,9 +451,88 @@ class BaseHandler(HubServiceHandler):
             "url": self.service.url_for(gateway.spec.course_id, gateway.spec.api_name),
         }
 
+    def wants_html(self) -> bool:
+        """A browser asking for a page (``Accept`` prefers ``text/html`` to JSON)."""
+        accept = self.request.headers.get("Accept", "")
+        return self.request.method in ("GET", "HEAD") and (
+            get_accepted_mimetype(accept, ["text/html", "application/json"]) == "text/html"
+        )
+
+    def render_page(self, template: str, **namespace) -> None:
+        # tornado's render reads current_user: never let it ask the hub again (a refusal
+        # in prepare() renders before the caller is known)
+        self._hub_auth_user_cache = getattr(self, "_hub_auth_user_cache", None)
+        self.set_header("Content-Security-Policy", PAGE_CSP)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Vary", "Accept, Authorization, Cookie")
+        self.set_header("Cache-Control", "private, no-cache")
+        self.render(
+            template,
+            prefix=self.service.base_url,
+            hub_home=url_path_join(self.hub_auth.hub_prefix, "home"),
+            # the name the hub gave (set in prepare; current_user may not be known yet)
+            user_name=getattr(self, "_hub_user_name", None),
+            chart_libs=CHART_LIBS if all((STATIC / f).is_file() for f in CHART_LIBS) else (),
+            markdown_html=markdown_html,
+            request_id=self.request_id,
+            **namespace,
+        )
+
+    def fail(self, status, error, message, *, headers=None, **extra):
+        """The one JSON error; for a browser's page, a page that says the same."""
+        if self._finished:
+            return
+        if not self.wants_html():
+            return super().fail(status, error, message, headers=headers, **extra)
+        self.clear()
+        self.set_status(status)
+        self.set_header("X-Request-Id", self.request_id)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
+        headline = HEADLINES.get(
+            status, "The analytics could not answer" if status >= 500 else HEADLINES[400]
+        )
+        self.render_page(
+            "error.html",
+            status=status,
+            headline=headline,
+            error=error,
+            message=message,
+            extra=extra,
+        )
+
 
 class NotFoundHandler(NotFoundMixin, BaseHandler):
     pass
+
+
+class StaticHandler(web.StaticFileHandler):
+    """The pages' scripts, styles and the chart libraries: public, inert, cached for long
+    (tornado's ``static_url`` adds the version to each URL)."""
+
+    def set_default_headers(self):
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+
+class CourseHandler(BaseHandler):
+    """A course's APIs: a page for a browser, their routes and parameters for a program."""
+
+    async def get(self, course):
+        user = self.require_user()
+        if not user:
+            return
+        service = self.service
+        if course not in service.catalog or not self.may_call(user, course):
+            # the same answer for "no such course" and "not yours": no course enumeration
+            return self.fail(
+                403, "forbidden", f"{user['name']} may not see the analytics of course {course!r}"
+            )
+        apis = service.course_apis(course)
+        title = service.catalog[course].title
+        if self.wants_html():
+            return self.render_page("course.html", course=course, title=title, apis=apis, one=None)
+        self.set_header("Vary", "Accept, Authorization, Cookie")
+        self.finish({"course": course, "title": title, "apis": apis})
 
 
 class CatalogHandler(BaseHandler):
@@ -501,13 +662,19 @@ class APIHandler(BaseHandler):
             )
         route = route or "/"
         gateway = service.supervisor.gateways.get(service.key(course, name))
+        method = self.request.method
+        if route == "/" and method == "GET" and self.wants_html():
+            return self._page(course, name)
         if gateway is None:
             state = service.pending.get(service.key(course, name))
             if state and state.get("state") == "starting":
                 return self.fail(503, "starting", f"API {name!r} of {course!r} is starting")
             return self.fail(404, "not_found", f"no API {name!r} in course {course!r}")
         nb = gateway.notebook
-        method = self.request.method
+        if route == "/" and method == "GET" and nb.route_for("GET", "/") is None:
+            # the API's own URL (the catalog's ``url``): what it serves, for a program
+            self.set_header("Vary", "Accept, Authorization, Cookie")
+            return self.finish(service.describe_api(gateway))
         if not any(r.matches(route) is not None for r in nb.routes):
             return self.fail(404, "not_found", f"API {name!r} has no route {route}")
         if nb.route_for(method, route) is None:
@@ -539,7 +706,16 @@ class APIHandler(BaseHandler):
 
     get = post = put = delete = _call
 
+    def _page(self, course: str, name: str) -> None:
+        apis = [a for a in self.service.course_apis(course) if a["name"] == name]
+        if not apis:
+            return self.fail(404, "not_found", f"no API {name!r} in course {course!r}")
+        title = self.service.catalog[course].title
+        self.render_page("course.html", course=course, title=title, apis=apis, one=apis[0])
+
     def _answer(self, entry: CachedResponse, hit: bool) -> None:
+        if entry.status >= 400:
+            return self._answer_error(entry)
         self.set_header("X-Cache", "hit" if hit else "miss")
         self.set_header("Cache-Control", "private, no-cache")
         self.set_header("Vary", "Authorization, Cookie")
@@ -552,6 +728,23 @@ class APIHandler(BaseHandler):
         for k, v in entry.headers.items():
             self.set_header(k, v)
         self.finish(entry.body)
+
+    def _answer_error(self, entry: CachedResponse) -> None:
+        """A notebook's error in the one shape: its ``error``, ``message`` and other keys
+        (``parameter``) kept, this request's ``request_id`` added; a body that is not a
+        JSON object becomes the message."""
+        try:
+            body = json.loads(entry.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            text = entry.body.decode("utf-8", "replace").strip()[:500]
+            body = {"message": text} if text else {}
+        body.pop("request_id", None)
+        error = str(body.pop("error", None) or f"http_{entry.status}")
+        message = str(body.pop("message", None) or error.replace("_", " "))
+        extra = {k: v for k, v in body.items() if k != "headers"}  # fail()'s own argument
+        self.fail(entry.status, error, message, **extra)
 
     def compute_etag(self):
         return None  # ours is set explicitly (version + body)
