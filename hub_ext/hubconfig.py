@@ -43,6 +43,7 @@ __all__ = [
 BACKENDS = {
     "local": "hub_ext.spawners.local.CourseLocalSpawner",
     "docker": "hub_ext.spawners.docker.CourseDockerSpawner",
+    "swarm": "hub_ext.spawners.swarm.CourseSwarmSpawner",
 }
 
 TEMPLATES = str(Path(__file__).parent / "templates")

@@ -4,10 +4,13 @@
   pure start decision :func:`start_refusal`;
 - :mod:`hub_ext.spawners.local`: :class:`CourseLocalSpawner` (local processes);
 - :mod:`hub_ext.spawners.docker`: :class:`CourseDockerSpawner` (dockerspawner), with its
-  pure builders in :mod:`hub_ext.spawners.docker_objects`.
+  pure builders in :mod:`hub_ext.spawners.docker_objects`;
+- :mod:`hub_ext.spawners.swarm`: :class:`CourseSwarmSpawner` (dockerspawner's
+  ``SwarmSpawner``), the same course rules on Docker Swarm services.
 
-The Docker backend is imported only when asked for (``hub_ext.spawners.CourseDockerSpawner``
-or its module), so a local-only install needs neither docker-py nor dockerspawner.
+The Docker backends are imported only when asked for (``hub_ext.spawners.CourseDockerSpawner``,
+``hub_ext.spawners.CourseSwarmSpawner`` or their modules), so a local-only install needs
+neither docker-py nor dockerspawner.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from __future__ import annotations
 from .base import CourseSpawnerMixin, start_refusal
 from .local import CourseLocalSpawner
 
-__all__ = ["CourseDockerSpawner", "CourseLocalSpawner", "CourseSpawnerMixin", "start_refusal"]
+__all__ = [
+    "CourseDockerSpawner",
+    "CourseLocalSpawner",
+    "CourseSpawnerMixin",
+    "CourseSwarmSpawner",
+    "start_refusal",
+]
 
 
 def __getattr__(name: str):
@@ -23,4 +32,8 @@ def __getattr__(name: str):
         from .docker import CourseDockerSpawner
 
         return CourseDockerSpawner
+    if name == "CourseSwarmSpawner":
+        from .swarm import CourseSwarmSpawner
+
+        return CourseSwarmSpawner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
