@@ -44,6 +44,7 @@ BACKENDS = {
     "local": "hub_ext.spawners.local.CourseLocalSpawner",
     "docker": "hub_ext.spawners.docker.CourseDockerSpawner",
     "kube": "hub_ext.spawners.kube.CourseKubeSpawner",
+    "swarm": "hub_ext.spawners.swarm.CourseSwarmSpawner",
 }
 
 TEMPLATES = str(Path(__file__).parent / "templates")

@@ -114,7 +114,8 @@ def pytest_runtest_makereport(item, call):
         client, _ = docker_client_or_none()
         if client is not None:
             report.sections.append(("course containers (docker logs)", container_logs(client)))
-        hub = item.funcargs.get("docker_hub") if hasattr(item, "funcargs") else None
+        funcargs = getattr(item, "funcargs", {})
+        hub = funcargs.get("docker_hub") or funcargs.get("swarm_hub")
         if hub is not None:
             report.sections.append(("hub log", hub.log_tail(80)))
 
@@ -199,14 +200,23 @@ def docker_hub_extra(
     *,
     answer_at_once: bool = False,
     deployer_volumes: dict | None = None,
+    swarm: bool = False,
 ) -> str:
     """Hub config for the Docker backend, on this session's own networks, names and volumes.
 
-    ``deployer_volumes``: a deployer's own ``c.CourseDockerSpawner.volumes``."""
-    extra = f"""
+    ``deployer_volumes``: a deployer's own ``c.CourseDockerSpawner.volumes``. ``swarm``:
+    the Swarm backend (``backend="swarm"``) instead, with the same names and volumes."""
+    if swarm:
+        extra = """
+from hub_ext.spawners.swarm import swarm_hub_config
+swarm_hub_config(c)
+"""
+    else:
+        extra = f"""
 from hub_ext.spawners.docker import docker_hub_config
 docker_hub_config(c, network={NETWORK!r})
-c.CourseDockerSpawner.prefix = {SESSION!r}
+"""
+    extra += f"""c.CourseDockerSpawner.prefix = {SESSION!r}
 c.CourseDockerSpawner.workspace_volume_template = {VOLUME_TEMPLATE!r}
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
@@ -226,24 +236,23 @@ configure_export(c, Catalog.load({str(catalog)!r}), catalog_path={str(catalog)!r
     return extra
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def docker_hub(tmp_path_factory, docker_client, docker_catalog):
-    """A real JupyterHub + proxy whose course servers are containers of the course images."""
+async def _course_hub(tmp_path_factory, client, catalog, backend: str):
+    """A real JupyterHub + proxy on ``backend`` ("docker" or "swarm"), with the export
+    service and a deployer's own volume; everything the session made is removed after."""
     from tests.hubtest import free_port
 
-    require_images(docker_client, DS101_IMAGE, STAT200_IMAGE)
+    require_images(client, DS101_IMAGE, STAT200_IMAGE)
     if not node_available():
         pytest.fail("configurable-http-proxy is not installed: run `make setup` first")
     process = HubProcess(
-        tmp_path_factory.mktemp("docker-hub"),
-        docker_catalog,
-        backend="docker",
+        tmp_path_factory.mktemp(f"{backend}-hub"),
+        catalog,
+        backend=backend,
         extra_config=docker_hub_extra(
             free_port(),
-            docker_catalog,
-            deployer_volumes={
-                str(deployer_data(docker_catalog)): {"bind": DEPLOYER_DATA, "mode": "ro"}
-            },
+            catalog,
+            deployer_volumes={str(deployer_data(catalog)): {"bind": DEPLOYER_DATA, "mode": "ro"}},
+            swarm=backend == "swarm",
         ),
     )
     await process.start()
@@ -251,7 +260,82 @@ async def docker_hub(tmp_path_factory, docker_client, docker_catalog):
         yield process
     finally:
         await process.shutdown()
-        await asyncio.to_thread(cleanup, docker_client)
+        await asyncio.to_thread(swarm_cleanup if backend == "swarm" else cleanup, client)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def docker_hub(tmp_path_factory, docker_client, docker_catalog):
+    """A real JupyterHub + proxy whose course servers are containers of the course images."""
+    async for hub in _course_hub(tmp_path_factory, docker_client, docker_catalog, "docker"):
+        yield hub
+
+
+# --------------------------------------------------------------------------- Docker Swarm
+
+
+@pytest.fixture(scope="session")
+def swarm_client(docker_client):
+    """The engine as a manager of an active swarm: a single-node swarm is initialised
+    (``docker swarm init --advertise-addr 127.0.0.1``) when the engine is in none. It is
+    left active: the plain Docker tier runs beside it."""
+    import docker.errors
+
+    swarm = docker_client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") == "inactive":
+        try:
+            docker_client.init_swarm(advertise_addr="127.0.0.1")
+        except docker.errors.APIError as e:
+            unavailable(f"the Docker engine cannot initialise a swarm: {e.explanation or e}")
+        swarm = docker_client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        unavailable(
+            f"the Docker engine is not a manager of an active swarm ({swarm.get('LocalNodeState')})"
+        )
+    return docker_client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def swarm_hub(tmp_path_factory, swarm_client, docker_catalog):
+    """A real JupyterHub + proxy whose course servers are Swarm services of the course
+    images, on a single-node swarm."""
+    async for hub in _course_hub(tmp_path_factory, swarm_client, docker_catalog, "swarm"):
+        yield hub
+
+
+def session_services(client) -> list[dict]:
+    return [s for s in client.services() if s["Spec"]["Name"].startswith(SESSION)]
+
+
+def swarm_cleanup(client) -> None:
+    """Remove what this test session made on the swarm (services, then their containers,
+    volumes and networks, and the host firewall of docker_gwbridge), then :func:`cleanup`."""
+    import time
+
+    import docker.errors
+
+    from hub_ext.spawners.docker import remove_host_firewall
+    from hub_ext.spawners.docker_objects import GWBRIDGE
+
+    for service in session_services(client):
+        try:
+            client.remove_service(service["ID"])
+        except docker.errors.APIError:
+            pass
+    for _ in range(60):  # the tasks' containers go away after their service
+        if not session_containers(client):
+            break
+        time.sleep(0.5)
+    cleanup(client)
+    for network in client.networks():
+        if network["Name"].startswith(SESSION):
+            try:
+                client.remove_network(network["Id"])
+            except docker.errors.APIError:
+                pass
+    try:
+        remove_host_firewall(GWBRIDGE, client=client)
+    except Exception:  # no iptables: nothing was installed
+        pass
 
 
 #: where the Docker hub's deployer mounts a directory of their own (c.CourseDockerSpawner.volumes)

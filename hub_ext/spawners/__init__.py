@@ -5,12 +5,14 @@
 - :mod:`hub_ext.spawners.local`: :class:`CourseLocalSpawner` (local processes);
 - :mod:`hub_ext.spawners.docker`: :class:`CourseDockerSpawner` (dockerspawner), with its
   pure builders in :mod:`hub_ext.spawners.docker_objects`;
+- :mod:`hub_ext.spawners.swarm`: :class:`CourseSwarmSpawner` (dockerspawner's
+  ``SwarmSpawner``), the same course rules on Docker Swarm services;
 - :mod:`hub_ext.spawners.kube`: :class:`CourseKubeSpawner` (kubespawner, the
   ``kubernetes`` extra), with its pure builders in :mod:`hub_ext.spawners.kube_objects`.
 
-The Docker and Kubernetes backends are imported only when asked for
-(``hub_ext.spawners.CourseDockerSpawner``, ``CourseKubeSpawner`` or their modules), so a
-local-only install needs neither docker-py, dockerspawner nor kubespawner.
+The Docker, Swarm and Kubernetes backends are imported only when asked for
+(``hub_ext.spawners.CourseDockerSpawner``, ``CourseSwarmSpawner``, ``CourseKubeSpawner`` or
+their modules), so a local-only install needs neither docker-py, dockerspawner nor kubespawner.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "CourseKubeSpawner",
     "CourseLocalSpawner",
     "CourseSpawnerMixin",
+    "CourseSwarmSpawner",
     "start_refusal",
 ]
 
@@ -36,4 +39,8 @@ def __getattr__(name: str):
         from .kube import CourseKubeSpawner
 
         return CourseKubeSpawner
+    if name == "CourseSwarmSpawner":
+        from .swarm import CourseSwarmSpawner
+
+        return CourseSwarmSpawner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,8 +60,10 @@ __all__ = [
     "CourseDockerSpawner",
     "HostFirewallError",
     "NetworkError",
+    "add_hub_api_guard",
     "docker_hub_config",
     "ensure_host_firewall",
+    "exit_unless_images",
     "ensure_network",
     "remove_host_firewall",
     "workspace_volume_name",
@@ -369,6 +371,11 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
         if self.host_firewall and self._network_kind == HUB_ONLY:
             await asyncio.wrap_future(self.executor.submit(self._drop_default_route))
 
+    def _server_container_id(self) -> str | None:
+        """The id of the server's container on this machine (blocking); None if it runs
+        elsewhere. A backend whose object is not a container (a Swarm service) says which."""
+        return self.container_id
+
     def _drop_default_route(self) -> None:
         """Remove the default route of a ``hub-only`` container (blocking).
 
@@ -376,10 +383,14 @@ class CourseDockerSpawner(CourseSpawnerMixin, DockerSpawner):
         bridge's address anyway; what is forwarded through it is dropped by Docker, but
         without the route nothing leaves at all (the hub is on the bridge's subnet).
         """
-        pid = self.client.inspect_container(self.container_id)["State"]["Pid"]
+        container = self._server_container_id()
+        pid = container and self.client.inspect_container(container)["State"]["Pid"]
         nsenter, ip = shutil.which("nsenter"), shutil.which("ip")
         if not (pid and nsenter and ip):
-            self.log.warning("Cannot drop the default route of %s (no nsenter/ip)", self._log_name)
+            self.log.warning(
+                "Cannot drop the default route of %s (no nsenter/ip, or not on this machine)",
+                self._log_name,
+            )
             return
         done = subprocess.run(
             [nsenter, "-t", str(pid), "-n", ip, "-4", "route", "del", "default"],
@@ -534,6 +545,18 @@ def remove_host_firewall(network: str, *, bridge: str | None = None, client=None
     _iptables("-X", chain, check=False)
 
 
+def exit_unless_images(catalog, backend: str) -> None:
+    """Exit, naming the file and the courses, unless every course of ``catalog`` has an
+    image (the container backends run nothing else)."""
+    if catalog is not None:
+        missing = [course.id for course in catalog.values() if not course.image]
+        if missing:
+            sys.exit(
+                f"The {backend} backend needs an image for every course; {catalog.source}: "
+                + ", ".join(f"course {cid!r}: image: missing" for cid in missing)
+            )
+
+
 def docker_hub_config(
     c,
     catalog=None,
@@ -564,13 +587,7 @@ def docker_hub_config(
     with a clear message when no Docker engine answers, a network is unfit, the firewall
     cannot be installed or the catalog lacks images: a config file cannot half-fail.
     """
-    if catalog is not None:
-        missing = [course.id for course in catalog.values() if not course.image]
-        if missing:
-            sys.exit(
-                f"The Docker backend needs an image for every course; {catalog.source}: "
-                + ", ".join(f"course {cid!r}: image: missing" for cid in missing)
-            )
+    exit_unless_images(catalog, "Docker")
     internet_network = internet_network or network + "-internet"
     spawner_config = c.CourseDockerSpawner
     firewall = spawner_config.get("host_firewall", True)
@@ -594,8 +611,19 @@ def docker_hub_config(
             f"(the hub must run as root with iptables installed), and that failed: {e}. "
             "If the host is guarded otherwise, set c.CourseDockerSpawner.host_firewall = False."
         )
+    add_hub_api_guard(c, spawner_config, gateway, api_guard_port, hub_port)
+    spawner_config.network_name = network
+    spawner_config.internet_network_name = internet_network
+    spawner_config.use_internal_ip = True
+    return gateway
+
+
+def add_hub_api_guard(c, spawner_config, gateway: str, port: int, hub_port: int) -> str:
+    """Make the hub listen on 127.0.0.1 and add the ``hub-api-guard`` service on
+    ``gateway:port``, the course servers' ``hub_connect_url`` (set in ``spawner_config``,
+    the spawner's section of ``c``), and their way to the grading service; return its URL."""
     c.JupyterHub.hub_ip = "127.0.0.1"
-    guard_url = f"http://{gateway}:{api_guard_port}"
+    guard_url = f"http://{gateway}:{port}"
     # the services course servers call (grading) are reached through the guard too
     forwarded = {}
     grading_url = c.CourseSpawnerMixin.get("grading_url", "")
@@ -613,7 +641,7 @@ def docker_hub_config(
                     "-m",
                     "hub_ext.spawners.hub_api_guard",
                     f"--ip={gateway}",
-                    f"--port={api_guard_port}",
+                    f"--port={port}",
                     f"--hub-url=http://127.0.0.1:{hub_port}",
                     *([f"--HubAPIGuard.services={json.dumps(forwarded)}"] if forwarded else []),
                 ]
@@ -622,10 +650,7 @@ def docker_hub_config(
         },
     ]
     spawner_config.hub_connect_url = guard_url
-    spawner_config.network_name = network
-    spawner_config.internet_network_name = internet_network
-    spawner_config.use_internal_ip = True
-    return gateway
+    return guard_url
 
 
 # --------------------------------------------------------------------------- export

@@ -1,9 +1,10 @@
-"""What the Docker backend creates, as data: pure builders, tested without a Docker engine.
+"""What the Docker backends create, as data: pure builders, tested without a Docker engine.
 
 Like kubespawner's ``objects.py``: the "what to create" (the course's part of a container's
 settings, volume and network names, the learners' networks and the host firewall that
-guards them) apart from the "create it" (:mod:`hub_ext.spawners.docker`). Nothing here
-imports docker-py or talks to an engine.
+guards them; for Docker Swarm, a service's mounts, limits, placement and its learner's own
+overlay network) apart from the "create it" (:mod:`hub_ext.spawners.docker`,
+:mod:`hub_ext.spawners.swarm`). Nothing here imports docker-py or talks to an engine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from escapism import escape as _escapism
 
 __all__ = [
     "DEFAULT_NETWORK",
+    "GWBRIDGE",
     "HUB_ONLY",
     "INTERNET",
     "LABEL_PREFIX",
@@ -32,7 +34,12 @@ __all__ = [
     "network_gateway",
     "network_problem",
     "object_labels",
+    "service_mounts",
+    "service_network_create_kwargs",
     "volume_name",
+    "with_pids_limit",
+    "workspace_constraint",
+    "gwbridge_address",
 ]
 
 #: The learners' network of ``hub-only`` courses (an internal bridge: no route out).
@@ -192,3 +199,90 @@ def firewall_rules(chain: str, bridge: str, hub_port: int) -> dict[str, list]:
         "drop": [chain, "-j", "DROP"],
         "jump": ["INPUT", "-i", bridge, "-j", chain],
     }
+
+
+# --------------------------------------------------------------------------- Swarm services
+
+#: The bridge that connects a node's Swarm tasks to that node (one per node, made by Docker
+#: with inter-container communication off): the host reaches a task on it, and it on the host.
+GWBRIDGE = "docker_gwbridge"
+
+
+def service_network_create_kwargs(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """docker-py ``create_network`` arguments of one learner's own overlay network.
+
+    An overlay network has no switch that keeps its members apart (``enable_icc`` is a
+    bridge option), so each course server gets a network of its own: nobody else is on
+    it. ``attachable``: a hub running in a container can be connected to it.
+    """
+    return {
+        "name": name,
+        "driver": "overlay",
+        "attachable": True,
+        "labels": dict(labels),
+        "check_duplicate": True,
+    }
+
+
+def service_mounts(
+    binds: Mapping[str, Mapping[str, str]],
+    *,
+    volume_labels: Mapping[str, Mapping[str, str]] | None = None,
+    volume_driver: str = "",
+    volume_driver_options: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """A service's ``Mounts`` (Docker API form) from DockerSpawner's ``volume_binds``.
+
+    ``binds`` maps a host path (``/...``: a bind mount) or a volume name (a named volume)
+    to ``{"bind": target, "mode": "ro"|"rw"}``. A named volume missing on the node the
+    task runs on is created by that node's engine, with its labels from ``volume_labels``
+    (volume name -> labels) and, if given, ``volume_driver`` (a multi-host volume
+    plugin); bind mounts need the path on that node.
+    """
+    mounts = []
+    for source, bind in binds.items():
+        mount: dict[str, Any] = {
+            "Target": bind["bind"],
+            "Source": source,
+            "Type": "bind" if source.startswith("/") else "volume",
+            "ReadOnly": bind.get("mode") == "ro",
+        }
+        if mount["Type"] == "volume":
+            options: dict[str, Any] = {"Labels": dict((volume_labels or {}).get(source, {}))}
+            if volume_driver:
+                options["DriverConfig"] = {
+                    "Name": volume_driver,
+                    "Options": dict(volume_driver_options or {}),
+                }
+            mount["VolumeOptions"] = options
+        mounts.append(mount)
+    return mounts
+
+
+def with_pids_limit(create_kwargs: Mapping[str, Any], pids_limit: int | None) -> dict[str, Any]:
+    """``create_service`` arguments with the task's process limit (API 1.41's
+    ``Resources.Limits.Pids``, which docker-py's ``Resources`` has no argument for)."""
+    out = dict(create_kwargs)
+    if pids_limit is None:
+        return out
+    task = dict(out["task_template"])
+    resources = dict(task.get("Resources") or {})
+    resources["Limits"] = {**(resources.get("Limits") or {}), "Pids": pids_limit}
+    task["Resources"] = resources
+    out["task_template"] = task
+    return out
+
+
+def workspace_constraint(node_id: str) -> str:
+    """The placement constraint that keeps a server on the node holding its workspace."""
+    if not node_id or not all(ch.isalnum() for ch in node_id):
+        raise ValueError(f"{node_id!r} is not a Swarm node id")
+    return f"node.id=={node_id}"
+
+
+def gwbridge_address(gwbridge: Mapping[str, Any], container_id: str) -> str | None:
+    """The IPv4 address of container ``container_id`` on the node's
+    :data:`GWBRIDGE` (``docker network inspect docker_gwbridge``), None if it has none."""
+    endpoint = (gwbridge.get("Containers") or {}).get(container_id) or {}
+    address = endpoint.get("IPv4Address") or ""
+    return address.split("/")[0] or None
