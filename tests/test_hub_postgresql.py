@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from tests import test_auth_oidc as auth
 from tests import test_rbac_hub as rbac
@@ -28,6 +30,7 @@ from tests import test_spawner_hub as spawner
 from tests.conftest import write_catalog
 from tests.hubtest import HubProcess, node_available
 from tests.postgres_fixtures import new_database, postgres_url  # noqa: F401
+from tests.secrets_watch import remember
 
 SPINE = {
     # logging in through the provider with group sync (claims, rosters, refresh)
@@ -66,10 +69,19 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 JUPYTERHUB_4_REVISION = "3c2384c5aae1"
 
 
+def with_password(url: str) -> str:
+    """``url`` with a password (the test server trusts loopback, so any password logs in):
+    the session's last check (tests/secrets_watch) then proves that no log shows it."""
+    password = secrets.token_urlsafe(16)
+    remember(password)
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="module")
 def hub_db_url(postgres_url):  # noqa: F811
-    """Every hub fixture of this module on a new database in the session's PostgreSQL."""
-    return lambda name: new_database(postgres_url, name)
+    """Every hub fixture of this module on a new database in the session's PostgreSQL,
+    its URL with a password as a deployment's has."""
+    return lambda name: with_password(new_database(postgres_url, name))
 
 
 def rows(url: str, query: str, **params) -> list:
@@ -100,7 +112,10 @@ async def test_the_hub_keeps_its_state_in_postgresql(hub):
         name="alice",
     )
     assert {"course:ds101:learner", "course:stat200:learner"} <= {g for (g,) in groups}
-    assert "Connecting to db: postgresql+psycopg://" in hub.log_path.read_text()
+    password = make_url(hub.db_url).password
+    log = hub.log_path.read_text()
+    assert "Connecting to db: postgresql+psycopg://hubext:[redacted]@" in log
+    assert password and password not in log
 
 
 async def test_a_services_token_keeps_its_role_across_a_restart(hub):
@@ -155,7 +170,9 @@ async def test_upgrade_db_brings_a_jupyterhub_4_schema_up_to_date(tmp_path, post
             }
         ],
     )
-    hub = HubProcess(tmp_path / "hub", catalog, db_url=new_database(postgres_url, "upgrade"))
+    hub = HubProcess(
+        tmp_path / "hub", catalog, db_url=with_password(new_database(postgres_url, "upgrade"))
+    )
     await hub.start()
     try:
         token = await hub.user_token("alice")
