@@ -181,9 +181,8 @@ async def test_upgrade_db_brings_a_jupyterhub_4_schema_up_to_date(tmp_path, post
         await hub.user_token("tina")
         shares = (await hub.api("GET", "/shares/alice/ds101")).json()["items"]
         assert shared_with(shares) == {"group course:ds101:teacher", "user tina"}
-        await hub.stop_all_servers()
     finally:
-        await hub.stop()
+        await hub.shutdown()  # its servers too, also when an assertion failed
 
     config = _alembic_config(hub.db_url, tmp_path)
     await asyncio.to_thread(command.downgrade, config, JUPYTERHUB_4_REVISION)
