@@ -92,12 +92,20 @@ def catalog_path(tmp_path_factory) -> Path:
     return write_catalog(tmp_path_factory.mktemp("catalog"), standard_courses())
 
 
+@pytest.fixture(scope="module")
+def hub_db_url():
+    """``hub_db_url(name)``: the database URL of a hub fixture named ``name``; None is
+    :class:`HubProcess`'s SQLite file. tests/test_hub_postgresql.py overrides it to run the
+    same hub tests on PostgreSQL."""
+    return lambda name: None
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def hub(tmp_path_factory, catalog_path):
+async def hub(tmp_path_factory, catalog_path, hub_db_url):
     """A real JupyterHub + proxy on loopback, serving the standard test catalog."""
     if not node_available():
         pytest.fail("configurable-http-proxy is not installed: run `make setup` first")
-    process = HubProcess(tmp_path_factory.mktemp("hub"), catalog_path)
+    process = HubProcess(tmp_path_factory.mktemp("hub"), catalog_path, db_url=hub_db_url("hub"))
     await process.start()
     try:
         yield process

@@ -25,6 +25,7 @@ import pytest_asyncio
 
 from hub_ext.services.events.importers import import_oulad
 from hub_ext.services.events.store import EventStore
+from tests.postgres_fixtures import PostgresServer, new_database, postgres_url  # noqa: F401 (moved there)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("HUB_EXT_DATA", REPO.parent / "shared" / "data"))
@@ -275,121 +276,13 @@ def start_gateway(notebook: str, store: EventStore, course: str, workdir: Path) 
     return gw
 
 
-class PostgresServer:
-    """A throw-away PostgreSQL (Debian's ``postgresql`` package) on 127.0.0.1, stopped by PID.
-
-    ``initdb`` into a temporary directory and ``postgres`` as a child process; as root both
-    run as the ``postgres`` user (PostgreSQL refuses to run as root).
-    """
-
-    def __init__(self):
-        self.bindir = self.find_bindir()
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @staticmethod
-    def find_bindir() -> Path | None:
-        candidates = sorted(
-            Path("/usr/lib/postgresql").glob("*/bin"),
-            key=lambda p: int(p.parent.name),
-            reverse=True,
-        )
-        for path in candidates:
-            if (path / "initdb").exists() and (path / "postgres").exists():
-                return path
-        return None
-
-    @classmethod
-    def available(cls) -> bool:
-        return cls.find_bindir() is not None
-
-    def _user(self) -> dict:
-        return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-
-    def start(self, timeout: float = 60) -> str:
-        import shutil
-        import tempfile
-
-        if self.bindir is None:
-            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
-        self.dir = Path(tempfile.mkdtemp(prefix="hub-ext-pg-"))
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-        data = self.dir / "data"
-        subprocess.run(
-            [str(self.bindir / "initdb"), "-D", str(data), "-U", "hubext", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            check=True, capture_output=True, timeout=120, **self._user(),
-        )  # fmt: skip
-        self._log = open(self.dir / "postgres.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.dir),
-             "-c", "listen_addresses=127.0.0.1"],
-            stdout=self._log, stderr=subprocess.STDOUT, **self._user(),
-        )  # fmt: skip
-        url = f"postgresql+psycopg://hubext@127.0.0.1:{self.port}/postgres"
-        from sqlalchemy import create_engine, text
-
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited: {(self.dir / 'postgres.log').read_text()}")
-            try:
-                engine = create_engine(url, isolation_level="AUTOCOMMIT")
-                with engine.connect() as conn:
-                    conn.execute(text("CREATE DATABASE events"))
-                engine.dispose()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.2)
-        self.url = f"postgresql+psycopg://hubext@127.0.0.1:{self.port}/events"
-        return self.url
-
-    def stop(self) -> None:
-        import shutil
-
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)  # "fast" shutdown
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if self.proc is not None:
-            self._log.close()
-            self.proc = None
-        if getattr(self, "dir", None):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    if not PostgresServer.available():
-        pytest.skip("PostgreSQL is not installed here (CI installs Debian's postgresql package)")
-    server = PostgresServer()
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
 #: the xAPI version header every request of a client carries
 XAPI_HEADERS = {"X-Experience-API-Version": "1.0.3"}
 
 
 def postgres_database(server_url: str, name: str) -> str:
-    """A new database ``name`` in the PostgreSQL server of ``server_url``; its URL."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    """A new database named after ``name`` in the PostgreSQL server of ``server_url``; its URL."""
+    return new_database(server_url, name)
 
 
 @contextlib.asynccontextmanager

@@ -52,18 +52,23 @@ class HubProcess:
         admin_users: tuple[str, ...] = ("admin",),
         base_config: str | None = None,
         services: tuple[str, ...] = (),
+        db_url: str | None = None,
     ):
         """``base_config`` replaces the course-hub part of the generated config (the catalog,
         login, database and workspaces), e.g. to run ``hub_config/demo_config.py`` itself;
         the loopback ports, the proxy and the admin service token are always the harness's.
         ``services``: which of the course hub's services to run (none by default; tests of
-        a service add it themselves)."""
+        a service add it themselves). ``db_url``: the hub's own database (a SQLite file in
+        ``workdir`` by default; e.g. ``postgresql+psycopg://...`` for a database of its own in
+        :func:`tests.postgres_fixtures.postgres_url`'s server)."""
         if not PROXY.exists():
             raise RuntimeError(f"{PROXY} is missing: run `make setup` (npm ci) first")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.catalog = Path(catalog)
         self.backend = backend
+        self._default_db_url = f"sqlite:///{self.workdir / 'jupyterhub.sqlite'}"
+        self.db_url = db_url or self._default_db_url
         self.port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
@@ -83,7 +88,7 @@ class HubProcess:
             base = f"""\
                 configure_course_hub(c, {str(self.catalog)!r}, backend={self.backend!r},
                                      data_dir={str(w)!r}, services={tuple(services)!r})
-                c.JupyterHub.db_url = "sqlite:///{w / "jupyterhub.sqlite"}"
+                c.JupyterHub.db_url = {self.db_url!r}
                 c.JupyterHub.cookie_secret_file = {str(w / "cookie_secret")!r}
                 c.JupyterHub.cleanup_servers = False
                 c.JupyterHub.authenticator_class = "course-dev"
@@ -108,8 +113,11 @@ class HubProcess:
                  "admin:groups", "shares", "read:shares", "list:groups", "read:groups", "read:roles", "list:services"],
             )
             """
+        harness = textwrap.dedent(harness)
+        if self.db_url != self._default_db_url:  # a base config's own database otherwise
+            harness += f"c.JupyterHub.db_url = {self.db_url!r}\n"
         head = "from hub_ext.hubconfig import add_service, configure_course_hub\nc = get_config()  # noqa\n"
-        return head + textwrap.dedent(base) + textwrap.dedent(harness) + textwrap.dedent(extra)
+        return head + textwrap.dedent(base) + harness + textwrap.dedent(extra)
 
     # ------------------------------------------------------------------ lifecycle
 

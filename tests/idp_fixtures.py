@@ -107,6 +107,7 @@ async def start_oidc_hub(
     refresh_age: int = 300,
     access_token_ttl: int = 3600,
     extra_config: str = "",
+    db_url: str | None = None,
 ) -> OIDCHub:
     """Start a development provider with ``accounts`` and a hub that logs in through it."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,9 @@ async def start_oidc_hub(
         roster_dir=str(workdir / "rosters"),
         reader=reader,
     )
-    hub = HubProcess(workdir / "hub", catalog, extra_config=config + textwrap.dedent(extra_config))
+    hub = HubProcess(
+        workdir / "hub", catalog, extra_config=config + textwrap.dedent(extra_config), db_url=db_url
+    )
     idp = start_idp(
         state_dir,
         [f"{hub.url}/hub/oauth_callback"],

@@ -95,7 +95,7 @@ def oidc_catalog(directory: Path) -> Path:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def oidc(tmp_path_factory):
+async def oidc(tmp_path_factory, hub_db_url):
     base = tmp_path_factory.mktemp("oidc")
     env = await start_oidc_hub(
         base,
@@ -103,6 +103,7 @@ async def oidc(tmp_path_factory):
         [dict(a) for a in ACCOUNTS],
         refresh_age=2,
         access_token_ttl=3,
+        db_url=hub_db_url("oidc"),
     )
     try:
         yield env

@@ -23,10 +23,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def rbac_hub(tmp_path_factory, catalog_path):
+async def rbac_hub(tmp_path_factory, catalog_path, hub_db_url):
     if not node_available():
         pytest.fail("configurable-http-proxy is not installed: run `make setup` first")
-    hub = HubProcess(tmp_path_factory.mktemp("rbac-hub"), catalog_path)
+    hub = HubProcess(
+        tmp_path_factory.mktemp("rbac-hub"), catalog_path, db_url=hub_db_url("rbac-hub")
+    )
     await hub.start()
     try:
         # alice's two course servers, started by alice herself
