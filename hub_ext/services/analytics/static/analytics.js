@@ -58,6 +58,11 @@
     return base + (path === "/" ? "/" : path) + (q ? `?${q}` : "");
   }
 
+  function xsrfToken() {
+    const meta = document.querySelector('meta[name="hub-xsrf-token"]');
+    return meta ? meta.content : "";
+  }
+
   async function call(form) {
     const target = document.getElementById(form.dataset.answer);
     const url = routeUrl(form);
@@ -68,7 +73,9 @@
     let text;
     try {
       response = await fetch(url, {
-        headers: { Accept: "application/json" },
+        // the hub's OAuth cookie counts for a script's request with the page's XSRF token
+        // (JupyterHub's _xsrf_utils: a cookie without it is ignored, and the answer is 401)
+        headers: { Accept: "application/json", "X-XSRFToken": xsrfToken() },
         credentials: "same-origin",
       });
       text = await response.text();
