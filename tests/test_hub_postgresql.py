@@ -43,7 +43,7 @@ SPINE = {
         test_refusals_say_why test_closed_course_message_gives_its_dates
         test_grace_period_still_opens test_teacher_may_prepare_a_course_before_it_opens
         test_workspace_survives_stop_start_and_hub_restart test_course_servers_cannot_be_renamed
-        test_teacher_home_page_lists_the_course_learners_and_their_servers
+        test_teacher_home_page_lists_no_learners
         test_refused_names_leave_no_server_records""",
     # RBAC: the teacher shares; another course's teacher and another learner refused
     rbac: """rbac_hub tokens test_learner_server_is_shared_with_its_course_teachers_only
