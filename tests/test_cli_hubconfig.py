@@ -149,8 +149,8 @@ def test_check_catalog_checks_the_hubs_catalog(hub_dir, capsys):
         ("raise RuntimeError('no secret in the environment')", "RuntimeError: no secret"),
         (
             "from hub_ext.hubconfig import configure_course_hub\n"
-            "configure_course_hub(get_config(), 'x.yaml', backend='kube')",
-            "Unknown backend 'kube'",
+            "configure_course_hub(get_config(), 'x.yaml', backend='mainframe')",
+            "Unknown backend 'mainframe'",
         ),
     ],
 )
