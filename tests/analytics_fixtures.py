@@ -190,8 +190,11 @@ def kill(pid: int, sig=signal.SIGKILL) -> None:
 # ------------------------------------------------------------------ a real hub with the service
 
 
-def analytics_catalog(directory: Path) -> Path:
-    """ds101 (teacher tina, learner alice) publishes trivial.ipynb as 'know'; stat200 (sam) none."""
+def analytics_catalog(
+    directory: Path, *, notebooks: tuple[str, ...] = (), learners: tuple[str, ...] = ("alice",)
+) -> Path:
+    """ds101 (teacher tina, ``learners``) publishes trivial.ipynb as 'know', and each of
+    ``notebooks`` (test notebooks, by stem) under its own name first; stat200 (sam) none."""
     import shutil
     from datetime import UTC, datetime, timedelta
 
@@ -202,15 +205,20 @@ def analytics_catalog(directory: Path) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(NOTEBOOKS / "trivial.ipynb", directory / "know.ipynb")
+    for name in notebooks:
+        shutil.copy(NOTEBOOKS / f"{name}.ipynb", directory / f"{name}.ipynb")
     courses = [
         {
             "id": "ds101",
             "title": "Data analysis with Python",
             "opens": day(-30),
             "closes": day(60),
-            "learners": ["alice"],
+            "learners": list(learners),
             "teachers": ["tina"],
-            "notebooks": [{"path": "know.ipynb", "name": "know"}],
+            "notebooks": [
+                *({"path": f"{name}.ipynb", "name": name} for name in notebooks),
+                {"path": "know.ipynb", "name": "know"},
+            ],
         },
         {
             "id": "stat200",

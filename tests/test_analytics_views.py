@@ -13,18 +13,16 @@ table that sorts, a definition list, the JSON toggle, no policy violation, axe-c
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import pytest_asyncio
-import yaml
 
 from hub_ext.services.analytics.app import CHART_LIBS, PAGE_CSP, STATIC
 from tests.analytics_fixtures import (
-    NOTEBOOKS,
     add_events,
+    analytics_catalog,
     analytics_hub_config,
     make_store,
     wait_until,
@@ -51,34 +49,7 @@ def day(offset: int) -> str:
 
 
 def views_catalog(directory):
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(NOTEBOOKS / "views.ipynb", directory / "views.ipynb")
-    shutil.copy(NOTEBOOKS / "trivial.ipynb", directory / "know.ipynb")
-    courses = [
-        {
-            "id": "ds101",
-            "title": "Data analysis with Python",
-            "opens": day(-30),
-            "closes": day(60),
-            "learners": ["alice", "bob"],
-            "teachers": ["tina"],
-            "notebooks": [
-                {"path": "views.ipynb", "name": "views"},
-                {"path": "know.ipynb", "name": "know"},
-            ],
-        },
-        {
-            "id": "stat200",
-            "title": "Statistical inference",
-            "opens": day(-10),
-            "closes": day(90),
-            "learners": ["carol"],
-            "teachers": ["sam"],
-        },
-    ]
-    path = directory / "courses.yaml"
-    path.write_text(yaml.safe_dump({"courses": courses}, sort_keys=False))
-    return path
+    return analytics_catalog(directory, notebooks=("views",), learners=("alice", "bob"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
