@@ -256,7 +256,17 @@ async def test_gradebook_json_csv_and_pages(env):
         assert r.status_code == 200, (r.status_code, r.url)
         assert "test_squares" in r.text and "Final" in r.text and HIDDEN_MARKER not in r.text
         r = await learner.get(f"{PREFIX}/courses/ds101/gradebook", headers={"Accept": "text/html"})
-        assert r.status_code == 403
+        # a browser's refusal is a page that says what the JSON says, with the scope it needs
+        assert r.status_code == 403 and "text/html" in r.headers["content-type"]
+        assert "Not yours to see" in r.text and "custom:grading:grade:ds101" in r.text
+        assert r.headers["x-request-id"] in r.text
+        r = await learner.get(f"{PREFIX}/courses/ds101/gradebook")  # a program: the JSON error
+        assert r.status_code == 403 and r.json()["error"] == "forbidden"
+        # another learner's feedback page, in a browser
+        r = await learner.get(
+            f"{PREFIX}/submissions/{env.week1['bob']}", headers={"Accept": "text/html"}
+        )
+        assert r.status_code == 403 and "may not read submission" in r.text
     finally:
         await learner.aclose()
 

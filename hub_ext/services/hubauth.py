@@ -6,12 +6,15 @@ kernel gateways import :mod:`.base`'s JSON errors) does not have.
 
 from __future__ import annotations
 
+import json
+
 from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
+from jupyterhub.utils import get_accepted_mimetype
 from tornado import web
 
 from .base import JSONErrorsMixin
 
-__all__ = ["HubServiceHandler", "NotFoundMixin"]
+__all__ = ["HubServiceHandler", "NotFoundMixin", "PageErrorsMixin"]
 
 
 class HubServiceHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
@@ -25,6 +28,8 @@ class HubServiceHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
 
     #: the scopes besides the service's access scope that let a token in, in words
     other_scopes = ""
+    #: how :meth:`answer` writes what JSON does not know (``json.dumps``'s ``default``)
+    json_default = None
 
     @property
     def service(self):
@@ -70,6 +75,65 @@ class HubServiceHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
                 "log in to the hub, or send a hub API token (Authorization: token ...)",
             )
         return None
+
+    def answer(self, value, status: int = 200) -> None:
+        """Answer ``value`` as JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(value, default=self.json_default))
+
+
+class PageErrorsMixin:
+    """Mix into a service's handler (before it): an error that a browser's page asked for is
+    a page saying what the JSON error (:meth:`~.base.JSONErrorsMixin.fail`) says to programs,
+    with the same status, reason and request id.
+
+    The service's ``error.html`` template gets ``status``, ``title``, ``error``, ``message``,
+    ``extra`` (the JSON error's other keys) and ``request_id``; :meth:`render_page` renders it
+    (a service with a page frame of its own overrides it).
+    """
+
+    #: an error page's title, by status
+    titles: dict[int, str] = {}
+    #: the title of a refusal without one of its own, and of a server error
+    refusal_title = "The request was refused"
+    error_title = "Something went wrong"
+
+    def wants_html(self) -> bool:
+        """A browser asking for a page (``Accept`` prefers ``text/html`` to JSON)."""
+        accept = self.request.headers.get("Accept", "")
+        return self.request.method in ("GET", "HEAD") and (
+            get_accepted_mimetype(accept, ["text/html", "application/json"]) == "text/html"
+        )
+
+    def render_page(self, template: str, **namespace) -> None:
+        self.render(template, **namespace)
+
+    def fail(self, status, error, message, *, headers=None, **extra):
+        if self._finished:
+            return
+        if not self.wants_html():
+            return super().fail(status, error, message, headers=headers, **extra)
+        self.clear()
+        self.set_status(status)
+        self.set_header("X-Request-Id", self.request_id)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
+        # tornado's render reads current_user: never let it ask the hub again (a refusal
+        # in prepare() renders before the caller is known)
+        self._hub_auth_user_cache = getattr(self, "_hub_auth_user_cache", None)
+        title = self.titles.get(status) or (
+            self.error_title if status >= 500 else self.refusal_title
+        )
+        self.render_page(
+            "error.html",
+            status=status,
+            title=title,
+            error=error,
+            message=message,
+            extra=extra,
+            request_id=self.request_id,
+        )
 
 
 class NotFoundMixin:

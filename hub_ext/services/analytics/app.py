@@ -41,7 +41,7 @@ from urllib.parse import urlencode
 from jupyterhub.services.auth import (
     HubOAuthCallbackHandler,
 )
-from jupyterhub.utils import get_accepted_mimetype, url_path_join
+from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -49,7 +49,7 @@ from traitlets import Any, Bool, Float, Integer, Unicode
 
 from ...courses import API_NAME_PATTERN, CatalogError, CourseCatalog, analytics_scope
 from ..base import HubServiceApp
-from ..hubauth import HubServiceHandler, NotFoundMixin
+from ..hubauth import HubServiceHandler, NotFoundMixin, PageErrorsMixin
 from .cache import CachedResponse, ResponseCache, ThrottledWatermark, cache_key, make_etag
 from .docs import api_docs, markdown_html
 from .extracts import CourseExtracts
@@ -428,10 +428,14 @@ class AnalyticsService(HubServiceApp):
 # ------------------------------------------------------------------------ handlers
 
 
-class BaseHandler(HubServiceHandler):
-    """Identify the caller through the hub (token or OAuth cookie); JSON errors; inert."""
+class BaseHandler(PageErrorsMixin, HubServiceHandler):
+    """Identify the caller through the hub (token or OAuth cookie); JSON errors (a page for a
+    browser); inert."""
 
     other_scopes = "a course's analytics scope"
+    titles = HEADLINES
+    refusal_title = HEADLINES[400]
+    error_title = "The analytics could not answer"
 
     @property
     def service(self) -> AnalyticsService:
@@ -451,17 +455,7 @@ class BaseHandler(HubServiceHandler):
             "url": self.service.url_for(gateway.spec.course_id, gateway.spec.api_name),
         }
 
-    def wants_html(self) -> bool:
-        """A browser asking for a page (``Accept`` prefers ``text/html`` to JSON)."""
-        accept = self.request.headers.get("Accept", "")
-        return self.request.method in ("GET", "HEAD") and (
-            get_accepted_mimetype(accept, ["text/html", "application/json"]) == "text/html"
-        )
-
     def render_page(self, template: str, **namespace) -> None:
-        # tornado's render reads current_user: never let it ask the hub again (a refusal
-        # in prepare() renders before the caller is known)
-        self._hub_auth_user_cache = getattr(self, "_hub_auth_user_cache", None)
         self.set_header("Content-Security-Policy", PAGE_CSP)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Vary", "Accept, Authorization, Cookie")
@@ -474,31 +468,7 @@ class BaseHandler(HubServiceHandler):
             user_name=getattr(self, "_hub_user_name", None),
             chart_libs=CHART_LIBS if all((STATIC / f).is_file() for f in CHART_LIBS) else (),
             markdown_html=markdown_html,
-            request_id=self.request_id,
-            **namespace,
-        )
-
-    def fail(self, status, error, message, *, headers=None, **extra):
-        """The one JSON error; for a browser's page, a page that says the same."""
-        if self._finished:
-            return
-        if not self.wants_html():
-            return super().fail(status, error, message, headers=headers, **extra)
-        self.clear()
-        self.set_status(status)
-        self.set_header("X-Request-Id", self.request_id)
-        for name, value in (headers or {}).items():
-            self.set_header(name, value)
-        headline = HEADLINES.get(
-            status, "The analytics could not answer" if status >= 500 else HEADLINES[400]
-        )
-        self.render_page(
-            "error.html",
-            status=status,
-            headline=headline,
-            error=error,
-            message=message,
-            extra=extra,
+            **{"request_id": self.request_id, **namespace},
         )
 
 

@@ -32,7 +32,6 @@ and paging are links and a form, answered by the server from the cached hub stat
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ from traitlets import Float, Integer, Unicode, default, validate
 
 from ...courses import API_NAME_PATTERN, CatalogError, Course, CourseCatalog
 from ..base import HubServiceApp
-from ..hubauth import HubServiceHandler, NotFoundMixin
+from ..hubauth import HubServiceHandler, NotFoundMixin, PageErrorsMixin
 from .classlist import SORTS, STATES, ClassList, Query, QueryError, Rosters
 from .hubapi import HubState, HubUnavailable
 from .hubconfig import SERVICE_NAME, course_page_scope
@@ -316,11 +315,6 @@ class BaseHandler(HubServiceHandler):
             return None
         return f"{server_url}lab/workspaces/{workspace_name(user['name'])}"
 
-    def answer(self, value, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(value))
-
     def course_links(self, course: Course) -> dict[str, str]:
         service = self.service
         links = {
@@ -335,10 +329,10 @@ class BaseHandler(HubServiceHandler):
         return links
 
 
-class PageHandler(BaseHandler):
+class PageHandler(PageErrorsMixin, BaseHandler):
     """A page: refusals and errors are pages too, in the same words as the JSON ones."""
 
-    TITLES = {
+    titles = {
         400: "That search cannot be made",
         401: "Please log in",
         403: "Not a course page of yours",
@@ -346,30 +340,15 @@ class PageHandler(BaseHandler):
         503: "The hub is busy",
     }
 
+    def wants_html(self) -> bool:
+        return True
+
     def require_user(self) -> dict | None:
         """The caller; anyone else is sent to log in, whatever their browser accepts."""
         if not self._finished and not self.current_user and self.request.method == "GET":
             self.redirect(self.get_login_url())
             return None
         return super().require_user()
-
-    def fail(self, status, error, message, *, headers=None, **extra):
-        if self._finished:
-            return
-        self.clear()
-        self.set_status(status)
-        self.set_header("X-Request-Id", self.request_id)
-        for name, value in (headers or {}).items():
-            self.set_header(name, value)
-        self.render(
-            "error.html",
-            status=status,
-            title=self.TITLES.get(status, "Something went wrong"),
-            message=message,
-            request_id=self.request_id,
-            home=self.service.hub_base_url.rstrip("/") + "/hub/home",
-            front=self.service.base_url,
-        )
 
     def get_template_namespace(self):
         ns = super().get_template_namespace()

@@ -67,7 +67,7 @@ from ...courses import (
 )
 from ..base import HubServiceApp
 from ..events.store import EventStore
-from ..hubauth import HubServiceHandler, NotFoundMixin
+from ..hubauth import HubServiceHandler, NotFoundMixin, PageErrorsMixin
 from .autograde import Autograder
 from .notebooks import (
     AssignmentError,
@@ -308,6 +308,7 @@ class BaseHandler(HubServiceHandler):
     """Identify the caller through the hub; check course scopes; JSON answers and errors."""
 
     other_scopes = "a course's grading scope"
+    json_default = staticmethod(_json_default)
 
     @property
     def service(self) -> GradingService:
@@ -375,11 +376,6 @@ class BaseHandler(HubServiceHandler):
             return user, s, "learner"
         self.fail(403, "forbidden", f"{user['name']} may not read submission {submission_id}.")
         return None
-
-    def answer(self, value, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(dumps(value))
 
     async def source_or_fail(self, assignment: Assignment):
         """The assignment's source (read off the loop), or None after a 503."""
@@ -467,7 +463,18 @@ class CoursesHandler(BaseHandler):
         self.answer({"user": user["name"], "courses": self.courses(user)})
 
 
-class IndexPage(CoursesHandler):
+class PageErrors(PageErrorsMixin):
+    """The grading pages' refusals and errors, as pages for a browser."""
+
+    titles = {
+        401: "Please log in",
+        403: "Not yours to see",
+        404: "Nothing here",
+        503: "Not ready yet",
+    }
+
+
+class IndexPage(PageErrors, CoursesHandler):
     """The service's front page: the caller's courses, with the gradebook for teachers."""
 
     async def get(self):
@@ -818,7 +825,7 @@ class GradebookHandler(BaseHandler):
         self.finish(out.getvalue())
 
 
-class FeedbackPage(BaseHandler):
+class FeedbackPage(PageErrors, BaseHandler):
     async def get(self, submission_id):
         found = await self.submission_for(submission_id)
         if found is None:
@@ -841,7 +848,7 @@ class FeedbackPage(BaseHandler):
         )
 
 
-class GradebookPage(BaseHandler):
+class GradebookPage(PageErrors, BaseHandler):
     async def get(self, course_id):
         found = self.entry(course_id, "teacher")
         if found is None:
