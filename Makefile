@@ -79,8 +79,11 @@ browser:
 	    echo "note: install chromium (apt-get install chromium) for the pages' browser tests"; \
 	  fi; }
 
+# The suite in parallel processes (pytest-xdist): a test module stays in one process, the
+# Docker tier in one of its own (tests/conftest.py groups them). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 3
 test: setup nbgrader-ref browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

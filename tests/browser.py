@@ -5,7 +5,7 @@ Playwright (PyPI) brings only its driver here: the browser is the machine's own
 downloaded. ``axe-core`` (the npm registry, through the committed lockfile) checks each page's
 accessibility.
 
-    pytest_plugins = ["tests.browser"]  # the fixtures: browser, browser_context
+    # the fixtures (browser, browser_context) are loaded for every module by tests/conftest.py
 
     async def test_page(browser_context, some_hub):
         page = await browser_context.new_page()

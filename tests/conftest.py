@@ -11,6 +11,10 @@ import yaml
 
 from tests.hubtest import HubProcess, node_available
 
+#: the fixtures of the pages' browser tests and of the Docker tier (loaded here, before any
+#: test module imports them, so that pytest rewrites their asserts)
+pytest_plugins = ["tests.browser", "tests.docker_fixtures"]
+
 
 def day(offset: int) -> str:
     return (datetime.now(UTC) + timedelta(days=offset)).strftime("%Y-%m-%d")
@@ -113,8 +117,65 @@ async def hub(tmp_path_factory, catalog_path, hub_db_url):
         await process.shutdown()
 
 
+#: The Docker tier's test modules. ``make test`` runs them in one worker, one after another
+#: (they share the engine, its swarm, the learners' networks and the hub-API guard's rules);
+#: collection fails on a test marked ``docker`` in a module not listed here.
+DOCKER_MODULES = frozenset(
+    {
+        "test_docker_analytics_image.py",
+        "test_docker_export.py",
+        "test_docker_grading.py",
+        "test_docker_hub.py",
+        "test_docker_sandbox.py",
+        "test_grading_docker.py",
+        "test_swarm_hub.py",
+    }
+)
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work of ``pytest -n N`` (``make test``): a test module (its module fixtures
+    start a hub, a gateway, a database once), or the whole Docker tier."""
+    module = nodeid.split("::", 1)[0]
+    return "docker-tier" if Path(module).name in DOCKER_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler by scope, with :func:`xdist_scope`'s scopes (xdist's own
+    ``loadgroup`` does not group on pytest 9.2: pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "load":  # an explicit --dist other than the default
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ByModule(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    unlisted = sorted(
+        {
+            item.path.name
+            for item in items
+            if item.get_closest_marker("docker") and item.path.name not in DOCKER_MODULES
+        }
+    )
+    if unlisted:
+        raise pytest.UsageError(
+            f"tests marked docker in {', '.join(unlisted)}: add the module(s) to "
+            "DOCKER_MODULES in tests/conftest.py, so that the Docker tier runs in one worker"
+        )
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """The last check of every run: no log of the session holds a token, secret or password."""
+    """The last check of every run: no log of the session holds a token, secret or password.
+    Under xdist the controller checks once, over every worker's directory (its base temp
+    holds theirs)."""
+    if hasattr(session.config, "workerinput"):
+        return
     from tests.secrets_watch import leaks
 
     factory = getattr(session.config, "_tmp_path_factory", None)

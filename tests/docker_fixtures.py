@@ -1,6 +1,6 @@
 """Fixtures for the Docker tier's tests: a real engine, the course images, a real hub on Docker.
 
-Load it from a test module with ``pytest_plugins = ["tests.docker_fixtures"]``.
+Loaded for every test module by ``tests/conftest.py``.
 
 Without a reachable engine (or without the images), the Docker tests are skipped with the
 reason; with ``HUB_EXT_REQUIRE_DOCKER=1`` (CI) that is a failure instead. A failing Docker

@@ -30,7 +30,6 @@ from tests.analytics_fixtures import (
 from tests.browser import axe, login, screenshot, serious_violations
 from tests.hubtest import HubProcess, free_port, node_available
 
-pytest_plugins = ["tests.browser"]
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 PREFIX = "/services/analytics"

@@ -28,7 +28,6 @@ from tests.conftest import write_catalog
 from tests.grading_fixtures import write_source
 from tests.hubtest import HubProcess, node_available
 
-pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CATALOG_LEARNERS = ["alice", "bob", *(f"learner{i:03d}" for i in range(1, 120))]

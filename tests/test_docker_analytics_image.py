@@ -17,7 +17,6 @@ pytest.register_assert_rewrite("tests.docker_fixtures")
 from tests.docker_fixtures import SESSION, require_images  # noqa: E402
 from tests.hubtest import REPO  # noqa: E402
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
 ANALYTICS_IMAGE = "hub-ext/analytics:2026.11"

@@ -31,7 +31,6 @@ from tests.grading_fixtures import ANSWERS, EXPECTED, MAX_POINTS  # noqa: E402
 from tests.hubtest import HubProcess, node_available  # noqa: E402
 from tests.test_grading_service_fixtures import grading_catalog, moment  # noqa: E402
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
 

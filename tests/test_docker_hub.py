@@ -31,7 +31,6 @@ from tests.docker_fixtures import (  # noqa: E402
 )
 from tests.hubtest import HubProcess  # noqa: E402
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
 

@@ -29,7 +29,6 @@ from tests.analytics_fixtures import (  # noqa: E402
 from tests.docker_fixtures import require_images  # noqa: E402
 from tests.hubtest import REPO, free_port  # noqa: E402
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = [pytest.mark.docker]
 
 ANALYTICS_IMAGE = "hub-ext/analytics:2026.11"

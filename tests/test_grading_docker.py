@@ -29,7 +29,6 @@ from tests.grading_fixtures import (  # noqa: E402
     with_cell,
 )
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ANALYTICS_IMAGE = "hub-ext/analytics:2026.11"

@@ -10,8 +10,6 @@ import pytest
 
 from tests.browser import axe, login, screenshot
 
-pytest_plugins = ["tests.browser"]
-
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 

@@ -22,8 +22,6 @@ import pytest_asyncio
 from tests.browser import axe, login, screenshot, serious_violations
 from tests.hubtest import HubProcess
 
-pytest_plugins = ["tests.browser"]
-
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 COURSE_PAGES = "/services/courses/"

@@ -24,7 +24,6 @@ from tests.browser import axe, login, screenshot, serious_violations
 from tests.events_fixtures import oulad_store  # noqa: F401 (fixture)
 from tests.hubtest import REPO, HubProcess, node_available
 
-pytest_plugins = ["tests.browser"]
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 OULAD_COURSE = "aaa-2013j"

@@ -12,8 +12,6 @@ import pytest
 
 from tests.browser import login, screenshot
 
-pytest_plugins = ["tests.browser"]
-
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 BANNER_JS = "getComputedStyle(document.querySelector('#jp-top-bar'), '::before').content"

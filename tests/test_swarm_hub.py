@@ -35,7 +35,6 @@ from tests.docker_fixtures import (  # noqa: E402
 from tests.test_docker_export import archive_files, export  # noqa: E402
 from tests.test_docker_hub import HostServers, env_of, probe  # noqa: E402
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
 GWBRIDGE = "docker_gwbridge"
