@@ -110,8 +110,8 @@ async def hub(tmp_path_factory, catalog_path, hub_db_url):
     if not node_available():
         pytest.fail("configurable-http-proxy is not installed: run `make setup` first")
     process = HubProcess(tmp_path_factory.mktemp("hub"), catalog_path, db_url=hub_db_url("hub"))
-    await process.start()
-    try:
+    try:  # a start that fails half-way (the proxy up, the hub not) is stopped too
+        await process.start()
         yield process
     finally:
         await process.shutdown()
