@@ -194,6 +194,44 @@ async def test_the_queue_grades_and_scores_reach_the_event_store(world):
         conn.exec_driver_sql("UPDATE runs SET published = 0")
     assert await queue.publish_pending() == 2
     assert events.count() == 4
+
+    # a teacher grades alice's explanation by hand: a new scored statement with the new score
+    graded_at = datetime.now(UTC)
+    world.store.add_manual(subs["correct"]["id"], {"explain": (1.0, "clear")}, "tina", graded_at)
+    assert await queue.publish_pending() == 1
+    scored = (
+        sqlite3.connect(world.root / "events.sqlite")
+        .execute(
+            "SELECT score, raw FROM statements WHERE learner = 'alice' AND verb = ? ORDER BY pk",
+            (SCORED,),
+        )
+        .fetchall()
+    )
+    assert [score for score, _ in scored] == [
+        pytest.approx(round(100 * 5 / MAX_POINTS, 2)),
+        pytest.approx(100.0),
+    ]
+    latest = json.loads(scored[-1][1])
+    validate_statement({k: v for k, v in latest.items() if k not in ("stored", "version")})
+    assert latest["result"]["extensions"]["urn:hub-ext:grading:points"] == 6
+    # at the moment of the grade (the store keeps times to the second on some databases)
+    assert abs(datetime.fromisoformat(latest["timestamp"]) - graded_at) < timedelta(seconds=1)
+    assert events.count() == 5
+    # published again, or the same points given again: nothing new
+    assert await queue.publish_pending() == 0
+    world.store.add_manual(
+        subs["correct"]["id"], {"explain": (1.0, "still clear")}, "tina", graded_at
+    )
+    assert await queue.publish_pending() == 0 and events.count() == 5
+    # a grade recorded while a revision was being published leaves the run to publish again
+    world.store.add_manual(
+        subs["correct"]["id"], {"explain": (0.5, "on second thought")}, "tina", graded_at
+    )
+    (pending,) = world.store.unpublished()
+    world.store.add_manual(subs["correct"]["id"], {"explain": (0.0, "no")}, "tina", graded_at)
+    world.store.mark_published(pending["id"], pending["run_run"], pending["manual_revision"])
+    (again,) = world.store.unpublished()
+    assert again["manual_revision"] > pending["manual_revision"]
     events.dispose()
 
 

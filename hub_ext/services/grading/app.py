@@ -53,6 +53,7 @@ import nbformat
 from jupyterhub.services.auth import (
     HubOAuthCallbackHandler,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Callable, Integer, Unicode, default
@@ -734,6 +735,12 @@ class ManualHandler(BodyHandler):
         self.service.log.info(
             "%s graded %s by hand (%s)", user["name"], submission_id, ", ".join(grades)
         )
+        try:  # the new score reaches the event store now (else at the next grading or start)
+            await self.service.queue.publish_pending()
+        except SQLAlchemyError as e:
+            self.service.log.error(
+                "The manual grade of %s waits for the event store: %s", submission_id, e
+            )
         s = await asyncio.to_thread(self.service.store.submission, submission_id)
         self.answer({**submission_view(_with_runs(s), self.base), "manual": s["manual"]})
 

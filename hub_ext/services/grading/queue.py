@@ -331,6 +331,6 @@ class GradingQueue(LoggingConfigurable):
                 title = assignment.title if assignment else done["assignment_id"]
                 rows = run_statements(done, assignment_title=title, home=self.home.rstrip("/"))
                 self.events.insert_ignore(Statement.__table__, rows)
-            self.store.mark_published(done["id"], done["run_run"])
+            self.store.mark_published(done["id"], done["run_run"], done["manual_revision"])
             count += 1
         return count

@@ -15,8 +15,13 @@ queries see them with no change:
   scores are), ``completion``, ``duration`` (how long the grading took) and extensions with
   the points themselves, the attempt, the run and the grading's status.
 
-Ids are UUIDv5s of (submission, run, verb): a run published twice (the service died
-between writing the statements and recording that it did) is stored once.
+A teacher's manual grade changes a run's final score: the run is published again, with a
+new ``scored`` statement at the moment of the grade (the ``manual_revision`` extension
+says which; the ``completed`` one is the same as before). A learner's score for an
+assignment is the latest ``scored`` statement's.
+
+Ids are UUIDv5s of (submission, run, verb, manual revision): a run published twice (the
+service died between writing the statements and recording that it did) is stored once.
 """
 
 from __future__ import annotations
@@ -90,15 +95,21 @@ def run_statements(
             EXTENSION + "run": done["run_run"],
         },
     }
+    revision = done.get("manual_revision") or 0
+    if revision:
+        result["extensions"][EXTENSION + "manual_revision"] = revision
     if score:
         result["score"] = score
     rows = []
-    for verb, display, moment in (
-        (COMPLETED, "completed", done["submitted_at"]),
-        (SCORED, "scored", done["run_finished_at"]),
-    ):
+    graded_at = max(done["run_finished_at"], done["manual_at"]) if revision else None
+    for verb, display, moment, key in (
+        (COMPLETED, "completed", done["submitted_at"], "completed"),
+        # the key of a run's first scored statement is as it was before manual revisions
+        (SCORED, "scored", graded_at or done["run_finished_at"],
+         f"scored|{revision}" if revision else "scored"),
+    ):  # fmt: skip
         statement = {
-            "id": str(uuid.uuid5(NAMESPACE, f"{done['id']}|{done['run_run']}|{display}")),
+            "id": str(uuid.uuid5(NAMESPACE, f"{done['id']}|{done['run_run']}|{key}")),
             "actor": {"objectType": "Agent", "account": {"homePage": home, "name": learner}},
             "verb": {"id": verb, "display": {"en-US": display}},
             "object": {

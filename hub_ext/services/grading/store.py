@@ -447,14 +447,18 @@ class GradingStore:
         ).scalar_one()
         manual = self._manual_points(conn, submission_id)
         for r in conn.execute(
-            select(runs.c.run, runs.c.result).where(
+            select(runs.c.run, runs.c.result, runs.c.final_score).where(
                 runs.c.submission_id == submission_id, runs.c.state == "done"
             )
         ).all():
+            final = final_score(r.result, manual, penalty)
+            if final == r.final_score:
+                continue
             conn.execute(
                 update(runs)
                 .where(runs.c.submission_id == submission_id, runs.c.run == r.run)
-                .values(final_score=final_score(r.result, manual, penalty))
+                # a new final score is published again: a new ``scored`` statement
+                .values(final_score=final, published=False)
             )
 
     # ------------------------------------------------------------------ the queue
@@ -561,21 +565,39 @@ class GradingStore:
         return bool(done)
 
     def unpublished(self) -> list[dict]:
-        """Done runs whose statements are not in the event store yet, with their submission."""
+        """Done runs whose statements are not in the event store yet (or whose final score
+        changed since: a teacher graded by hand), with their submission, and
+        ``manual_revision`` (the latest manual grade's pk, 0 if none) and ``manual_at``."""
+        of_submission = manual_grades.c.submission_id == submissions.c.id
+        revision = select(func.coalesce(func.max(manual_grades.c.pk), 0)).where(of_submission)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(*_SUBMISSION_COLUMNS, *[c.label(f"run_{c.name}") for c in _RUN_COLUMNS])
+                select(
+                    *_SUBMISSION_COLUMNS,
+                    *[c.label(f"run_{c.name}") for c in _RUN_COLUMNS],
+                    revision.scalar_subquery().label("manual_revision"),
+                    select(func.max(manual_grades.c.at))
+                    .where(of_submission)
+                    .scalar_subquery()
+                    .label("manual_at"),
+                )
                 .join(runs, runs.c.submission_id == submissions.c.id)
                 .where(runs.c.state == "done", runs.c.published.is_(False))
                 .order_by(runs.c.finished_at)
             )
             return [_row(r) for r in rows]
 
-    def mark_published(self, submission_id: str, run: int) -> None:
+    def mark_published(self, submission_id: str, run: int, manual_revision: int = 0) -> None:
+        """The run's statements are stored, as of ``manual_revision``: a manual grade
+        recorded since leaves it to publish again."""
+        newer = select(manual_grades.c.pk).where(
+            manual_grades.c.submission_id == submission_id,
+            manual_grades.c.pk > manual_revision,
+        )
         with self.engine.begin() as conn:
             conn.execute(
                 update(runs)
-                .where(runs.c.submission_id == submission_id, runs.c.run == run)
+                .where(runs.c.submission_id == submission_id, runs.c.run == run, ~newer.exists())
                 .values(published=True)
             )
 
