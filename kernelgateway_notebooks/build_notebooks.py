@@ -78,15 +78,17 @@ CHART = (
 )
 
 
-def chart(path: str, data: str, doc: str, params: list, code: str, example: tuple) -> dict:
+def chart(path: str, data: str, doc: str, params: list, code: str, example: tuple, **extra) -> dict:
     """A chart route: ``code`` is the spec builder's call (``charts.*``), ``example`` a
-    (charts function, queries function, args, kwargs, chart kwargs) computed for the docs."""
+    (charts function, queries function, args, kwargs, chart kwargs) computed for the docs;
+    ``extra``: the route's other keys (``example_course``)."""
     return {
         "path": path,
         "doc": f"{doc} {CHART.format(data=data)}",
         "params": params,
         "code": code,
         "example": example,
+        **extra,
     }
 
 
@@ -253,6 +255,16 @@ NOTEBOOKS = {
                 "example_course": FL_COURSE,
             },
             chart(
+                "/charts/videos",
+                "/videos",
+                "Video completion: a line per video step, the share of its views that reached each "
+                "point of the video.",
+                [],
+                "charts.videos(q.video_completion(ENGINE, COURSE))",
+                ("videos", "video_completion", (), {}, {}),
+                example_course=FL_COURSE,
+            ),
+            chart(
                 "/charts/heatmap",
                 "/resources",
                 "Moodle Activity Viewer's heat-map: the most clicked resources (rows) by course week "
@@ -387,6 +399,16 @@ NOTEBOOKS = {
                 "example": ("quiz_answers", (), {}),
                 "example_course": FL_COURSE,
             },
+            chart(
+                "/charts/quiz",
+                "/quiz",
+                "Quiz answers: per question in course order, the share of its learners right first "
+                "time, as bars.",
+                [],
+                "charts.quiz(q.quiz_answers(ENGINE, COURSE))",
+                ("quiz", "quiz_answers", (), {}, {}),
+                example_course=FL_COURSE,
+            ),
             chart(
                 "/charts/time-on-step",
                 "/time-on-step",

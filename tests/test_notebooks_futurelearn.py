@@ -18,7 +18,9 @@ import pytest
 from hub_ext.services.events import queries as q
 from hub_ext.services.events.importers import import_futurelearn
 from hub_ext.services.events.store import EventStore
-from tests.events_fixtures import SandboxedGateways
+from tests.events_fixtures import SandboxedGateways, postgres_url  # noqa: F401
+from tests.postgres_fixtures import new_database
+from tests.test_charts import assert_valid, vega_lite  # noqa: F401
 from tests.test_importers_futurelearn import files
 
 FL = Path(__file__).parent / "data" / "futurelearn"
@@ -235,6 +237,32 @@ def test_the_routes_refuse_an_unknown_parameter(gateways, path):
     assert response.status_code == 400 and response.json()["parameter"] == "week"
 
 
+@pytest.mark.parametrize(
+    "chart,data,notebook,points",
+    [
+        ("/charts/quiz", "/quiz", "study_time_and_assessments", lambda d: len(d["questions"])),
+        ("/charts/videos", "/videos", "resource_heatmap", lambda d: 7 * len(d["videos"])),
+    ],
+)
+def test_chart_routes_draw_one_point_per_row_of_their_data_route(
+    gateways,
+    vega_lite,  # noqa: F811
+    chart,
+    data,
+    notebook,
+    points,
+):
+    spec = ok(gateways[notebook].get(chart))
+    assert_valid(vega_lite, spec)
+    answer = ok(gateways[notebook].get(data))
+    assert len(spec["data"]["values"]) == points(answer) > 0
+    if chart == "/charts/quiz":
+        assert spec["encoding"]["x"]["sort"] == [x["number"] for x in answer["questions"]]
+        assert [v["right_first_time_share"] for v in spec["data"]["values"]] == [
+            x["right_first_time_share"] for x in answer["questions"]
+        ]
+
+
 def figures(engine) -> dict:
     """Every figure that names or counts learners."""
     return as_json({
@@ -286,3 +314,15 @@ def test_an_extract_made_before_these_tables_gets_them_at_its_next_update(store,
     engine = q.connect(f"sqlite:///{extracts.path(COURSE)}")
     assert figures(engine) == figures(store.engine)
     engine.dispose()
+
+
+def test_the_figures_are_the_same_on_postgresql(store, postgres_url):  # noqa: F811
+    """The JSON path of an answer's success, the staff rule's UNION and the tables as
+    PostgreSQL runs them: the same figures as on SQLite."""
+    pg = EventStore(new_database(postgres_url, "fl_figures"))
+    try:
+        report = import_futurelearn(pg, COURSE, starts_at=datetime(2018, 5, 29), **files())
+        assert report.problem_count == 0, report.problems
+        assert figures(pg.engine) == figures(store.engine)
+    finally:
+        pg.dispose()
