@@ -640,6 +640,19 @@ def _bool(row: dict, key: str) -> bool:
     raise LineError(f"{key} {row[key]!r} is not true or false")
 
 
+def _text(row: dict, key: str, limit: int, *, required: bool = False) -> str | None:
+    """The row's ``key``, stripped, at most ``limit`` characters (a column's width); None
+    when empty, a :class:`LineError` if it is ``required`` or too long."""
+    value = row[key].strip()
+    if not value:
+        if required:
+            raise LineError(f"{key} is empty")
+        return None
+    if len(value) > limit:
+        raise LineError(f"{key} is longer than {limit} characters")
+    return value
+
+
 def _required_time(row: dict, key: str) -> datetime:
     moment = _fl_time(row[key], key)
     if moment is None:
@@ -666,7 +679,7 @@ class _FlRun:
 
 def _fl_answer(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
     """A question-response row -> its *answered* statement."""
-    learner = _required(row, "learner_id")
+    learner = _text(row, "learner_id", 255, required=True)
     question = _required(row, "quiz_question")
     week, step = _int(row, "week_number"), _int(row, "step_number")
     number = _int(row, "question_number")
@@ -710,14 +723,20 @@ def _fl_answer(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
                                timestamp=moment.replace(tzinfo=UTC))  # fmt: skip
 
 
+def _step(row: dict, key: str, *, required: bool = False) -> str | None:
+    """A step's position, ``week.step`` (``1.3``)."""
+    step = _text(row, key, 32, required=required)
+    if step is not None and not re.fullmatch(r"[0-9]+\.[0-9]+", step):
+        raise LineError(f"{key} {step!r} is not week.step, e.g. 1.3")
+    return step
+
+
 def _fl_video(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
     """A video-stats row -> its ``video_stats`` row."""
-    step = _required(row, "step_position")
-    if not re.fullmatch(r"[0-9]+\.[0-9]+", step):
-        raise LineError(f"step_position {step!r} is not week.step, e.g. 1.3")
+    step = _step(row, "step_position", required=True)
     known = set(FUTURELEARN_EXPORTS["video-stats"][1])
     yield "video_stats", {
-        "course_id": run.course_id, "step": step, "title": row["title"].strip(),
+        "course_id": run.course_id, "step": step, "title": _text(row, "title", 255) or "",
         "duration_s": _int(row, "video_duration", optional=True),
         "views": _int(row, "total_views", optional=True),
         "downloads": _int(row, "total_downloads", optional=True),
@@ -732,7 +751,8 @@ def _fl_video(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
 
 def _fl_response(run: _FlRun, row: dict, survey: str, **fields) -> tuple[str, dict]:
     return "survey_responses", {"course_id": run.course_id, "survey": survey,
-                                "response_id": _required(row, "id"), "source": "futurelearn",
+                                "response_id": _text(row, "id", 64, required=True),
+                                "source": "futurelearn",
                                 **fields}  # fmt: skip
 
 
@@ -747,7 +767,7 @@ def _fl_sentiment(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
 
 def _fl_archetype(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
     yield _fl_response(
-        run, row, "archetype", learner=_required(row, "learner_id"),
+        run, row, "archetype", learner=_text(row, "learner_id", 255, required=True),
         responded_at=_required_time(row, "responded_at"), week_number=None, step=None,
         step_at=None, rating=None, answer=_required(row, "archetype"),
     )  # fmt: skip
@@ -755,19 +775,20 @@ def _fl_archetype(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
 
 def _fl_leaving(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
     yield _fl_response(
-        run, row, "leaving", learner=_required(row, "learner_id"),
+        run, row, "leaving", learner=_text(row, "learner_id", 255, required=True),
         responded_at=_required_time(row, "left_at"),
         week_number=_int(row, "last_completed_week_number", optional=True),
-        step=row["last_completed_step"].strip() or None,
+        step=_step(row, "last_completed_step"),
         step_at=_fl_time(row["last_completed_step_at"], "last_completed_step_at"),
         rating=None, answer=row["leaving_reason"].strip() or None,
     )  # fmt: skip
 
 
 def _fl_team_member(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
-    yield "team_members", {"course_id": run.course_id, "learner": _required(row, "id"),
-                           "team_role": row["team_role"].strip(),
-                           "user_role": row["user_role"].strip(), "source": "futurelearn"}  # fmt: skip
+    yield "team_members", {"course_id": run.course_id,
+                           "learner": _text(row, "id", 255, required=True),
+                           "team_role": _text(row, "team_role", 64) or "",
+                           "user_role": _text(row, "user_role", 64) or "", "source": "futurelearn"}  # fmt: skip
 
 
 #: export -> what makes its rows (the exports after enrolments and step-activity)

@@ -46,6 +46,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -265,7 +266,8 @@ class SurveyResponse(_OfACourse, Base):
     step: Mapped[str | None] = mapped_column(String(32))
     step_at: Mapped[datetime | None] = mapped_column(DateTime)
     rating: Mapped[int | None] = mapped_column(Integer)
-    answer: Mapped[str | None] = mapped_column(String(2000))
+    #: the choice made, or the learner's own words (the sentiment survey's reason)
+    answer: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(64), default="")
 
 
