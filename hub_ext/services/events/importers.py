@@ -824,14 +824,14 @@ def import_futurelearn(
     """Import a FutureLearn run's exports into ``course_id``: each keyword takes the file of
     one export (:data:`FUTURELEARN_EXPORTS`; ``sentiment_survey`` is the
     weekly-sentiment-survey-responses export, ``archetype_survey`` and ``leaving_survey``
-    theirs). Any of them, in any order and in as many calls: the team is known as soon as
-    the team-members or enrolments export is in, whichever came first.
+    theirs). Any of them, in any order and in as many calls.
 
     The exports do not say when the run starts (its first visit is usually a team member's
     preview): ``starts_at`` (the catalog's ``opens``, or ``--start``) sets it, in this call or
     a later one; without it the course's start stays unknown and the analytics count weeks
-    from the first learner's event. Enrolments keep their ``role``: the analytics leave the
-    team (``organisation_admin``) out of every figure.
+    from the first learner's event. Enrolments keep their ``role``; the analytics leave the
+    team out of every figure, by that role (``organisation_admin``) and by the team-members
+    export, when the figure is asked for: whichever file came first, the answer is the same.
     """
     _check_course(course_id)
     progress = progress or Progress(enabled=False)
