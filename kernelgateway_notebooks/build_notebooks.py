@@ -4,7 +4,8 @@ The notebooks are generated so that every route has the same shape: a markdown c
 documents it (parameters, an example response), the route cell, and its ``ResponseInfo``
 cell. The logic lives in :mod:`hub_ext.services.events.queries` (unit-tested); a notebook
 only parses parameters and calls it. With a store URL holding the OULAD import, the
-example responses are computed from it (course ``aaa-2013j``, lists cut to two items).
+example responses are computed from it (course ``aaa-2013j``, lists cut to two items); the
+FutureLearn routes' from the slice in ``tests/data/futurelearn`` (course ``ecsa-6``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ OULAD = (
     '"Open University Learning Analytics dataset", Scientific Data 4:170171, '
     "doi:10.1038/sdata.2017.171, CC BY 4.0), course `aaa-2013j` (module AAA, presentation "
     "2013J), imported with `hub-ext import oulad`."
+)
+FL_COURSE = "ecsa-6"
+FL_SLICE = HERE.parent / "tests" / "data" / "futurelearn"
+FUTURELEARN = (
+    "Examples of the FutureLearn routes are computed from the made-up run `ecsa-6` in "
+    "`tests/data/futurelearn/` (FutureLearn's export formats, no real learner), imported with "
+    "`hub-ext import futurelearn --start 2018-05-29`."
+)
+FL_STAFF = (
+    "Staff (enrolment role `organisation_admin`, or named by the team-members export) are left out."
 )
 SETUP = """import json
 
@@ -67,15 +78,17 @@ CHART = (
 )
 
 
-def chart(path: str, data: str, doc: str, params: list, code: str, example: tuple) -> dict:
+def chart(path: str, data: str, doc: str, params: list, code: str, example: tuple, **extra) -> dict:
     """A chart route: ``code`` is the spec builder's call (``charts.*``), ``example`` a
-    (charts function, queries function, args, kwargs, chart kwargs) computed for the docs."""
+    (charts function, queries function, args, kwargs, chart kwargs) computed for the docs;
+    ``extra``: the route's other keys (``example_course``)."""
     return {
         "path": path,
         "doc": f"{doc} {CHART.format(data=data)}",
         "params": params,
         "code": code,
         "example": example,
+        **extra,
     }
 
 
@@ -127,6 +140,34 @@ NOTEBOOKS = {
                 "params": [],
                 "code": "q.funnel(ENGINE, COURSE)",
                 "example": ("funnel", (), {}),
+            },
+            {
+                "path": "/sentiment/weekly",
+                "doc": "FutureLearn's weekly sentiment survey beside that week's activity: per week, the "
+                "responses, the mean experience rating, the responses per rating, and `active_learners`, the "
+                "learners active in that course week (as `/activity/weekly` counts them). FutureLearn's "
+                "`week_number` 1 is course week 0 (`course_week`). Known biases: the survey is anonymous, so "
+                "staff who answered it cannot be left out and a response cannot be tied to activity; learners "
+                "answer a week's survey when they reach the end of its steps, often in a later calendar week, "
+                "so responses and active learners are not the same people; only the satisfied or the "
+                "annoyed tend to answer. Active learners: " + FL_STAFF,
+                "params": [],
+                "code": "q.sentiment_weekly(ENGINE, COURSE)",
+                "example": ("sentiment_weekly", (), {}),
+                "example_course": FL_COURSE,
+            },
+            {
+                "path": "/leavers",
+                "doc": "FutureLearn's leaving survey: how many answered (`responses`) beside the learners who "
+                "unenrolled (`unenrolled`), the reasons (most given first), and the distribution of the last "
+                "step they had completed, by week and by step in course order (`null`: none completed). "
+                "Known biases: only leavers who answered the survey are counted (compare with `unenrolled`), "
+                "and learners who stop without unenrolling never see it; the last completed step is not the "
+                "last step visited. " + FL_STAFF,
+                "params": [],
+                "code": "q.leavers(ENGINE, COURSE)",
+                "example": ("leavers", (), {}),
+                "example_course": FL_COURSE,
             },
             chart(
                 "/charts/activity/daily",
@@ -199,6 +240,30 @@ NOTEBOOKS = {
                 "code": 'q.not_opened(ENGINE, COURSE, q.param_str(r, "resource", required=True, pattern=r"[A-Za-z][A-Za-z0-9+.-]*:\\S+"))',
                 "example": ("not_opened", ("urn:oulad:site:546652",), {}),
             },
+            {
+                "path": "/videos",
+                "doc": "Video completion per video step, in course order (FutureLearn's video-stats export): "
+                "`duration_s`, `views`, downloads, caption and transcript views, and the completion curve, "
+                "for each point of the video (5, 10, 25, 50, 75, 95, 100 %) the share of views that reached "
+                "it (`views_percent`, as FutureLearn computes it), beside `learners_opened_step`, the learners "
+                "who opened the step. Known biases: FutureLearn counts views, not viewers (a learner who "
+                "watches twice counts twice), over everyone, staff included, and not the downloads watched "
+                "offline; a view that skips ahead reaches the later points without watching what is between.",
+                "params": [],
+                "code": "q.video_completion(ENGINE, COURSE)",
+                "example": ("video_completion", (), {}),
+                "example_course": FL_COURSE,
+            },
+            chart(
+                "/charts/videos",
+                "/videos",
+                "Video completion: a line per video step, the share of its views that reached each "
+                "point of the video.",
+                [],
+                "charts.videos(q.video_completion(ENGINE, COURSE))",
+                ("videos", "video_completion", (), {}, {}),
+                example_course=FL_COURSE,
+            ),
             chart(
                 "/charts/heatmap",
                 "/resources",
@@ -318,6 +383,32 @@ NOTEBOOKS = {
                 "code": "q.assessment_scores(ENGINE, COURSE)",
                 "example": ("assessment_scores", (), {}),
             },
+            {
+                "path": "/quiz",
+                "doc": "Quiz answers per question, in course order (week, step, question): `learners` who "
+                "answered, `answers` submitted, `right_first_time` (learners whose first answer was right) and "
+                "its share of `learners`, `right_eventually`, and attempts per learner (`attempts_mean`, "
+                "`attempts_median`). A learner's first answer is the earliest; in the same second a wrong "
+                "answer comes before a right one (a learner stops once right), so the answer never depends on "
+                "the order rows were stored in. Known biases (also in the response's `rule`): a learner who "
+                "found the answer elsewhere, or guessed, is right first time; learners who skip a question "
+                "are not counted at all; FutureLearn's quizzes allow any number of tries and its tests only a "
+                "few, so attempts mean different things on the two. " + FL_STAFF,
+                "params": [],
+                "code": "q.quiz_answers(ENGINE, COURSE)",
+                "example": ("quiz_answers", (), {}),
+                "example_course": FL_COURSE,
+            },
+            chart(
+                "/charts/quiz",
+                "/quiz",
+                "Quiz answers: per question in course order, the share of its learners right first "
+                "time, as bars.",
+                [],
+                "charts.quiz(q.quiz_answers(ENGINE, COURSE))",
+                ("quiz", "quiz_answers", (), {}, {}),
+                example_course=FL_COURSE,
+            ),
             chart(
                 "/charts/time-on-step",
                 "/time-on-step",
@@ -356,24 +447,42 @@ def _cut(value, n=2):
     return value
 
 
-def example(engine, spec) -> str | None:
-    if engine is None:
+def futurelearn_engine():
+    """The FutureLearn slice imported into a store in memory (the examples of its routes)."""
+    from datetime import datetime
+
+    from hub_ext.services.events.importers import (
+        FUTURELEARN_EXPORTS,
+        futurelearn_export,
+        import_futurelearn,
+    )
+    from hub_ext.services.events.store import EventStore
+
+    files = {FUTURELEARN_EXPORTS[futurelearn_export(p)][0]: p for p in FL_SLICE.glob("*.csv")}
+    store = EventStore("sqlite://")
+    import_futurelearn(store, FL_COURSE, starts_at=datetime(2018, 5, 29), **files)
+    return store.engine
+
+
+def example(engines: dict | None, spec, course: str = "aaa-2013j") -> str | None:
+    if engines is None:
         return None
     from hub_ext.services.events import queries as q
 
+    engine = engines[course]
     if len(spec) == 5:  # a chart: the spec builder over the query's answer
         from hub_ext.services.events import charts
 
         builder, name, args, kwargs, chart_kwargs = spec
-        data = getattr(q, name)(engine, "aaa-2013j", *args, **kwargs)
+        data = getattr(q, name)(engine, course, *args, **kwargs)
         result = getattr(charts, builder)(data, **chart_kwargs)
     else:
         name, args, kwargs = spec
-        result = getattr(q, name)(engine, "aaa-2013j", *args, **kwargs)
+        result = getattr(q, name)(engine, course, *args, **kwargs)
     return json.dumps(_cut(json.loads(json.dumps(result, default=q._json_default))), indent=1)
 
 
-def build(name: str, spec: dict, engine=None) -> nbformat.NotebookNode:
+def build(name: str, spec: dict, engines: dict | None = None) -> nbformat.NotebookNode:
     cells = [
         new_markdown_cell(
             f"# {spec['title']}\n\n{spec['intro']}\n\n"
@@ -395,7 +504,7 @@ def build(name: str, spec: dict, engine=None) -> nbformat.NotebookNode:
         table = (
             f"| parameter | type | meaning |\n|---|---|---|\n{rows}" if rows else "No parameters.\n"
         )
-        ex = example(engine, route["example"])
+        ex = example(engines, route["example"], route.get("example_course", "aaa-2013j"))
         ex_md = f"\nExample response (200):\n\n```json\n{ex}\n```\n" if ex else ""
         cells.append(new_markdown_cell(f"## `GET {path}`\n\n{route['doc']}\n\n{table}{ex_md}"))
         allowed = (
@@ -414,8 +523,9 @@ def build(name: str, spec: dict, engine=None) -> nbformat.NotebookNode:
             )
         )
         cells.append(new_code_cell(f"# ResponseInfo GET {path}\nprint(q.response_info(STATUS))"))
-    if engine is not None:
-        cells.append(new_markdown_cell(OULAD))
+    if engines is not None:
+        fl = any("example_course" in r for r in spec["routes"])
+        cells.append(new_markdown_cell(f"{OULAD}\n\n{FUTURELEARN}" if fl else OULAD))
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -426,15 +536,15 @@ def build(name: str, spec: dict, engine=None) -> nbformat.NotebookNode:
 
 
 def main(argv: list[str]) -> None:
-    engine = None
+    engines = None
     if argv:
         from hub_ext.services.events import queries as q
 
-        engine = q.connect(argv[0])
+        engines = {"aaa-2013j": q.connect(argv[0]), FL_COURSE: futurelearn_engine()}
     paths = []
     for name, spec in NOTEBOOKS.items():
         paths.append(HERE / f"{name}.ipynb")
-        nbformat.write(build(name, spec, engine), paths[-1])
+        nbformat.write(build(name, spec, engines), paths[-1])
         print(paths[-1])
     # the house style for the code cells too (ruff formats notebooks)
     subprocess.run(

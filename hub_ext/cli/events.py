@@ -36,7 +36,7 @@ def _progress(args):
 
 def _finish(report) -> int:
     for table in sorted(report.read):
-        print(f"{table:<12} {report.read[table]:>10,} read {report.new.get(table, 0):>10,} new")
+        print(f"{table:<16} {report.read[table]:>10,} read {report.new.get(table, 0):>10,} new")
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if report.problem_count > len(report.problems):
@@ -66,26 +66,34 @@ def import_oulad_cmd(args) -> int:
 
 
 def import_futurelearn_cmd(args) -> int:
-    from ..services.events.importers import import_futurelearn
+    from ..services.events.importers import (
+        FUTURELEARN_EXPORTS,
+        futurelearn_export,
+        import_futurelearn,
+    )
 
-    if not args.step_activity and not args.enrolments:
-        print(
-            "hub-ext import futurelearn: give --step-activity and/or --enrolments", file=sys.stderr
-        )
-        return 2
+    files = {}
+    named = [("step-activity", args.step_activity), ("enrolments", args.enrolments)]
     try:
+        for export, path in named + [(futurelearn_export(f), f) for f in args.files]:
+            if path is None:
+                continue
+            keyword = FUTURELEARN_EXPORTS[export][0]
+            if keyword in files:
+                raise ValueError(f"two {export} exports given: {files[keyword]} and {path}")
+            files[keyword] = path
         starts_at = _course_start(args)
     except ValueError as e:
         print(f"hub-ext import futurelearn: {e}", file=sys.stderr)
         return 2
-    return _run(
-        import_futurelearn,
-        args,
-        args.course,
-        step_activity=args.step_activity,
-        enrolments=args.enrolments,
-        starts_at=starts_at,
-    )
+    if not files:
+        print(
+            "hub-ext import futurelearn: give the run's export files (e.g. "
+            "ecsa-6_step-activity.csv ecsa-6_question-response.csv)",
+            file=sys.stderr,
+        )
+        return 2
+    return _run(import_futurelearn, args, args.course, starts_at=starts_at, **files)
 
 
 def _course_start(args):
@@ -251,12 +259,20 @@ def add_commands(subparsers) -> None:
 
     p = importer(
         "futurelearn",
-        "a FutureLearn run's step-activity and enrolments exports",
+        "a FutureLearn run's exports: enrolments, step-activity, question-response, "
+        "video-stats, team-members, weekly-sentiment-, archetype- and leaving-survey-responses",
         import_futurelearn_cmd,
     )
     p.add_argument("--course", required=True, help="the course id the run becomes, e.g. ds101")
-    p.add_argument("--step-activity", help="the step-activity CSV")
-    p.add_argument("--enrolments", help="the enrolments CSV")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="export files, each told apart by its name (<course>-<run>_<export>.csv, e.g. "
+        "ecsa-6_question-response.csv) or else its header; any of them, in any order",
+    )
+    p.add_argument("--step-activity", help="the step-activity CSV (or give it as a FILE)")
+    p.add_argument("--enrolments", help="the enrolments CSV (or give it as a FILE)")
     p.add_argument(
         "--start",
         help="the run's first day, YYYY-MM-DD (default: the catalog course's opens with "

@@ -2,7 +2,8 @@
 
 A published notebook of course X gets ``HUB_EXT_EVENTS_URL`` pointing at
 ``<data_root>/X/events.sqlite``, mounted read-only in its sandbox: the store's tables
-(statements, courses, enrolments, resources, assessments) holding course X's rows only,
+(statements, courses, enrolments, resources, assessments, and FutureLearn's team_members,
+video_stats, survey_responses) holding course X's rows only,
 and no ``sources`` table. Whatever SQL a notebook runs, it sees its course and nothing
 else, and cannot write (the file is on a read-only mount: not even a write lock).
 
@@ -40,7 +41,17 @@ from sqlalchemy.engine import make_url
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..events.models import Assessment, Base, Course, Enrolment, Resource, Statement
+from ..events.models import (
+    Assessment,
+    Base,
+    Course,
+    Enrolment,
+    Resource,
+    Statement,
+    SurveyResponse,
+    TeamMember,
+    VideoStats,
+)
 from ..events.store import make_engine
 from ..events.xapi import VOIDED
 
@@ -54,6 +65,10 @@ TABLES = {
     Enrolment.__table__: Enrolment.__table__.c.course_id,
     Resource.__table__: Resource.__table__.c.course_id,
     Assessment.__table__: Assessment.__table__.c.course_id,
+    # FutureLearn's other exports (the team, video aggregates, surveys)
+    TeamMember.__table__: TeamMember.__table__.c.course_id,
+    VideoStats.__table__: VideoStats.__table__.c.course_id,
+    SurveyResponse.__table__: SurveyResponse.__table__.c.course_id,
 }
 _BATCH = 5000
 #: statements voided by those copied since the last update (the void came later)
@@ -199,6 +214,9 @@ class CourseExtracts(LoggingConfigurable):
         return rows
 
     def _update(self, course: str) -> int:
+        target = create_engine(f"sqlite:///{self.path(course)}", connect_args={"timeout": 60})
+        Base.metadata.create_all(target, tables=list(TABLES))  # an extract of an older release
+        target.dispose()
         with sqlite3.connect(self.path(course), timeout=60) as db:
             since = db.execute("SELECT COALESCE(MAX(pk), 0) FROM statements").fetchone()[0]
         return self._copy(course, self.path(course), since=since)

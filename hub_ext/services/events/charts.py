@@ -28,9 +28,11 @@ __all__ = [
     "funnel",
     "heatmap",
     "learner_profile",
+    "quiz",
     "segments",
     "sessions",
     "time_on_step",
+    "videos",
     "weekly_engagement",
 ]
 
@@ -458,3 +460,57 @@ def assessments(answer: dict) -> dict:
         hconcat=[distribution, submitted],
         resolve={"scale": {"color": "independent"}},
     )
+
+
+# --------------------------------------------------------------------------- FutureLearn
+
+
+def quiz(answer: dict) -> dict:
+    """Quiz answers from :func:`.queries.quiz_answers`: per question (course order) the share
+    of its learners right first time, as bars (the rule is in the description)."""
+    values = _values(answer["questions"])
+    return _spec(
+        "Quiz answers: learners right first time, per question",
+        f"Bar chart of the share of learners whose first answer was right, per question in "
+        f"course order. {answer['rule']}",
+        {k: answer[k] for k in ("course", "rule")},
+        data={"values": values},
+        mark={"type": "bar", "tooltip": True},
+        encoding={
+            "x": {"field": "number", "type": "nominal", "title": "question (week.step.question)",
+                  "sort": [v["number"] for v in values]},
+            "y": {"field": "right_first_time_share", "type": "quantitative",
+                  "title": "share of its learners right first time", "axis": {"format": "%"}},
+            "tooltip": [
+                {"field": "number", "type": "nominal", "title": "question"},
+                {"field": "learners", "type": "quantitative", "title": "distinct learners"},
+                {"field": "right_first_time", "type": "quantitative", "title": "right first time"},
+                {"field": "attempts_mean", "type": "quantitative", "title": "attempts per learner (mean)"},
+            ],
+        },
+    )  # fmt: skip
+
+
+def videos(answer: dict) -> dict:
+    """Video completion from :func:`.queries.video_completion`: a line per video step, the
+    share of its views that reached each point of the video."""
+    values = _values(
+        {"step": v["step"], "title": v["title"], "views": v["views"], **point}
+        for v in answer["videos"]
+        for point in v["curve"]
+    )
+    return _spec(
+        "Video completion: how far views went, per video step",
+        "Line chart, one line per video step: for each point of the video (5 to 100 %), the "
+        "share of its views that reached it, as FutureLearn counts views (every viewer, "
+        "staff included; a view that skips ahead reaches the later points too).",
+        {"course": answer["course"]},
+        data={"values": values},
+        mark={"type": "line", "point": True, "tooltip": True},
+        encoding={
+            "x": {"field": "reached_percent", "type": "quantitative", "title": "point of the video reached (%)"},
+            "y": {"field": "views_percent", "type": "quantitative", "title": "views that reached it (%)"},
+            "color": {"field": "step", "type": "nominal", "title": "video step",
+                      "sort": list(dict.fromkeys(v["step"] for v in values))},
+        },
+    )  # fmt: skip

@@ -11,9 +11,24 @@ Three formats:
   studentInfo + studentRegistration -> ``enrolments``; vle -> ``resources``; assessments ->
   ``assessments``; studentAssessment -> one statement per submission (verb completed, score);
   studentVle -> one statement per row (verb viewed, ``sum_click`` in the clicks extension).
-- **FutureLearn** partner exports: step-activity (``learner_id, step, week_number,
-  step_number, first_visited_at, last_completed_at``) -> a *viewed* statement at
-  first_visited_at and a *completed* one at last_completed_at; enrolments -> ``enrolments``.
+- **FutureLearn** partner exports (files ``<course>-<run>_<export>.csv``; :data:`FUTURELEARN_EXPORTS`
+  lists them with their columns, :func:`futurelearn_export` tells one from its name or header).
+  What is a learning event of one learner at one time becomes xAPI statements; the rest
+  becomes rows of a small table, because it is not an event:
+
+  - step-activity -> a *viewed* statement at first_visited_at and a *completed* one at
+    last_completed_at;
+  - question-response -> one *answered* statement per submission (a quiz answer is a
+    learning event): the question (``week.step.question``) as a ``cmi.interaction``
+    activity with its ``interactionType`` where FutureLearn's question type maps to one,
+    ``result.success`` and ``result.response``, the step as the context's parent;
+  - enrolments -> ``enrolments``; team-members -> ``team_members`` (people: who the team
+    is, so that the analytics leave them out; their names are not kept);
+  - video-stats -> ``video_stats``: FutureLearn's aggregates over every viewer of a video
+    step (no learner, no time: nothing to make an event of);
+  - weekly-sentiment-, archetype- and leaving-survey-responses -> ``survey_responses``:
+    answers to a question about the course, not activity in it (the sentiment survey is
+    anonymous; a leaver's answer is dated by when they left).
 - **Moodle** log export (``Time, User full name, Affected user, Event context, Component,
   Event name, Description, Origin, IP address``) -> one statement per line. The IP address
   is not stored.
@@ -21,7 +36,10 @@ Three formats:
 Every file is read row by row and written in batches (constant memory whatever its size).
 Statement ids are UUIDv5s of what identifies the row, so importing a file twice stores
 nothing new: OULAD rows by line number (the release never changes; its click table has
-identical rows that are distinct events), FutureLearn rows by learner and step, Moodle
+identical rows that are distinct events), FutureLearn step rows by learner and step,
+FutureLearn answers by learner, question, time, response and their rank among identical
+consecutive rows (a learner may submit the same answer twice in one second), FutureLearn
+table rows by their key (the export's id, or the step), Moodle
 lines by their content and their rank among identical consecutive lines (a newer export
 of the same log has more lines on top). A bad line is skipped and reported with its file
 and line number; the import then ends with a non-zero status.
@@ -42,14 +60,25 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ...courses import COURSE_ID_PATTERN
-from .models import Assessment, Course, Enrolment, Resource, Statement
+from .models import (
+    Assessment,
+    Course,
+    Enrolment,
+    Resource,
+    Statement,
+    SurveyResponse,
+    TeamMember,
+    VideoStats,
+)
 from .store import EventStore
 from .xapi import CLICKS_EXTENSION, course_iri, to_row
 
 __all__ = [
+    "FUTURELEARN_EXPORTS",
     "ImportReport",
     "LineError",
     "Progress",
+    "futurelearn_export",
     "import_futurelearn",
     "import_moodle_log",
     "import_oulad",
@@ -62,6 +91,7 @@ NAMESPACE = uuid.UUID("5b1f4c5e-8f0a-4c36-9a53-2f1f0e6b7d21")
 OULAD_HOME = "https://analyse.kmi.open.ac.uk/open_dataset"
 VIEWED = "http://id.tincanapi.com/verb/viewed"
 COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
+ANSWERED = "http://adlnet.gov/expapi/verbs/answered"
 _COURSE_RE = re.compile(COURSE_ID_PATTERN)
 BATCH = 2000
 
@@ -541,24 +571,267 @@ def _check_course(course_id: str) -> None:
         )
 
 
+#: FutureLearn's exports: the file name's suffix -> (the keyword of :func:`import_futurelearn`
+#: that takes it, the columns it must have; video-stats has per-device and per-continent
+#: percentages after these)
+FUTURELEARN_EXPORTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "enrolments": ("enrolments", ("learner_id", "enrolled_at")),
+    "step-activity": ("step_activity", ("learner_id", "step", "week_number", "step_number",
+                                        "first_visited_at", "last_completed_at")),
+    "question-response": ("question_response", ("learner_id", "quiz_question", "question_type",
+                          "week_number", "step_number", "question_number", "response",
+                          "cloze_response", "submitted_at", "correct")),
+    "video-stats": ("video_stats", ("step_position", "title", "video_duration", "total_views",
+                    "total_downloads", "total_caption_views", "total_transcript_views",
+                    "viewed_hd", "viewed_five_percent", "viewed_ten_percent",
+                    "viewed_twentyfive_percent", "viewed_fifty_percent",
+                    "viewed_seventyfive_percent", "viewed_ninetyfive_percent",
+                    "viewed_onehundred_percent")),
+    "weekly-sentiment-survey-responses": ("sentiment_survey", ("id", "responded_at",
+                                          "week_number", "experience_rating", "reason")),
+    "archetype-survey-responses": ("archetype_survey", ("id", "learner_id", "responded_at",
+                                   "archetype")),
+    "leaving-survey-responses": ("leaving_survey", ("id", "learner_id", "left_at",
+                                 "leaving_reason", "last_completed_step_at",
+                                 "last_completed_step", "last_completed_week_number",
+                                 "last_completed_step_number")),
+    "team-members": ("team_members", ("id", "first_name", "last_name", "team_role",
+                     "user_role")),
+}  # fmt: skip
+#: video-stats' viewed_*_percent columns -> the share of the video reached
+_VIEWED = {"five": 5, "ten": 10, "twentyfive": 25, "fifty": 50, "seventyfive": 75,
+           "ninetyfive": 95, "onehundred": 100}  # fmt: skip
+#: FutureLearn question types (lowercase, letters only) -> xAPI interaction types
+_INTERACTION = {"multiplechoice": "choice", "multiplechoicequestion": "choice",
+                "cloze": "fill-in", "clozequestion": "fill-in", "truefalse": "true-false",
+                "numeric": "numeric"}  # fmt: skip
+
+
+def futurelearn_export(path: os.PathLike | str) -> str:
+    """Which FutureLearn export ``path`` is (a key of :data:`FUTURELEARN_EXPORTS`): by its
+    name's suffix (``ecsa-6_question-response.csv``), else by its header; ``ValueError``
+    naming the file and what was expected otherwise."""
+    path = Path(path)
+    stem = path.name.removesuffix(".csv")
+    for export in sorted(FUTURELEARN_EXPORTS, key=len, reverse=True):
+        if stem == export or stem.endswith(f"_{export}"):
+            return export
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = set(next(csv.reader(f), []))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot be read ({e})") from None
+    found = [e for e, (_kw, cols) in FUTURELEARN_EXPORTS.items() if set(cols) <= header]
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(
+        f"{path}: not a FutureLearn export this importer knows: its name does not end in "
+        f"_<export>.csv and its header is not one of theirs (exports: "
+        f"{', '.join(FUTURELEARN_EXPORTS)})"
+    )
+
+
+def _bool(row: dict, key: str) -> bool:
+    value = row[key].strip().lower()
+    if value in ("true", "t", "1", "yes"):
+        return True
+    if value in ("false", "f", "0", "no"):
+        return False
+    raise LineError(f"{key} {row[key]!r} is not true or false")
+
+
+def _text(row: dict, key: str, limit: int, *, required: bool = False) -> str | None:
+    """The row's ``key``, stripped, at most ``limit`` characters (a column's width); None
+    when empty, a :class:`LineError` if it is ``required`` or too long."""
+    value = row[key].strip()
+    if not value:
+        if required:
+            raise LineError(f"{key} is empty")
+        return None
+    if len(value) > limit:
+        raise LineError(f"{key} is longer than {limit} characters")
+    return value
+
+
+def _required_time(row: dict, key: str) -> datetime:
+    moment = _fl_time(row[key], key)
+    if moment is None:
+        raise LineError(f"{key} is empty")
+    return moment
+
+
+@dataclass
+class _FlRun:
+    """What the rows of one FutureLearn import share, and the answers' repeat counter."""
+
+    course_id: str
+    home: str
+    stored: datetime
+    previous: tuple = ()
+    repeat: int = 0
+
+    def actor(self, learner: str) -> dict:
+        return {"objectType": "Agent", "account": {"homePage": self.home, "name": learner}}
+
+    def iri(self, kind: str, position: str) -> str:
+        return f"urn:futurelearn:{self.course_id}:{kind}:{position}"
+
+
+def _fl_answer(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
+    """A question-response row -> its *answered* statement."""
+    learner = _text(row, "learner_id", 255, required=True)
+    question = _required(row, "quiz_question")
+    week, step = _int(row, "week_number"), _int(row, "step_number")
+    number = _int(row, "question_number")
+    if question != f"{week}.{step}.{number}":
+        raise LineError(
+            f"quiz_question {question!r} is not week_number.step_number.question_number "
+            f"({week}.{step}.{number})"
+        )
+    moment = _required_time(row, "submitted_at")
+    success = _bool(row, "correct")
+    kind = _INTERACTION.get(re.sub(r"[^a-z]", "", row["question_type"].lower()))
+    cloze = row["cloze_response"].strip()
+    response = row["response"].strip()
+    key = (learner, question, moment, response, cloze, success)
+    run.repeat = run.repeat + 1 if key == run.previous else 0
+    run.previous = key
+    definition = {"type": "http://adlnet.gov/expapi/activities/cmi.interaction",
+                  "name": {"en": f"Question {question}"}}  # fmt: skip
+    if kind:
+        definition["interactionType"] = kind
+    if cloze:
+        answer = cloze
+    elif kind == "choice":  # xAPI's choice response: the choice ids joined by [,]
+        answer = "[,]".join(p.strip() for p in response.split(","))
+    else:
+        answer = response
+    statement = {
+        "id": _sid("futurelearn", run.course_id, "answer", *key, run.repeat),
+        "actor": run.actor(learner),
+        "verb": {"id": ANSWERED, "display": {"en-US": "answered"}},
+        "object": {"objectType": "Activity", "id": run.iri("question", question),
+                   "definition": definition},
+        "result": {"success": success, "response": answer},
+        "context": {"contextActivities": {
+            "parent": [{"id": run.iri("step", f"{week}.{step}")}],
+            "grouping": [{"id": course_iri(run.course_id)}]}},
+        "timestamp": moment.isoformat() + "Z",
+    }  # fmt: skip
+    yield "statements", to_row(statement, stored=run.stored, source="futurelearn",
+                               course_id=run.course_id, learner=learner,
+                               timestamp=moment.replace(tzinfo=UTC))  # fmt: skip
+
+
+def _step(row: dict, key: str, *, required: bool = False) -> str | None:
+    """A step's position, ``week.step`` (``1.3``)."""
+    step = _text(row, key, 32, required=required)
+    if step is not None and not re.fullmatch(r"[0-9]+\.[0-9]+", step):
+        raise LineError(f"{key} {step!r} is not week.step, e.g. 1.3")
+    return step
+
+
+def _fl_video(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
+    """A video-stats row -> its ``video_stats`` row."""
+    step = _step(row, "step_position", required=True)
+    known = set(FUTURELEARN_EXPORTS["video-stats"][1])
+    yield "video_stats", {
+        "course_id": run.course_id, "step": step, "title": _text(row, "title", 255) or "",
+        "duration_s": _int(row, "video_duration", optional=True),
+        "views": _int(row, "total_views", optional=True),
+        "downloads": _int(row, "total_downloads", optional=True),
+        "caption_views": _int(row, "total_caption_views", optional=True),
+        "transcript_views": _int(row, "total_transcript_views", optional=True),
+        "viewed_hd": _float(row, "viewed_hd", optional=True),
+        "viewed_percent": {str(n): _float(row, f"viewed_{word}_percent", optional=True)
+                           for word, n in _VIEWED.items()},
+        "attributes": {k: _float(row, k, optional=True) for k in row if k not in known},
+    }  # fmt: skip
+
+
+def _fl_response(run: _FlRun, row: dict, survey: str, **fields) -> tuple[str, dict]:
+    return "survey_responses", {"course_id": run.course_id, "survey": survey,
+                                "response_id": _text(row, "id", 64, required=True),
+                                "source": "futurelearn",
+                                **fields}  # fmt: skip
+
+
+def _fl_sentiment(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
+    yield _fl_response(
+        run, row, "weekly-sentiment", learner=None,
+        responded_at=_required_time(row, "responded_at"), week_number=_int(row, "week_number"),
+        step=None, step_at=None, rating=_int(row, "experience_rating"),
+        answer=row["reason"].strip() or None,
+    )  # fmt: skip
+
+
+def _fl_archetype(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
+    yield _fl_response(
+        run, row, "archetype", learner=_text(row, "learner_id", 255, required=True),
+        responded_at=_required_time(row, "responded_at"), week_number=None, step=None,
+        step_at=None, rating=None, answer=_required(row, "archetype"),
+    )  # fmt: skip
+
+
+def _fl_leaving(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
+    yield _fl_response(
+        run, row, "leaving", learner=_text(row, "learner_id", 255, required=True),
+        responded_at=_required_time(row, "left_at"),
+        week_number=_int(row, "last_completed_week_number", optional=True),
+        step=_step(row, "last_completed_step"),
+        step_at=_fl_time(row["last_completed_step_at"], "last_completed_step_at"),
+        rating=None, answer=row["leaving_reason"].strip() or None,
+    )  # fmt: skip
+
+
+def _fl_team_member(run: _FlRun, row: dict) -> Iterator[tuple[str, dict]]:
+    yield "team_members", {"course_id": run.course_id,
+                           "learner": _text(row, "id", 255, required=True),
+                           "team_role": _text(row, "team_role", 64) or "",
+                           "user_role": _text(row, "user_role", 64) or "", "source": "futurelearn"}  # fmt: skip
+
+
+#: export -> what makes its rows (the exports after enrolments and step-activity)
+_FL_ROWS = {
+    "question-response": _fl_answer,
+    "video-stats": _fl_video,
+    "weekly-sentiment-survey-responses": _fl_sentiment,
+    "archetype-survey-responses": _fl_archetype,
+    "leaving-survey-responses": _fl_leaving,
+    "team-members": _fl_team_member,
+}
+_FL_MODELS = {"team_members": TeamMember, "video_stats": VideoStats,
+              "survey_responses": SurveyResponse}  # fmt: skip
+
+
 def import_futurelearn(
     store: EventStore,
     course_id: str,
     *,
     step_activity: os.PathLike | str | None = None,
     enrolments: os.PathLike | str | None = None,
+    question_response: os.PathLike | str | None = None,
+    video_stats: os.PathLike | str | None = None,
+    sentiment_survey: os.PathLike | str | None = None,
+    archetype_survey: os.PathLike | str | None = None,
+    leaving_survey: os.PathLike | str | None = None,
+    team_members: os.PathLike | str | None = None,
     home: str = "https://www.futurelearn.com",
     starts_at: datetime | None = None,
     progress: Progress | None = None,
     batch: int = BATCH,
 ) -> ImportReport:
-    """Import a FutureLearn run's step-activity and/or enrolments export into ``course_id``.
+    """Import a FutureLearn run's exports into ``course_id``: each keyword takes the file of
+    one export (:data:`FUTURELEARN_EXPORTS`; ``sentiment_survey`` is the
+    weekly-sentiment-survey-responses export, ``archetype_survey`` and ``leaving_survey``
+    theirs). Any of them, in any order and in as many calls.
 
     The exports do not say when the run starts (its first visit is usually a team member's
     preview): ``starts_at`` (the catalog's ``opens``, or ``--start``) sets it, in this call or
     a later one; without it the course's start stays unknown and the analytics count weeks
-    from the first learner's event. Enrolments keep their ``role``: the analytics leave the
-    team (``organisation_admin``) out of every figure.
+    from the first learner's event. Enrolments keep their ``role``; the analytics leave the
+    team out of every figure, by that role (``organisation_admin``) and by the team-members
+    export, when the figure is asked for: whichever file came first, the answer is the same.
     """
     _check_course(course_id)
     progress = progress or Progress(enabled=False)
@@ -631,6 +904,24 @@ def import_futurelearn(
                     w.add("statements", to_row(statement, stored=stored, source="futurelearn",
                                                course_id=course_id, learner=learner,
                                                timestamp=moment.replace(tzinfo=UTC)))  # fmt: skip
+            except LineError as e:
+                report.problem(path, line, str(e))
+        w.flush()
+
+    run = _FlRun(course_id, home, stored)
+    w.models.update(_FL_MODELS)
+    given = {"question_response": question_response, "video_stats": video_stats,
+             "sentiment_survey": sentiment_survey, "archetype_survey": archetype_survey,
+             "leaving_survey": leaving_survey, "team_members": team_members}  # fmt: skip
+    for export, make in _FL_ROWS.items():
+        keyword, required = FUTURELEARN_EXPORTS[export]
+        if given[keyword] is None:
+            continue
+        path = Path(given[keyword])
+        for line, row in _checked_rows(path, progress, export, required, report):
+            try:
+                for table, values in make(run, row):
+                    w.add(table, values)
             except LineError as e:
                 report.problem(path, line, str(e))
         w.flush()

@@ -13,6 +13,13 @@ Four small tables describe what the events are about; importers and the hub fill
 - ``resources``: the course's resources (OULAD's VLE sites, FutureLearn's steps);
 - ``assessments``: the course's assessments with due dates and weights.
 
+Three more hold what FutureLearn exports besides events (a run's data that is not a learning
+event of one learner at one time; the importer's docstring says why each is a table):
+
+- ``team_members``: the course's team (staff: left out of every figure);
+- ``video_stats``: FutureLearn's per-video aggregates (views, how far they were watched);
+- ``survey_responses``: the weekly sentiment, archetype and leaving surveys' answers.
+
 ``documents`` holds the xAPI document resources (State, Activity Profile, Agent Profile):
 each document belongs to the course of the source that wrote it, like statements.
 
@@ -39,12 +46,14 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Assessment", "Attachment", "Base", "Course", "Document", "Enrolment", "Resource", "Source", "Statement",
+    "SurveyResponse", "TeamMember", "VideoStats",
 ]  # fmt: skip
 
 #: BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
@@ -196,6 +205,70 @@ class Assessment(_OfACourse, Base):
     type: Mapped[str] = mapped_column(String(32), default="")
     due_at: Mapped[datetime | None] = mapped_column(DateTime)
     weight: Mapped[float | None] = mapped_column(Float)
+
+
+class TeamMember(_OfACourse, Base):
+    """A member of the course's team (FutureLearn's team-members export): staff, not a
+    learner. Their names are not kept: the analytics need only who to leave out."""
+
+    __tablename__ = "team_members"
+
+    #: the id the person has in the course's other exports (their learner id there)
+    learner: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: e.g. FutureLearn's ``organisation_admin``, ``mentor``, ``educator``
+    team_role: Mapped[str] = mapped_column(String(64), default="")
+    user_role: Mapped[str] = mapped_column(String(64), default="")
+    source: Mapped[str] = mapped_column(String(64), default="")
+
+
+class VideoStats(_OfACourse, Base):
+    """One video step's viewing figures, as FutureLearn aggregates them over the run (every
+    viewer, staff included: the export does not say who watched)."""
+
+    __tablename__ = "video_stats"
+
+    #: the step's position, ``week.step`` (``1.3``), as the step-activity export names it
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(String(255), default="")
+    #: seconds
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    views: Mapped[int | None] = mapped_column(Integer)
+    downloads: Mapped[int | None] = mapped_column(Integer)
+    caption_views: Mapped[int | None] = mapped_column(Integer)
+    transcript_views: Mapped[int | None] = mapped_column(Integer)
+    #: viewed in HD, % of views
+    viewed_hd: Mapped[float | None] = mapped_column(Float)
+    #: % of views that reached 5, 10, 25, 50, 75, 95 and 100 % of the video:
+    #: ``{"5": 96.2, "10": 90.1, ...}``
+    viewed_percent: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: the per-device and per-continent percentages, as exported
+    attributes: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class SurveyResponse(_OfACourse, Base):
+    """One answer to one of FutureLearn's surveys of a run.
+
+    ``survey`` is ``weekly-sentiment`` (anonymous: ``learner`` is None; ``week_number``
+    the week asked about, ``rating`` the experience rating, ``answer`` the reason given),
+    ``archetype`` (``answer`` the archetype) or ``leaving`` (``responded_at`` when they
+    left, ``answer`` the leaving reason, ``step``/``week_number``/``step_at`` the last step
+    they completed).
+    """
+
+    __tablename__ = "survey_responses"
+
+    survey: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: the response's id in the export
+    response_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    learner: Mapped[str | None] = mapped_column(String(255))
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime)
+    week_number: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[str | None] = mapped_column(String(32))
+    step_at: Mapped[datetime | None] = mapped_column(DateTime)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    #: the choice made, or the learner's own words (the sentiment survey's reason)
+    answer: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(64), default="")
 
 
 class Source(Base):

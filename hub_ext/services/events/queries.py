@@ -16,7 +16,11 @@ Definitions every figure shares:
   **submissions** (statements about one of the course's assessments), counted apart;
   ``events`` counts every statement.
 - **staff are not learners**: enrolments whose ``role`` is in :data:`STAFF_ROLES`
-  (FutureLearn's ``organisation_admin``) are left out of every figure.
+  (FutureLearn's ``organisation_admin``) and the course's team members (FutureLearn's
+  team-members export, ``team_members``) are left out of every figure, whichever export
+  named them and in whichever order they were imported (the rule is applied when a figure
+  is asked for, :func:`_staff`). FutureLearn's own aggregates (video-stats) and its
+  anonymous weekly sentiment survey cannot tell staff apart: their figures say so.
 - Weeks are counted from the course's start (``courses.starts_at``, which the catalog's
   ``opens`` or the importer's ``--start`` sets; when unknown, the day of the first learner
   event; ``None`` when there is none): week 0 is the first seven days, days before the start
@@ -32,13 +36,22 @@ import re
 import statistics
 import sys
 import traceback
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, and_, case, distinct, func, literal, select
 
-from .models import Assessment, Course, Enrolment, Resource, Statement
+from .models import (
+    Assessment,
+    Course,
+    Enrolment,
+    Resource,
+    Statement,
+    SurveyResponse,
+    TeamMember,
+    VideoStats,
+)
 from .store import make_engine
 
 __all__ = [
@@ -50,26 +63,32 @@ __all__ = [
     "daily_activity",
     "funnel",
     "heatmap",
+    "leavers",
     "learner_profile",
     "not_opened",
     "param_choice",
     "param_date",
     "param_int",
     "param_str",
+    "QUIZ_RULE",
+    "quiz_answers",
     "resource_weeks",
     "respond",
     "response_info",
     "segments",
+    "sentiment_weekly",
     "sessions",
     "summary",
     "time_on_step",
     "TIME_ON_STEP_RULE",
+    "video_completion",
     "weekly_engagement",
 ]
 
 DEFAULT_SESSION_GAP_MINUTES = 55
 COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
 VIEWED = "http://id.tincanapi.com/verb/viewed"
+ANSWERED = "http://adlnet.gov/expapi/verbs/answered"
 #: enrolment roles of a course's team (FutureLearn's enrolments export): not learners
 STAFF_ROLES = ("organisation_admin",)
 #: OU pass mark: a mean assessment score below it counts as struggling
@@ -80,6 +99,9 @@ E = Enrolment.__table__
 R = Resource.__table__
 A = Assessment.__table__
 C = Course.__table__
+T = TeamMember.__table__
+V = VideoStats.__table__
+Q = SurveyResponse.__table__
 
 
 class BadParameter(ValueError):
@@ -250,15 +272,14 @@ def _live_statements(
 
 
 def _staff(conn, course: str) -> list[str]:
-    """The course's team: enrolled with a role in :data:`STAFF_ROLES` (not learners)."""
-    return list(
-        conn.execute(
-            select(E.c.learner).where(
-                _course_filter(E.c.course_id, course),
-                E.c.attributes["role"].as_string().in_(STAFF_ROLES),
-            )
-        ).scalars()
+    """The course's team (not learners): enrolled with a role in :data:`STAFF_ROLES`, or
+    named by the team-members export; the one rule every figure applies."""
+    enrolled = select(E.c.learner).where(
+        _course_filter(E.c.course_id, course),
+        E.c.attributes["role"].as_string().in_(STAFF_ROLES),
     )
+    team = select(T.c.learner).where(_course_filter(T.c.course_id, course))
+    return sorted(conn.execute(enrolled.union(team)).scalars())
 
 
 def _enrolments(course: str, staff: list[str]) -> list:
@@ -1037,3 +1058,173 @@ def assessment_scores(engine: Engine, course: str) -> dict:
             "histogram": [{"from": i * 10, "to": i * 10 + 10 if i < 9 else 100, "count": n} for i, n in enumerate(bins)],
         })  # fmt: skip
     return {"course": course, "assessments": out}
+
+
+# --------------------------------------------------------------------------- FutureLearn
+
+
+def _number_of(iri: str) -> str:
+    """``urn:futurelearn:ecsa-6:question:1.3.2`` -> ``1.3.2``."""
+    return iri.rsplit(":", 1)[-1]
+
+
+QUIZ_RULE = (
+    "Per question, over the learners who answered it (staff excluded): 'attempts' are a "
+    "learner's submitted answers, 'right_first_time' the learners whose first answer was "
+    "right, 'right_eventually' those with a right answer at any attempt. A learner's answers "
+    "are ordered by time; in the same second a wrong answer comes before a right one (a "
+    "learner stops once right). Questions are in course order (week, step, question). Known "
+    "biases: a learner who saw the answer elsewhere is right first time; FutureLearn's "
+    "quizzes let learners try again, its tests only a few times, so attempts are not comparable "
+    "between the two."
+)
+
+
+def quiz_answers(engine: Engine, course: str) -> dict:
+    """Quiz answers per question: learners, right first time (share), attempts per learner
+    (mean and median), in course order (the rule is in ``rule``, :data:`QUIZ_RULE`)."""
+    answers: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    success = S.c.raw["result"]["success"].as_boolean()
+    with engine.connect() as conn:
+        staff = _staff(conn, course)
+        rows = conn.execute(
+            select(S.c.object_id, S.c.learner, S.c.timestamp, success).where(
+                *_live_statements(course, staff=staff),
+                S.c.object_type == "Activity",
+                S.c.verb == ANSWERED,
+            )
+        )
+        for question, learner, ts, right in rows:
+            answers[question][learner].append((ts, bool(right)))
+    out = []
+    for question in sorted(answers, key=_position):
+        by_learner = answers[question]
+        firsts = [min(attempts)[1] for attempts in by_learner.values()]  # (time, wrong first)
+        counts = [len(attempts) for attempts in by_learner.values()]
+        right_first = sum(firsts)
+        out.append({
+            "question": question,
+            "number": _number_of(question),
+            "learners": len(by_learner),
+            "answers": sum(counts),
+            "right_first_time": right_first,
+            "right_first_time_share": round(right_first / len(firsts), 4),
+            "right_eventually": sum(any(r for _, r in a) for a in by_learner.values()),
+            "attempts_mean": round(statistics.fmean(counts), 4),
+            "attempts_median": float(statistics.median(counts)),
+        })  # fmt: skip
+    return {"course": course, "rule": QUIZ_RULE, "questions": out}
+
+
+#: video-stats' viewed_*_percent columns, in order: how much of a video a view reached
+VIDEO_REACHED = (5, 10, 25, 50, 75, 95, 100)
+
+
+def video_completion(engine: Engine, course: str) -> dict:
+    """Per video step, in course order: FutureLearn's views, downloads, duration and the
+    completion curve (per point of the video, the % of views that reached it), beside the
+    distinct learners (staff excluded) who opened the step."""
+    with engine.connect() as conn:
+        videos = conn.execute(select(V).where(_course_filter(V.c.course_id, course))).all()
+        staff = _staff(conn, course)
+        steps = {f"urn:futurelearn:{v.course_id}:step:{v.step}": v.step for v in videos}
+        opened = dict(
+            conn.execute(
+                select(S.c.object_id, func.count(distinct(S.c.learner)))
+                .where(
+                    *_live_statements(course, staff=staff),
+                    S.c.verb == VIEWED,
+                    S.c.object_id.in_(list(steps)),
+                )
+                .group_by(S.c.object_id)
+            ).all()
+        )
+    by_step = {steps[iri]: n for iri, n in opened.items()}
+    out = []
+    for v in sorted(videos, key=lambda v: (_position(v.step), v.course_id)):
+        out.append({
+            "step": v.step,
+            "title": v.title,
+            "duration_s": v.duration_s,
+            "views": v.views,
+            "downloads": v.downloads,
+            "caption_views": v.caption_views,
+            "transcript_views": v.transcript_views,
+            "viewed_hd_percent": v.viewed_hd,
+            "learners_opened_step": by_step.get(v.step, 0),
+            "curve": [
+                {"reached_percent": n, "views_percent": (v.viewed_percent or {}).get(str(n))}
+                for n in VIDEO_REACHED
+            ],
+        })  # fmt: skip
+    return {"course": course, "videos": out}
+
+
+def sentiment_weekly(engine: Engine, course: str) -> dict:
+    """The weekly sentiment survey per week (responses, mean rating, responses per rating)
+    next to that week's active learners (:func:`weekly_engagement`'s): FutureLearn's week
+    ``n`` is course week ``n - 1`` (week 0 is the first seven days from the start)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Q.c.week_number, Q.c.rating, func.count())
+            .where(_course_filter(Q.c.course_id, course), Q.c.survey == "weekly-sentiment")
+            .group_by(Q.c.week_number, Q.c.rating)
+        ).all()
+    ratings: dict[int, dict[int, int]] = defaultdict(dict)
+    for week, rating, n in rows:
+        ratings[week][rating] = n
+    active = {
+        w["week"] + 1: w["active_learners"] for w in weekly_engagement(engine, course)["weeks"]
+    }
+    weeks = []
+    for week in sorted(set(ratings) | {w for w in active if w >= 1}):
+        got = ratings.get(week, {})
+        responses = sum(got.values())
+        mean = sum(r * n for r, n in got.items()) / responses if responses else None
+        weeks.append({
+            "week_number": week,
+            "course_week": week - 1,
+            "responses": responses,
+            "mean_rating": None if mean is None else round(mean, 4),
+            "ratings": [{"rating": r, "responses": n} for r, n in sorted(got.items())],
+            "active_learners": active.get(week, 0),
+        })  # fmt: skip
+    return {"course": course, "weeks": weeks}
+
+
+def leavers(engine: Engine, course: str) -> dict:
+    """The leaving survey (staff excluded): how many answered, their reasons (most given
+    first), and the week and step of the last step they had completed (in course order;
+    ``null`` for none), beside the learners who unenrolled."""
+    with engine.connect() as conn:
+        staff = _staff(conn, course)
+        where = [_course_filter(Q.c.course_id, course), Q.c.survey == "leaving"]
+        if staff:
+            where.append(Q.c.learner.not_in(staff))
+        rows = conn.execute(select(Q.c.answer, Q.c.week_number, Q.c.step).where(*where)).all()
+        unenrolled = conn.execute(
+            select(func.count())
+            .select_from(E)
+            .where(*_enrolments(course, staff), E.c.unregistered_at.is_not(None))
+        ).scalar()
+
+    reasons = Counter(r.answer for r in rows)
+    weeks = Counter(r.week_number for r in rows)
+    steps = Counter(r.step for r in rows)
+    return {
+        "course": course,
+        "responses": len(rows),
+        "unenrolled": unenrolled,
+        "reasons": [
+            {"reason": r, "responses": reasons[r]}
+            for r in sorted(reasons, key=lambda r: (-reasons[r], r is None, r or ""))
+        ],
+        "last_completed_week": [
+            {"week_number": w, "responses": weeks[w]}
+            for w in sorted(weeks, key=lambda w: (w is None, w or 0))
+        ],
+        "last_completed_step": [
+            {"step": st, "responses": steps[st]}
+            for st in sorted(steps, key=lambda st: (st is None, _position(st or "")))
+        ],
+    }
