@@ -370,6 +370,25 @@ async def test_the_api_page_in_a_browser(env, browser_context):
     assert not errors, errors
 
 
+async def test_the_front_page_lists_the_callers_courses_and_their_apis(env, browser_context):
+    page = await browser_context.new_page()
+    await login(page, env.hub, "tina")
+    response = await page.goto(f"{env.hub.url}{PREFIX}/")
+    assert response.status == 200 and "text/html" in response.headers["content-type"]
+    assert await page.locator("h1").inner_text() == "Analytics"
+    await page.locator(f'a[href="{PREFIX}/ds101/"]').wait_for()
+    assert await page.locator(f'a[href="{PREFIX}/ds101/views/"]').count() == 1
+    assert await page.locator(f'a[href^="{PREFIX}/stat200/"]').count() == 0  # sam's course
+    await screenshot(page, "analytics-front-page")
+    assert not serious_violations(await axe(page))
+    await page.locator(f'a[href="{PREFIX}/ds101/"]').click()
+    await page.wait_for_selector("html[data-ready=true]")
+    assert "Analytics: Data analysis with Python" in await page.locator("h1").inner_text()
+    # a program still gets the JSON list
+    r = await call(env, "tina", "/")
+    assert r.status_code == 200 and {a["name"] for a in r.json()["apis"]} >= {"views"}
+
+
 @pytest.mark.parametrize("user", ["alice", "sam"])
 async def test_others_are_refused_in_a_browser(env, browser_context, user):
     page = await browser_context.new_page()

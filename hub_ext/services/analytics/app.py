@@ -506,7 +506,8 @@ class CourseHandler(BaseHandler):
 
 
 class CatalogHandler(BaseHandler):
-    """The APIs the caller may use, with their routes."""
+    """The APIs the caller may use, with their routes; for a browser, a page of the caller's
+    courses and their APIs."""
 
     async def get(self):
         user = self.require_user()
@@ -531,6 +532,19 @@ class CatalogHandler(BaseHandler):
                 )
         apis.sort(key=lambda a: (a["course"], a["name"]))
         courses = [c for c in service.catalog if self.may_call(user, c)]
+        if self.wants_html():
+            return self.render_page(
+                "index.html",
+                courses=[
+                    {
+                        "id": c,
+                        "title": service.catalog[c].title,
+                        "apis": [a for a in apis if a["course"] == c],
+                    }
+                    for c in courses
+                ],
+            )
+        self.set_header("Vary", "Accept, Authorization, Cookie")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"user": user["name"], "courses": courses, "apis": apis}))
 
