@@ -38,6 +38,7 @@ Numbers ADL lists that are not here, and why (none is marked xfail):
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -1511,6 +1512,41 @@ async def test_xapi_00327_another_course_is_forbidden(lms):
     )
     before = count(lrs)
     assert assert_error(await post(lrs, s), 403, "forbidden")["course"] == "stat200"
+    assert count(lrs) == before
+
+
+async def test_xapi_00328_a_body_beyond_the_limit_is_413(lms):
+    """XAPI-00328: a request larger than the LRS takes (``max_body_size``) gets 413 with the
+    reason, when its Content-Length says so (answered before the body is read: this client
+    sends only the start of it, as one that reads an early answer would) and when it comes in
+    chunks (read and dropped, then answered); nothing is stored."""
+    lrs = lms["ds101"]
+    limit = lrs.app.max_body_size
+    before = count(lrs)
+    url = httpx.URL(str(lrs.base_url) + "/statements")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    head = (
+        f"POST {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.host}\r\n"
+        f"Authorization: {credentials(lrs)}\r\nX-Experience-API-Version: 1.0.3\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {limit + 1}\r\n\r\n["
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 60)  # read until the server closes
+    writer.close()
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"] == "payload_too_large"
+    body = json.dumps(statement(result={"response": "x" * limit})).encode()
+
+    async def chunks():
+        for start in range(0, len(body), 1 << 20):
+            yield body[start : start + (1 << 20)]
+
+    r = await lrs.post(
+        "/statements", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert_error(r, 413, "payload_too_large")
     assert count(lrs) == before
 
 
