@@ -7,9 +7,14 @@ An LMS that speaks xAPI (Moodle's logstore_xapi, for instance) posts statements 
     POST /xAPI/statements                 one statement or a list -> 200 [ids]
     PUT  /xAPI/statements?statementId=ID  one statement -> 204
     GET  /xAPI/statements?statementId=ID  (or voidedStatementId) -> the statement
-    GET  /xAPI/statements?agent=&verb=&activity=&since=&until=&limit=&ascending=
+    GET  /xAPI/statements?agent=&verb=&activity=&registration=&since=&until=&limit=&ascending=
+         &related_activities=&related_agents=&format=&attachments=
          -> {"statements": [...], "more": "<IRL of the next page>" or ""}
     GET  /xAPI/about                      -> {"version": ["1.0.3"]} (no credentials needed)
+
+``agent`` matches the actor or the object (a Group's members too), ``activity`` the object;
+``related_agents=true`` and ``related_activities=true`` widen them to the authority, the
+context and a SubStatement (:mod:`.related`'s side tables, written with each statement).
 
 **Consistent-Through is a promise**: every statement stored at or before the
 ``X-Experience-API-Consistent-Through`` of an answer is visible to any query made after it,
