@@ -50,7 +50,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from hub_ext.services.events.models import Statement
+from hub_ext.services.events.models import Statement, StatementActivity, StatementAgent
 from tests.events_fixtures import postgres_url, two_courses_lms  # noqa: F401
 from tests.test_xapi import assert_error
 from tests.test_xapi_attachments import (
@@ -1111,7 +1111,8 @@ async def test_xapi_00108_00109_00111_00114_more_pages(lms):
 
 async def test_xapi_00182_00326_a_refused_batch_changes_nothing(lms):
     """XAPI-00326, -00182: a batch with one bad statement (here: the last; and one whose id
-    is stored with other content) stores none, and voids nothing it would have voided."""
+    is stored with other content) stores none, voids nothing it would have voided, and
+    leaves no row of :mod:`~hub_ext.services.events.related`'s side tables."""
     lrs = lms["ds101"]
     target, stored = statement(), statement()
     assert (await post(lrs, [target, stored])).status_code == 200
@@ -1119,6 +1120,7 @@ async def test_xapi_00182_00326_a_refused_batch_changes_nothing(lms):
         verb={"id": VOIDED}, object={"objectType": "StatementRef", "id": target["id"]}
     )
     before = count(lrs)
+    side = (lrs.app.store.count(StatementActivity), lrs.app.store.count(StatementAgent))
     assert_error(await post(lrs, [voiding, statement(), statement(verb="bad")]), 400, "bad_request")
     changed_copy = {
         **copy.deepcopy(stored),
@@ -1126,6 +1128,7 @@ async def test_xapi_00182_00326_a_refused_batch_changes_nothing(lms):
     }
     assert_error(await post(lrs, [voiding, changed_copy]), 409, "conflict")
     assert count(lrs) == before
+    assert (lrs.app.store.count(StatementActivity), lrs.app.store.count(StatementAgent)) == side
     assert (await read(lrs, target["id"]))["id"] == target["id"]
 
 
@@ -1555,3 +1558,40 @@ async def test_an_unknown_resource_is_a_json_404(lms):
     404 naming the resources there are, not a page."""
     body = assert_error(await lms["ds101"].get("/statement"), 404, "not_found")
     assert "xAPI/statements" in body["message"]
+
+
+def test_related_rows_names_what_a_statement_is_about_besides_its_object_and_actor():
+    """:func:`~hub_ext.services.events.related.related_rows`, the one function the insert
+    path calls: the context's and a SubStatement's activities; Group members of the actor
+    and object (``member``: the plain ``agent`` filter's), and authority, instructor, team
+    and SubStatement agents (only ``related_agents``'); an anonymous Group by its members
+    only; each once."""
+    from hub_ext.services.events.related import related_rows
+    from hub_ext.services.events.xapi import actor_key
+
+    ada, bob, cy, dee, eve, fay = (agent(n) for n in ("ada", "bob", "cy", "dee", "eve", "fay"))
+    s = substatement(
+        actor=bob,
+        object=cy,
+        context={"instructor": ada, "contextActivities": {"other": [{"id": "https://x.org/o"}]}},
+    )
+    team = {
+        "objectType": "Group",
+        "account": {"homePage": "https://t.org", "name": "t"},
+        "member": [dee],
+    }
+    s["actor"] = {"objectType": "Group", "member": [ada, dee]}
+    s["context"].update(instructor=ada, team=team)
+    s["authority"] = {"objectType": "Group", "member": [eve, fay]}
+    activities, agents = related_rows(s)
+    assert activities == ["urn:hub-ext:course:ds101", "https://x.org/o"]
+    k = actor_key
+    assert agents == [
+        (k(ada), True), (k(dee), True),  # the actor Group's members
+        (k(eve), False), (k(fay), False),  # the authority's members (anonymous: no key of its own)
+        (k(ada), False), (k(team), False), (k(dee), False),  # instructor, team and its member
+        (k(bob), False), (k(cy), False),  # the SubStatement's actor and object
+    ]  # fmt: skip
+    assert related_rows(statement()) == (["urn:hub-ext:course:ds101"], [])
+    sub = substatement()  # its object an Activity: one of the statement's related activities
+    assert related_rows(sub)[0] == ["urn:hub-ext:course:ds101", sub["object"]["object"]["id"]]
