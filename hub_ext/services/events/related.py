@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, text
 
 from .models import Statement, StatementActivity, StatementAgent
 from .xapi import actor_key
@@ -94,30 +94,74 @@ def related_rows(statement: dict) -> tuple[list[str], list[tuple[str, bool]]]:
 
 
 def insert_related(conn, rows: Sequence[dict]) -> None:
-    """Write the side rows of the statement rows ``rows`` just inserted on ``conn`` (their
-    pks are read back by id: one SELECT of the unique index, only if any has side rows)."""
-    found = [(r, related_rows(r["raw"])) for r in rows]
-    found = [(r, acts, agents) for r, (acts, agents) in found if acts or agents]
-    if not found:
+    """Write the side rows of the statement rows ``rows`` just inserted on ``conn``, each
+    with its statement's pk and course, read back by id (the unique index): on PostgreSQL in
+    the INSERT itself (one statement per table, the rows as arrays), elsewhere by one SELECT
+    and an executemany. Nothing is read when no row has side rows."""
+    activities, agents = [], []
+    for row in rows:
+        acts, agent_keys = related_rows(row["raw"])
+        activities += [(row["id"], _key(a)) for a in acts]
+        agents += [(row["id"], _key(k), member) for k, member in agent_keys]
+    if not (activities or agents):
+        return
+    if conn.dialect.name == "postgresql":
+        _insert_from_arrays(conn, activities, agents)
         return
     t = Statement.__table__
-    pks = {}
-    ids = [r["id"] for r, _, _ in found]
+    ids = sorted({sid for sid, *_ in activities + agents})
+    found = {}
     for start in range(0, len(ids), 500):
-        q = select(t.c.id, t.c.pk).where(t.c.id.in_(ids[start : start + 500]))
-        pks.update(conn.execute(q).all())
-    activities, agents = [], []
-    for row, acts, agent_keys in found:
-        pk, course = pks[row["id"]], row["course_id"]
-        activities += [{"pk": pk, "activity_key": _key(a), "course_id": course} for a in acts]
-        agents += [
-            {"pk": pk, "agent_key": _key(k), "member": member, "course_id": course}
-            for k, member in agent_keys
-        ]
+        q = select(t.c.id, t.c.pk, t.c.course_id).where(t.c.id.in_(ids[start : start + 500]))
+        found.update((r.id, (r.pk, r.course_id)) for r in conn.execute(q))
     if activities:
-        conn.execute(StatementActivity.__table__.insert(), activities)
+        conn.execute(
+            StatementActivity.__table__.insert(),
+            [
+                {"pk": found[i][0], "activity_key": k, "course_id": found[i][1]}
+                for i, k in activities
+            ],
+        )
     if agents:
-        conn.execute(StatementAgent.__table__.insert(), agents)
+        conn.execute(
+            StatementAgent.__table__.insert(),
+            [
+                {"pk": found[i][0], "agent_key": k, "member": m, "course_id": found[i][1]}
+                for i, k, m in agents
+            ],
+        )
+
+
+#: PostgreSQL: the side rows as arrays, joined to their statements by id (measured: an
+#: executemany of them cost twice the statements' own INSERT; this, a fraction)
+_FROM_ARRAYS = {
+    StatementActivity.__tablename__: text(
+        f"INSERT INTO {StatementActivity.__tablename__} (pk, activity_key, course_id) "
+        "SELECT s.pk, v.k, s.course_id "
+        "FROM unnest(CAST(:ids AS varchar[]), CAST(:keys AS varchar[])) AS v(id, k) "
+        f"JOIN {Statement.__tablename__} s ON s.id = v.id"
+    ),
+    StatementAgent.__tablename__: text(
+        f"INSERT INTO {StatementAgent.__tablename__} (pk, agent_key, member, course_id) "
+        "SELECT s.pk, v.k, v.m, s.course_id "
+        "FROM unnest(CAST(:ids AS varchar[]), CAST(:keys AS varchar[]), CAST(:members AS boolean[])) "
+        f"AS v(id, k, m) JOIN {Statement.__tablename__} s ON s.id = v.id"
+    ),
+}
+
+
+def _insert_from_arrays(conn, activities: list[tuple], agents: list[tuple]) -> None:
+    if activities:
+        ids, keys = zip(*activities, strict=True)
+        conn.execute(
+            _FROM_ARRAYS[StatementActivity.__tablename__], {"ids": list(ids), "keys": list(keys)}
+        )
+    if agents:
+        ids, keys, members = zip(*agents, strict=True)
+        conn.execute(
+            _FROM_ARRAYS[StatementAgent.__tablename__],
+            {"ids": list(ids), "keys": list(keys), "members": list(members)},
+        )
 
 
 def _course(table, course_id: str | None) -> list:
