@@ -331,3 +331,46 @@ class Attachment(Base):
     sha2: Mapped[str] = mapped_column(String(128), primary_key=True)
     content_type: Mapped[str] = mapped_column(String(255))
     content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# ------------------------------------------------ the statements' related activities and agents
+
+
+class StatementActivity(Base):
+    """An activity a statement is about besides its object: each of its context activities,
+    and the object and context activities of its SubStatement (the xAPI GET's
+    ``related_activities=true``: :mod:`.related`).
+
+    Keyed by the statement's ``pk``; ``activity_key`` is a SHA-256 of the activity IRI
+    (IRIs have no length bound; PostgreSQL's B-tree keys do), ``course_id`` the statement's.
+    """
+
+    __tablename__ = "statement_activities"
+
+    pk: Mapped[int] = mapped_column(_PK, primary_key=True)
+    activity_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    course_id: Mapped[str | None] = mapped_column(_COURSE_ID)
+
+    __table_args__ = (Index("ix_statement_activities_key", "activity_key", "course_id", "pk"),)
+
+
+class StatementAgent(Base):
+    """An agent a statement names besides its actor and object (:mod:`.related`).
+
+    ``member``: the agent is a member of the statement's actor or object Group, which the
+    xAPI GET's ``agent`` filter matches; otherwise it is its authority, its context's
+    instructor or team (or a team's member), or an agent of its SubStatement, which only
+    ``related_agents=true`` matches. ``agent_key`` is a SHA-256 of :func:`~.xapi.actor_key`.
+    """
+
+    __tablename__ = "statement_agents"
+
+    pk: Mapped[int] = mapped_column(_PK, primary_key=True)
+    agent_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    course_id: Mapped[str | None] = mapped_column(_COURSE_ID)
+
+    __table_args__ = (Index("ix_statement_agents_key", "agent_key", "course_id", "member", "pk"),)
+
+
+__all__ += ["StatementActivity", "StatementAgent"]

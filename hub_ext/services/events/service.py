@@ -7,9 +7,14 @@ An LMS that speaks xAPI (Moodle's logstore_xapi, for instance) posts statements 
     POST /xAPI/statements                 one statement or a list -> 200 [ids]
     PUT  /xAPI/statements?statementId=ID  one statement -> 204
     GET  /xAPI/statements?statementId=ID  (or voidedStatementId) -> the statement
-    GET  /xAPI/statements?agent=&verb=&activity=&since=&until=&limit=&ascending=
+    GET  /xAPI/statements?agent=&verb=&activity=&registration=&since=&until=&limit=&ascending=
+         &related_activities=&related_agents=&format=&attachments=
          -> {"statements": [...], "more": "<IRL of the next page>" or ""}
     GET  /xAPI/about                      -> {"version": ["1.0.3"]} (no credentials needed)
+
+``agent`` matches the actor or the object (a Group's members too), ``activity`` the object;
+``related_agents=true`` and ``related_activities=true`` widen them to the authority, the
+context and a SubStatement (:mod:`.related`'s side tables, written with each statement).
 
 **Consistent-Through is a promise**: every statement stored at or before the
 ``X-Experience-API-Consistent-Through`` of an answer is visible to any query made after it,
@@ -478,6 +483,17 @@ class StatementsHandler(XAPIHandler):
                     **which,
                 )
                 return None
+        media = self.request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if media not in ("application/json", "multipart/mixed") and any(
+            any(True for _ in attachments_of(s)) for s in statements
+        ):  # XAPI-00127
+            self.fail(
+                400,
+                "bad_request",
+                "statements with attachments come as application/json (each attachment with "
+                f"a fileUrl) or as multipart/mixed, not as {media or 'a body without Content-Type'}",
+            )
+            return None
         try:  # every attachment's data is given (a part, or a fileUrl), every part is used
             parts = check_attachments(statements, self.parts, batch=batch)
         except StatementError as e:
@@ -524,6 +540,10 @@ class StatementsHandler(XAPIHandler):
         unknown = sorted(set(args) - _GET_PARAMS)
         if unknown:
             return self.fail(400, "bad_request", f"unknown parameter {unknown[0]!r}")
+        try:
+            _check_answer_params(args)
+        except ValueError as e:
+            return self.fail(400, "bad_request", str(e))
         for key in ("statementId", "voidedStatementId"):
             if key in args:
                 others = set(args) - {key, "format", "attachments"}
@@ -594,14 +614,11 @@ class StatementsHandler(XAPIHandler):
                 query["registration"] = check_uuid(args["registration"], "registration").lower()
             except StatementError as e:
                 raise ValueError(str(e)) from None
-        for key in ("related_activities", "related_agents", "attachments"):
+        _check_answer_params(args)
+        for key in ("related_activities", "related_agents"):
             if args.get(key, "false") not in ("true", "false"):
                 raise ValueError(f"{key}: {args[key]!r} is not true or false")
-        for key in ("related_activities", "related_agents"):
-            if args.get(key) == "true":
-                raise ValueError(f"{key}=true is not supported by this LRS yet")
-        if args.get("format", "exact") not in ("ids", "exact", "canonical"):
-            raise ValueError(f"format: {args['format']!r} is not ids, exact or canonical")
+            query[key] = args.get(key) == "true"
         if "agent" in args:
             try:
                 agent = validate_agent(_json(args["agent"]), "agent")
@@ -628,6 +645,15 @@ class StatementsHandler(XAPIHandler):
             raise ValueError(f"ascending: {ascending!r} is not true or false")
         query["ascending"] = ascending == "true"
         return query
+
+
+def _check_answer_params(args: dict) -> None:
+    """``format`` and ``attachments``, which shape every answer of a statements GET (one
+    statement's too); ValueError says which is wrong."""
+    if args.get("attachments", "false") not in ("true", "false"):
+        raise ValueError(f"attachments: {args['attachments']!r} is not true or false")
+    if args.get("format", "exact") not in ("ids", "exact", "canonical"):
+        raise ValueError(f"format: {args['format']!r} is not ids, exact or canonical")
 
 
 #: the resources this LRS has, under ``xAPI/`` (what About lists, and the routes)

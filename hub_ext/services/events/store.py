@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,6 @@ from pathlib import Path
 
 from sqlalchemy import (
     Engine,
-    and_,
     create_engine,
     event,
     func,
@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...courses import COURSE_ID_PATTERN
 from .models import Attachment, Base, Source, Statement
+from .related import activity_alternatives, agent_alternatives, insert_related  # xapi: related
 from .xapi import VOIDED, actor_key, merge_definition, same_statement
 
 __all__ = [
@@ -239,6 +240,7 @@ class EventStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(Statement.__table__.insert(), list(rows))
+                insert_related(conn, rows)  # xapi: related_activities/related_agents
                 self._void(conn, rows)
                 self.insert_ignore(Attachment.__table__, attachments, conn)
                 return len(rows)
@@ -301,6 +303,7 @@ class EventStore:
                 raise Conflict(row["id"])
         if new:
             conn.execute(table.insert(), new)
+            insert_related(conn, new)  # xapi: related_activities/related_agents
         self._void(conn, new)
         return len(new)
 
@@ -422,11 +425,15 @@ class EventStore:
         after_pk: int | None = None,
         course_id: str | None = None,
         hide_sources: Sequence[str] = (),
+        related_activities: bool = False,
+        related_agents: bool = False,
     ) -> tuple[list[dict], int | None, datetime | None]:
         """Statements matching the xAPI GET filters (newest stored first unless ascending).
 
-        ``course_id`` and ``hide_sources`` scope the query as in :meth:`get_statement`.
-        Returns (statements, the pk to continue after or None, the newest ``stored`` seen).
+        ``course_id`` and ``hide_sources`` scope the query as in :meth:`get_statement`;
+        ``related_activities`` and ``related_agents`` widen the activity and agent filters
+        (:mod:`.related`). Returns (statements, the pk to continue after or None, the newest
+        ``stored`` seen).
         """
         t = Statement.__table__
         common = [t.c.voided.is_(False), *_scope(t, course_id, hide_sources)]
@@ -436,22 +443,26 @@ class EventStore:
             common.append(t.c.stored <= until.astimezone(UTC).replace(tzinfo=None))
         if after_pk is not None:
             common.append(t.c.pk > after_pk if ascending else t.c.pk < after_pk)
-        filters = []
-        if agent_key is not None:  # the actor or the object (related_agents=false)
-            filters.append(
-                or_(
-                    t.c.actor_key == agent_key,
-                    and_(t.c.object_type.in_(("Agent", "Group")), t.c.object_id == agent_key),
-                )
+        # each filter: conditions any one of which matches; a query per combination
+        alternatives = []
+        if agent_key is not None:  # xapi: related (the actor, the object, Group members...)
+            alternatives.append(
+                agent_alternatives(agent_key, related=related_agents, course_id=course_id)
             )
         if verb is not None:
-            filters.append(t.c.verb == verb)
-        if activity is not None:
-            filters.append(and_(t.c.object_type == "Activity", t.c.object_id == activity))
+            alternatives.append([t.c.verb == verb])
+        if activity is not None:  # xapi: related (the object, context activities...)
+            alternatives.append(
+                activity_alternatives(activity, related=related_activities, course_id=course_id)
+            )
         if registration is not None:
-            filters.append(t.c.registration == registration)
+            alternatives.append([t.c.registration == registration])
         order = t.c.pk.asc() if ascending else t.c.pk.desc()
-        queries = [select(t.c.pk, t.c.raw).where(*common, *filters)]
+        filters = [a[0] if len(a) == 1 else or_(*a) for a in alternatives]
+        queries = [
+            select(t.c.pk, t.c.raw).where(*common, *combination)
+            for combination in itertools.product(*alternatives)
+        ]
         if filters:  # and the statements that target a matching one (XAPI-00162): a query
             # of their own, so that neither loses its indexes to an OR
             targets = _targets(filters, course_id, hide_sources)

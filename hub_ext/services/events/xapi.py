@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 VERSION = "1.0.3"
+#: the ``version`` the LRS gives a statement sent without one (Data 2.4.10)
+STATEMENT_VERSION = "1.0.0"
 #: the versions this LRS takes (``X-Experience-API-Version``, a statement's ``version``)
 SUPPORTED_VERSION = re.compile(r"^1\.0(\.\d+)?$")
 #: result extension holding how many interactions a statement stands for (OULAD's sum_click)
@@ -66,7 +68,27 @@ VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
 _MBOX = re.compile(r"^mailto:[^@\s]+@[^@\s]+$")
 _SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
-_LANG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
+#: a language tag as RFC 5646's ABNF (section 2.1) spells one: language (with up to three
+#: extended subtags), script, region, variants, extensions, private use; or private use
+#: alone, or one of the irregular grandfathered tags (the regular ones match the rest)
+_LANG = re.compile(
+    r"""^(?:
+      (?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4}|[a-z]{5,8})
+      (?:-[a-z]{4})?
+      (?:-(?:[a-z]{2}|[0-9]{3}))?
+      (?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*
+      (?:-[0-9a-wy-z](?:-[a-z0-9]{2,8})+)*
+      (?:-x(?:-[a-z0-9]{1,8})+)?
+    | x(?:-[a-z0-9]{1,8})+
+    | en-GB-oed | i-(?:ami|bnn|default|enochian|hak|klingon|lux|mingo|navajo|pwn|tao|tay|tsu)
+    | sgn-(?:BE-FR|BE-NL|CH-DE)
+    )$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+#: an Internet media type (RFC 6838): type/subtype, then any parameters
+_MEDIA_TYPE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?$"
+)
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 )
@@ -188,6 +210,7 @@ _irl = _Scalar(str, "{value!r} is not an IRL (an absolute URL such as https://..
 _length = _Scalar(
     int, "must be a whole number of octets, not {value!r}", test=lambda v: _finite(v) and v >= 0
 )
+_media_type = _Scalar(str, "{value!r} is not a media type such as text/plain", _MEDIA_TYPE)
 _language_tag = _Scalar(str, "{value!r} is not a language tag (RFC 5646) such as en-US", _LANG)
 _duration = _Scalar(str, "{value!r} is not an ISO 8601 duration such as PT4M30S", _DURATION)
 _version = _Scalar(str, "{value!r} is not a 1.0.x version", SUPPORTED_VERSION)
@@ -453,20 +476,20 @@ def _body(value: dict, path: str, *, sub: bool = False) -> None:
 
 
 #: the checker of each property of each object, in the order they are checked
-_ACCOUNT_FIELDS = {"homePage": _iri, "name": _str}
+_ACCOUNT_FIELDS = {"homePage": _irl, "name": _str}
 _AGENT_FIELDS = {
     "name": _str, "mbox": _mbox, "mbox_sha1sum": _sha1, "openid": _iri, "account": _account,
 }  # fmt: skip
 _VERB_FIELDS = {"id": _iri, "display": _language_map}
 _DEFINITION_FIELDS = {
-    "name": _language_map, "description": _language_map, "type": _iri, "moreInfo": _iri,
+    "name": _language_map, "description": _language_map, "type": _iri, "moreInfo": _irl,
     "extensions": _extensions, "interactionType": _interaction_type,
     "correctResponsesPattern": _strings, "choices": _components, "scale": _components,
     "source": _components, "target": _components, "steps": _components,
 }  # fmt: skip
 _ATTACHMENT_FIELDS = {
     "usageType": _iri, "display": _language_map, "description": _language_map,
-    "contentType": _str, "length": _length, "sha2": _str, "fileUrl": _irl,
+    "contentType": _media_type, "length": _length, "sha2": _str, "fileUrl": _irl,
 }  # fmt: skip
 _ACTIVITY_FIELDS = {"id": _iri, "definition": _definition}
 _STATEMENT_REF_FIELDS = {"id": _uuid}
@@ -591,7 +614,8 @@ def to_row(
     if "timestamp" not in statement:
         statement["timestamp"] = moment.isoformat().replace("+00:00", "Z")
     statement["stored"] = _stored_text(stored)
-    statement["version"] = VERSION
+    # the version it was sent with; else 1.0.0, the data model's (Data 2.4.10: XAPI-00332)
+    statement.setdefault("version", STATEMENT_VERSION)
     obj = statement["object"]
     kind = obj.get("objectType", "Activity")
     if kind in ("Agent", "Group"):
