@@ -22,7 +22,7 @@ from pathlib import Path
 from jupyterhub.utils import random_port
 
 from .courses import Catalog, CatalogError, CourseCatalog, enrollments_from_groups
-from .rbac import course_roles, course_scopes
+from .rbac import course_roles, course_scopes, install_share_sync
 from .roster import RosterError, load_catalog_rosters
 from .services.culling import idle_culler_service
 from .services.events.store import readonly_url
@@ -245,6 +245,7 @@ def configure_course_hub(
     if not _reading_only.get():
         protect_state(data_dir)
         CourseCatalog.instance().set_catalog(catalog)
+        install_share_sync()
 
     c.JupyterHub.spawner_class = BACKENDS[backend]
     c.JupyterHub.allow_named_servers = True
