@@ -4,13 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup chart-libs sandbox-tools browser nbgrader-ref demo test lint format bench images clean
+.PHONY: help setup chart-libs sandbox-tools browser nbgrader-ref demo test lint format bench images hub-image clean
 
 help:
 	@echo "make demo    set up, then run the hub on http://127.0.0.1:8000 with the demo courses"
 	@echo "make test    set up, then run the test suite"
 	@echo "make lint    ruff check + format check"
 	@echo "make images  build the course images (needs a running Docker engine)"
+	@echo "make hub-image  build the zero-to-jupyterhub hub image on the base image (HUB_BASE=... for another)"
 	@echo "make bench   run the benchmarks (minutes; prints ratios against baselines)"
 
 setup: $(VENV)/.installed node_modules/.installed chart-libs sandbox-tools
@@ -99,6 +100,11 @@ bench: setup
 # every image, or some: make images IMAGES="base ds101"
 images:
 	sh course_images/build.sh $(IMAGES)
+
+# the hub's image (course_images/hub) on hub-ext/base; for a real deployment, on the chart's:
+# make hub-image HUB_BASE=quay.io/jupyterhub/k8s-hub:4.4.0
+hub-image:
+	HUB_EXT_HUB_BASE=$(HUB_BASE) sh course_images/build.sh hub
 
 clean:
 	rm -rf .demo course_workspaces .pytest_cache

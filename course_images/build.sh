@@ -1,8 +1,12 @@
 #!/bin/sh
 # Build the course images from a local Debian root filesystem: no image registry needed.
 #
-#   course_images/build.sh                    every image (base ds101 stat200 analytics)
+#   course_images/build.sh                    every course image (base ds101 stat200 analytics)
 #   course_images/build.sh base ds101         these (and what they are built on)
+#   course_images/build.sh hub                the hub's image (make hub-image), on the base image;
+#   HUB_EXT_HUB_BASE=quay.io/jupyterhub/k8s-hub:4.4.0 course_images/build.sh hub
+#                                             on the chart's own hub image (pulled first), for a
+#                                             real zero-to-jupyterhub deployment
 #   HUB_EXT_REBUILD=1 course_images/build.sh  rebuild even what is up to date
 #
 # 1. rootfs: `debootstrap --variant=minbase` of $DEBIAN_SUITE, then `docker import`;
@@ -17,7 +21,8 @@
 # Extra CA certificates in /usr/local/share/ca-certificates/*.crt (a TLS-inspecting proxy)
 # are given to pip during the build only; they are not added to the images' trust stores.
 # Environment: DOCKER (client, default docker), HUB_EXT_DIGESTS (default digests.txt here),
-# TMPDIR (where the root filesystem is unpacked, default /var/tmp; needs ~300 MB).
+# TMPDIR (where the root filesystem is unpacked, default /var/tmp; needs ~300 MB),
+# HUB_EXT_HUB_BASE (the image the hub's image is built on, default the base image).
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +32,9 @@ DOCKER=${DOCKER:-docker}
 DIGESTS=${HUB_EXT_DIGESTS:-"$HERE/digests.txt"}
 REBUILD=${HUB_EXT_REBUILD:-0}
 ALL="base ds101 stat200 analytics"
+# built when asked for by name only: it needs the kubernetes extra's packages from PyPI
+KNOWN="$ALL hub"
+HUB_BASE=${HUB_EXT_HUB_BASE:-}
 ROOTFS="$IMAGE_PREFIX/debian:$DEBIAN_SUITE-minbase-$IMAGE_TAG"
 # The legacy builder works with every client/daemon pair (no buildx plugin needed).
 export DOCKER_BUILDKIT=0
@@ -36,13 +44,14 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 image_name() {
     case "$1" in
-        base | analytics) echo "$IMAGE_PREFIX/$1:$IMAGE_TAG" ;;
+        base | analytics | hub) echo "$IMAGE_PREFIX/$1:$IMAGE_TAG" ;;
         *) echo "$IMAGE_PREFIX/course-$1:$IMAGE_TAG" ;;
     esac
 }
 parent_of() {
     case "$1" in
         base | analytics) echo rootfs ;;
+        hub) if [ -n "$HUB_BASE" ]; then echo external; else echo base; fi ;;
         *) echo base ;;
     esac
 }
@@ -96,9 +105,10 @@ make_context() {
     mkdir -p "$ctx/_build/ca"
     cp "$HERE/$1/Dockerfile" "$ctx/"
     cp "$HERE/common/pip-install" "$ctx/_build/"
-    cp "$HERE/$1/requirements.txt" "$ctx/_build/"
-    if [ -f "$HERE/$1/lock.txt" ]; then cp "$HERE/$1/lock.txt" "$ctx/_build/"; else : >"$ctx/_build/lock.txt"; fi
-    if [ "$1" = analytics ]; then
+    for f in requirements.txt lock.txt; do
+        if [ -f "$HERE/$1/$f" ]; then cp "$HERE/$1/$f" "$ctx/_build/"; else : >"$ctx/_build/$f"; fi
+    done
+    if [ "$1" = analytics ] || [ "$1" = hub ]; then
         mkdir -p "$ctx/_build/hub_ext"
         (cd "$REPO" && tar -c --exclude=__pycache__ --exclude='*.egg-info' setup.cfg pyproject.toml hub_ext) |
             tar -x -C "$ctx/_build/hub_ext"
@@ -116,7 +126,11 @@ make_context() {
 build_image() {
     name=$(image_name "$1")
     parent=$(parent_of "$1")
-    if [ "$parent" = rootfs ]; then parent_ref=$ROOTFS; else parent_ref=$(image_name "$parent"); fi
+    case "$parent" in
+        rootfs) parent_ref=$ROOTFS ;;
+        external) parent_ref=$HUB_BASE ;;
+        *) parent_ref=$(image_name "$parent") ;;
+    esac
     parent_id=$(image_id "$parent_ref")
     [ -n "$parent_id" ] || die "$name: its parent $parent_ref is missing"
     recipe=$(make_context "$1" "$parent_id")
@@ -129,7 +143,7 @@ build_image() {
     start=$(date +%s)
     created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     if ! "$DOCKER" build --pull=false --rm --force-rm \
-        --build-arg "ROOTFS=$ROOTFS" --build-arg "BASE=$(image_name base)" \
+        --build-arg "ROOTFS=$ROOTFS" --build-arg "BASE=$parent_ref" \
         --label "org.opencontainers.image.created=$created" \
         --label "org.opencontainers.image.version=$IMAGE_TAG" \
         --label "org.hub-ext.build-date=$created" \
@@ -155,7 +169,7 @@ record_digests() {
     {
         echo "# Image ids of the last build on this machine (course_images/build.sh)."
         echo "# image  id  built  recipe"
-        for img in rootfs $ALL; do
+        for img in rootfs $KNOWN; do
             if [ "$img" = rootfs ]; then name=$ROOTFS; else name=$(image_name "$img"); fi
             id=$(image_id "$name")
             [ -n "$id" ] || continue
@@ -169,7 +183,7 @@ record_digests() {
 wanted=${*:-$ALL}
 order=""
 for img in $wanted; do
-    case " $ALL " in *" $img "*) ;; *) die "unknown image $img (known: $ALL)" ;; esac
+    case " $KNOWN " in *" $img "*) ;; *) die "unknown image $img (known: $KNOWN)" ;; esac
     [ "$(parent_of "$img")" = base ] && order="$order base"
     order="$order $img"
 done

@@ -22,7 +22,7 @@ from pathlib import Path
 from jupyterhub.utils import random_port
 
 from .courses import Catalog, CatalogError, CourseCatalog, enrollments_from_groups
-from .rbac import course_roles, course_scopes
+from .rbac import course_roles, course_scopes, install_share_sync
 from .roster import RosterError, load_catalog_rosters
 from .services.culling import idle_culler_service
 from .services.events.store import readonly_url
@@ -46,6 +46,12 @@ BACKENDS = {
     "kube": "hub_ext.spawners.kube.CourseKubeSpawner",
     "swarm": "hub_ext.spawners.swarm.CourseSwarmSpawner",
 }
+
+#: the backends whose learners' servers are containers of the course images: there, code the
+#: hub did not write (teachers' notebooks, learners' hand-ins) runs in a container too
+#: (:class:`~hub_ext.sandbox.docker.DockerSandbox`, on the hub's engine: on Swarm, the
+#: manager the hub runs on). Kubernetes is not one yet: no sandbox runs pods.
+CONTAINER_SANDBOX_BACKENDS = ("docker", "swarm")
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 
@@ -239,6 +245,7 @@ def configure_course_hub(
     if not _reading_only.get():
         protect_state(data_dir)
         CourseCatalog.instance().set_catalog(catalog)
+        install_share_sync()
 
     c.JupyterHub.spawner_class = BACKENDS[backend]
     c.JupyterHub.allow_named_servers = True
@@ -272,6 +279,7 @@ def configure_course_hub(
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(catalog)]
 
     events_db = events_db or f"sqlite:///{data_dir / 'events.sqlite'}"
+    in_containers = backend in CONTAINER_SANDBOX_BACKENDS
     if "events" in services:
         from .services.events.hubconfig import EVENTS_SCOPES, events_service, server_action_handler
 
@@ -290,8 +298,8 @@ def configure_course_hub(
             port=random_port(),
             runtime_dir=data_dir / "analytics",
             events_url=readonly_url(events_db),
-            # teachers' notebooks run where learners' code does: containers on the Docker tier
-            options={"GatewaySupervisor.sandbox": "docker"} if backend == "docker" else None,
+            # teachers' notebooks run where learners' code does: containers on Docker, Swarm
+            options={"GatewaySupervisor.sandbox": "docker"} if in_containers else None,
         )
         add_service_with_roles(
             c, service, analytics_roles, catalog, admin_users=admin_users, admin_groups=admin_groups
@@ -306,8 +314,8 @@ def configure_course_hub(
             events_db=events_db if "events" in services else "",
             public_url=public_url,
             port=random_port(),
-            # learners' code runs where their servers do: containers on the Docker tier
-            options={"Autograder.sandbox": "docker"} if backend == "docker" else None,
+            # learners' code runs where their servers do: containers on Docker, Swarm
+            options={"Autograder.sandbox": "docker"} if in_containers else None,
         )
         add_service_with_roles(
             c, service, grading_roles, catalog, admin_users=admin_users, admin_groups=admin_groups

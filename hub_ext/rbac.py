@@ -231,14 +231,11 @@ def install_share_sync() -> None:
     """Keep teachers' user shares in step with teacher-group membership (idempotent).
 
     Registers SQLAlchemy attribute events on ``orm.User.groups`` in this process (the
-    hub's). :func:`hub_ext.hubconfig.configure_course_hub` should call it; the course
-    spawner's first share calls it too.
+    hub's). :func:`hub_ext.hubconfig.configure_course_hub` calls it, before any login can
+    change a group; the course spawner's first share calls it too. Not on import: JupyterHub
+    imports every installed authenticator and spawner, so a stock hub in the same
+    environment would make course shares too.
     """
     for name, listener in (("append", _teacher_added), ("remove", _teacher_removed)):
         if not event.contains(orm.User.groups, name, listener):
             event.listen(orm.User.groups, name, listener)
-
-
-# Registered on import: this module is imported by the hub's config (hubconfig) and by the
-# course spawner, i.e. in the hub process, before any login can change a group.
-install_share_sync()

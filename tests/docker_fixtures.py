@@ -510,3 +510,47 @@ async def kernel_run(
     finally:
         ws.close()
     return "".join(out), statuses
+
+
+async def check_kernel_killed_not_server(
+    hub, client, user: str, server: str, limit_bytes: int, *, timeout: float = 120
+) -> None:
+    """``user``'s ``server`` has ``limit_bytes`` as its container's memory limit: a kernel
+    asking for twice that is killed by the OOM killer in the container's memory cgroup; the
+    server restarts it and tells the frontend ("restarting": JupyterLab's "the kernel
+    appears to have died" dialog); server, container and hub carry on, the kernel answers
+    again. Stops the server at the end."""
+    token = await hub.user_token(user)
+    await hub.start_server(user, server, token=token, timeout=timeout)
+    container = await asyncio.to_thread(container_of, client, user, server)
+    assert container["HostConfig"]["Memory"] == limit_bytes
+    r = await server_request(
+        hub, "POST", user, server, "api/kernels", token, json={"name": "python3"}
+    )
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["id"]
+
+    async def run(code: str, **kwargs):
+        return await kernel_run(hub, user, server, token, kernel_id, code, **kwargs)
+
+    out, _ = await run("print('small', 1 + 1)")
+    assert out == "small 2\n"
+    out, statuses = await run(f"x = b'x' * {2 * limit_bytes}\nprint('survived')")
+    assert "survived" not in out
+    assert "restarting" in statuses or "dead" in statuses, statuses
+
+    r = await server_request(hub, "GET", user, server, "api/status", token)
+    assert r.status_code == 200, r.text
+    assert (await hub.api("GET", "/")).status_code == 200
+    assert client.inspect_container(container["Id"])["State"]["Running"]
+    out = ""
+    for _ in range(60):  # the restarted kernel answers once it is up
+        try:
+            out, _ = await run("print('back')", timeout=10)
+        except (AssertionError, TimeoutError, OSError):
+            out = ""
+        if out == "back\n":
+            break
+        await asyncio.sleep(1)
+    assert out == "back\n"
+    await stop_server(hub, user, server)

@@ -26,6 +26,7 @@ from tests.docker_fixtures import (  # noqa: E402
     docker_hub_extra,
     require_images,
     stop_server,
+    swarm_cleanup,
 )
 from tests.grading_fixtures import ANSWERS, EXPECTED, MAX_POINTS  # noqa: E402
 from tests.hubtest import HubProcess, node_available  # noqa: E402
@@ -34,12 +35,13 @@ from tests.test_grading_service_fixtures import grading_catalog, moment  # noqa:
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def hub(tmp_path_factory, docker_client):
-    require_images(docker_client, DS101_IMAGE)
+async def grading_hub(tmp_path_factory, client, backend: str):
+    """A real hub on ``backend`` ("docker" or "swarm") with the events and grading
+    services, one course (ds101 on its image) with alice, tina and an assignment."""
+    require_images(client, DS101_IMAGE)
     if not node_available():
         pytest.fail("configurable-http-proxy is not installed: run `make setup` first")
-    root = tmp_path_factory.mktemp("docker-grading")
+    root = tmp_path_factory.mktemp(f"{backend}-grading")
     catalog = grading_catalog(
         root / "catalog",
         {
@@ -54,16 +56,23 @@ async def hub(tmp_path_factory, docker_client):
     process = HubProcess(
         root / "hub",
         catalog,
-        backend="docker",
+        backend=backend,
         services=("events", "grading"),
-        extra_config=docker_hub_extra() + "c.GradingQueue.idle_seconds = 0.5\n",
+        extra_config=docker_hub_extra(swarm=backend == "swarm")
+        + "c.GradingQueue.idle_seconds = 0.5\n",
     )
     await process.start()
     try:
         yield process
     finally:
         await process.shutdown()
-        await asyncio.to_thread(cleanup, docker_client)
+        await asyncio.to_thread(swarm_cleanup if backend == "swarm" else cleanup, client)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def hub(tmp_path_factory, docker_client):
+    async for process in grading_hub(tmp_path_factory, docker_client, "docker"):
+        yield process
 
 
 ANSWER = """
@@ -80,6 +89,12 @@ json.dump(nb, open(path, "w"))
 
 
 async def test_handed_in_from_a_container_graded_in_the_course_image(hub, docker_client):
+    await check_graded_in_course_image(hub, docker_client)
+
+
+async def check_graded_in_course_image(hub, docker_client) -> None:
+    """alice fetches week1 in her ds101 server's container, answers and hands it in; it is
+    graded in a throwaway container of the course's image (the run says so), gone after."""
     token = await hub.user_token("alice")
     r = await hub.start_server("alice", "ds101", token=token, timeout=120)
     assert r.status_code in (201, 202), r.text

@@ -82,3 +82,42 @@ def test_the_teacher_group_is_found_without_reading_its_shares(db):
 
 def test_an_absent_teacher_group_is_none(db):
     assert teacher_group(db, course("none")) is None
+
+
+SHARE_SYNC_PROBE = """
+import sys
+from sqlalchemy import event
+from jupyterhub import orm
+from jupyterhub.app import JupyterHub
+from traitlets.config import Config
+
+app = JupyterHub(spawner_class="simple", authenticator_class="dummy")
+from hub_ext import rbac  # already imported: JupyterHub loaded the installed entry points
+print(event.contains(orm.User.groups, "append", rbac._teacher_added))
+from hub_ext.hubconfig import configure_course_hub
+configure_course_hub(Config(), sys.argv[1], data_dir=sys.argv[2])
+print(event.contains(orm.User.groups, "append", rbac._teacher_added))
+"""
+
+
+def test_the_share_sync_is_installed_by_the_course_hub_only(tmp_path):
+    """JupyterHub imports every installed authenticator and spawner (so hub_ext.rbac) in any
+    hub of the environment: the teacher-share listeners come with configure_course_hub only,
+    so a stock hub beside the course hub makes no course shares."""
+    import subprocess
+    import sys
+
+    from tests.conftest import day, write_catalog
+
+    catalog = write_catalog(
+        tmp_path / "catalog",
+        [{"id": "ds101", "title": "Data analysis", "opens": day(-1), "closes": day(30)}],
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", SHARE_SYNC_PROBE, str(catalog), str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"], done.stdout

@@ -24,6 +24,7 @@ from tests.docker_fixtures import (  # noqa: E402
     SESSION,
     STAT200_IMAGE,
     VOLUME_TEMPLATE,
+    check_kernel_killed_not_server,
     container_of,
     docker_exec,
     kernel_run,
@@ -270,32 +271,9 @@ async def test_materials_are_read_only(swarm_hub, swarm_client, docker_catalog):
 
 
 async def test_memory_limit_kills_the_kernel_not_the_server(swarm_hub, swarm_client):
-    """tiny101 has 400M as the service's memory limit: a kernel asking for 800M dies, the
-    server restarts it, the service's task keeps running."""
-    hub = swarm_hub
-    token = await hub.user_token("dave")
-    await hub.start_server("dave", "tiny101", token=token, timeout=180)
-    container = await asyncio.to_thread(container_of, swarm_client, "dave", "tiny101")
-    assert container["HostConfig"]["Memory"] == 400 * 1024**2
-    r = await server_request(
-        hub, "POST", "dave", "tiny101", "api/kernels", token, json={"name": "python3"}
-    )
-    assert r.status_code == 201, r.text
-    kernel_id = r.json()["id"]
-    out, statuses = await kernel_run(
-        hub,
-        "dave",
-        "tiny101",
-        token,
-        kernel_id,
-        "x = b'x' * (800 * 1024 * 1024)\nprint('survived')",
-    )
-    assert "survived" not in out
-    assert "restarting" in statuses or "dead" in statuses, statuses
-    r = await server_request(hub, "GET", "dave", "tiny101", "api/status", token)
-    assert r.status_code == 200, r.text
-    assert swarm_client.inspect_container(container["Id"])["State"]["Running"]
-    await stop_server(hub, "dave", "tiny101")
+    """tiny101 has 400M as the service's memory limit (its task's container gets it): the
+    Docker tier's check (:func:`~tests.docker_fixtures.check_kernel_killed_not_server`)."""
+    await check_kernel_killed_not_server(swarm_hub, swarm_client, "dave", "tiny101", 400 * 1024**2)
 
 
 async def test_learners_reach_the_hub_and_nothing_else(swarm_hub, swarm_client):

@@ -71,3 +71,41 @@ def test_gwbridge_address_of_a_container():
     assert gwbridge_address(gwbridge, "abc") == "172.18.0.3"
     assert gwbridge_address(gwbridge, "other") is None
     assert gwbridge_address({"Containers": None}, "abc") is None
+
+
+@pytest.mark.parametrize(
+    ("backend", "in_containers"),
+    [("local", False), ("docker", True), ("swarm", True), ("kube", False)],
+)
+def test_a_swarm_hub_runs_untrusted_code_in_containers(tmp_path, backend, in_containers):
+    """On Swarm, as on Docker, teachers' notebooks and learners' hand-ins run in the Docker
+    sandbox (a container on the hub's engine), not in the hub's own bubblewrap sandbox;
+    Kubernetes has no pod sandbox yet, so it keeps the local one."""
+    from hub_ext.hubconfig import read_hub_config
+    from tests.conftest import day, write_catalog
+
+    catalog = write_catalog(
+        tmp_path / "catalog",
+        [
+            {
+                "id": "ds101",
+                "title": "Data analysis",
+                "opens": day(-1),
+                "closes": day(30),
+                "image": "hub-ext/course-ds101:2026.11",
+                "learners": ["alice"],
+            }
+        ],
+    )
+    config_file = tmp_path / "jupyterhub_config.py"
+    config_file.write_text(
+        "from hub_ext.hubconfig import configure_course_hub\n"
+        f"configure_course_hub(get_config(), {str(catalog)!r}, backend={backend!r},"
+        f" data_dir={str(tmp_path / 'data')!r})\n"
+    )
+    services = {s["name"]: s for s in read_hub_config(config_file).JupyterHub.services}
+    for name, option in (
+        ("grading", "Autograder.sandbox"),
+        ("analytics", "GatewaySupervisor.sandbox"),
+    ):
+        assert (f"--{option}=docker" in services[name]["command"]) is in_containers, services[name]

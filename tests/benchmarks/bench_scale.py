@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,7 @@ from tests.conftest import day, write_catalog
 from tests.hubtest import DEV_PASSWORD, HubProcess
 from tests.postgres_fixtures import PostgresServer, new_database
 
+PAGINATION = "application/jupyterhub-pagination+json"
 SERVER = [sys.executable, str(Path(__file__).with_name("scale_server.py"))]
 COMMON = f"""
 c.Spawner.start_timeout = 600
@@ -72,6 +74,15 @@ c.DummyAuthenticator.password = {password!r}
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {{"admin"}}
 c.SimpleLocalProcessSpawner.home_dir_template = {homes!r}
+"""
+#: the harness's first line (tests/hubtest.py), and what the stock hub has instead: importing
+#: hub_ext would install the course hub's share sync (hub_ext.rbac) in the stock hub too
+HARNESS_IMPORT = "from hub_ext.hubconfig import add_service, configure_course_hub\n"
+STOCK_ADD_SERVICE = """\
+def add_service(c, service, scopes):
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), service]
+    role = {"name": f"service-{service['name']}", "scopes": scopes, "services": [service["name"]]}
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), role]
 """
 PROFILE = """
 import atexit, cProfile
@@ -169,17 +180,28 @@ class Run:
         if self.profile is not None:  # the hub's event loop (its main thread), to a file
             extra += PROFILE.format(path=str(self.profile / f"{self._n}-{label}.pstats"))
         if label == "course":
-            return HubProcess(work, self.catalog, db_url=self.db_url, extra_config=extra)
+            return HubProcess(
+                work, self.catalog, db_url=self.db_url, extra_config=extra, services=("courses",)
+            )
         base = STOCK_BASE.format(
             db_url=self.db_url,
             cookie=str(work / "cookie_secret"),
             password=DEV_PASSWORD,
             homes=str(work / "homes" / "{username}"),
         )
-        return HubProcess(work, self.catalog, base_config=base, extra_config=extra)
+        stock = HubProcess(work, self.catalog, base_config=base, extra_config=extra)
+        config = stock.config_path.read_text().replace(HARNESS_IMPORT, STOCK_ADD_SERVICE)
+        if "hub_ext" in config:
+            raise RuntimeError(f"the stock hub's config imports hub_ext:\n{config}")
+        stock.config_path.write_text(config)
+        return stock
 
     def record(self, step: str, label: str, value) -> None:
+        """Keep a figure, and print it at once (a long run that fails later keeps its log)."""
         self.results.setdefault(step, {})[label] = value
+        if isinstance(value, list) and value and isinstance(value[0], float):
+            value = f"{len(value)} values, p50 {percentile(value, 50):.3f} p99 {percentile(value, 99):.3f}"
+        print(f"    {step} ({label}): {value}", flush=True)
 
 
 # ------------------------------------------------------------------ measurements
@@ -198,21 +220,58 @@ async def wait_ready(hub: HubProcess, user: str, server: str, t0: float, timeout
     return timeout
 
 
-async def wait_stopped(hub: HubProcess, users: list[str], server: str) -> None:
-    for _ in range(600):
-        r = await hub.api("GET", "/users", params={"state": "active"}, timeout=120)
-        if not {m["name"] for m in r.json() if server in m.get("servers", {})} & set(users):
-            return
+async def users_with(hub: HubProcess, state: str, server: str, timeout: float = 120) -> set:
+    """The users whose ``server`` is in ``state`` (``ready``, ``active``): every page of the
+    hub's listing (it answers at most ``api_page_max_limit``, 200, users a request, so one
+    unpaged request misses most of a 500-learner storm)."""
+    names: set[str] = set()
+    offset = 0
+    while True:
+        r = await hub.api(
+            "GET",
+            "/users",
+            params={"state": state, "offset": offset, "limit": 200},
+            headers={"Accept": PAGINATION},
+            timeout=timeout,
+        )
+        r.raise_for_status()
+        body = r.json()
+        names |= {m["name"] for m in body["items"] if server in m.get("servers", {})}
+        following = body["_pagination"].get("next")
+        if not following:
+            return names
+        offset = following["offset"]
+
+
+async def wait_stopped(hub: HubProcess, users: list[str], server: str) -> list[str]:
+    """Wait until no ``server`` of ``users`` is active, for at most a minute plus a second a
+    server (a storm's 500 stops queue up in the hub). Returns the users whose server is
+    still active then: counted and reported, not a crash."""
+    deadline = time.monotonic() + 60 + len(users)
+    wanted = set(users)
+    while True:
+        left = sorted(wanted & await users_with(hub, "active", server))
+        if not left or time.monotonic() > deadline:
+            if left:
+                print(f"  {len(left)} {server} servers never stopped, e.g. {left[:3]}", flush=True)
+            return left
         await asyncio.sleep(0.2)
-    raise RuntimeError(f"servers of {server} did not stop")
 
 
-async def spawn_overhead(hub: HubProcess, users: list[str], course: str, timeout: float) -> list:
-    """Start each of ``users``' ``course`` server, one at a time: request to ready."""
+async def spawn_overhead(
+    hub: HubProcess, users: list[str], course: str, timeout: float
+) -> tuple[list[float], list[str]]:
+    """Start each of ``users``' ``course`` server, one at a time: request to ready (the
+    timeout for one that never is). Also returns the users whose server never stopped."""
     times = []
     for u in users:
         t0 = time.monotonic()
-        r = await hub.api("POST", f"/users/{u}/servers/{course}", timeout=timeout)
+        try:
+            r = await hub.api("POST", f"/users/{u}/servers/{course}", timeout=timeout)
+        except httpx.HTTPError as e:
+            print(f"  {u}/{course}: {e!r}")
+            times.append(timeout)
+            continue
         if r.status_code == 201:
             times.append(time.monotonic() - t0)
         elif r.status_code == 202:
@@ -220,15 +279,17 @@ async def spawn_overhead(hub: HubProcess, users: list[str], course: str, timeout
         else:
             print(f"  {u}/{course}: {r.status_code} {r.text[:200]}")
             times.append(timeout)
-        await hub.api("DELETE", f"/users/{u}/servers/{course}")
-    await wait_stopped(hub, users, course)
-    return times
+        await hub.api("DELETE", f"/users/{u}/servers/{course}", timeout=timeout)
+    return times, await wait_stopped(hub, users, course)
 
 
-async def storm(hub: HubProcess, users: list[str], course: str, timeout: float) -> list:
-    """Every one of ``users`` starts ``course`` at once; each's time to ready (or timeout).
-    One poller asks the hub which servers are ready (as bench_spawn_storm does), so that
-    the watching does not load the hub more than the storm."""
+async def storm(
+    hub: HubProcess, users: list[str], course: str, timeout: float
+) -> tuple[list[float], list[str]]:
+    """Every one of ``users`` starts ``course`` at once; each's time to ready (or timeout),
+    and the users whose server never stopped afterwards. One poller asks the hub which
+    servers are ready (as bench_spawn_storm does), so that the watching does not load the
+    hub more than the storm."""
     t0 = time.monotonic()
 
     async def request(u):
@@ -243,13 +304,12 @@ async def storm(hub: HubProcess, users: list[str], course: str, timeout: float) 
     wanted = set(users)
     while time.monotonic() - t0 < timeout and not (posting.done() and ready.keys() >= wanted):
         try:
-            r = await hub.api("GET", "/users", params={"state": "ready"}, timeout=timeout)
+            names = await users_with(hub, "ready", course, timeout)
         except httpx.TimeoutException:
             continue
         now = time.monotonic() - t0
-        for model in r.json():
-            if model["name"] in wanted and course in model.get("servers", {}):
-                ready.setdefault(model["name"], now)
+        for name in names & wanted:
+            ready.setdefault(name, now)
         if posting.done() and not all(posting.result()):
             wanted = {u for u, ok in zip(users, posting.result(), strict=True) if ok}
         await asyncio.sleep(0.1)
@@ -257,22 +317,41 @@ async def storm(hub: HubProcess, users: list[str], course: str, timeout: float) 
     await asyncio.gather(
         *(hub.api("DELETE", f"/users/{u}/servers/{course}", timeout=600) for u in users)
     )
-    await wait_stopped(hub, users, course)
-    return [ready.get(u, timeout) for u in users]
+    return [ready.get(u, timeout) for u in users], await wait_stopped(hub, users, course)
+
+
+#: seconds a request may take: a teacher's every request costs the hub time in proportion to
+#: their course (JupyterHub expands each share they have, one per learner's server)
+PATIENT = 900
+
+
+async def log_in(client: httpx.AsyncClient, user: str) -> tuple[httpx.Response, float]:
+    """Post the login form as ``user`` with ``client``: the answer and the seconds it took."""
+    await client.get("/hub/login")
+    t0 = time.monotonic()
+    r = await client.post(
+        "/hub/login",
+        data={"username": user, "password": DEV_PASSWORD, "_xsrf": client.cookies["_xsrf"]},
+    )
+    return r, time.monotonic() - t0
 
 
 async def timed_login(hub: HubProcess, user: str) -> float:
-    async with httpx.AsyncClient(base_url=hub.url, timeout=120) as client:
-        await client.get("/hub/login")
-        t0 = time.monotonic()
-        r = await client.post(
-            "/hub/login",
-            data={"username": user, "password": DEV_PASSWORD, "_xsrf": client.cookies["_xsrf"]},
-        )
-        elapsed = time.monotonic() - t0
+    async with httpx.AsyncClient(base_url=hub.url, timeout=PATIENT) as client:
+        r, elapsed = await log_in(client, user)
     if r.status_code != 302:
         raise RuntimeError(f"login of {user}: {r.status_code} {r.text[:300]}")
     return elapsed
+
+
+async def logged_in(hub: HubProcess, user: str) -> httpx.AsyncClient:
+    """A browser-like client logged in as ``user`` (the caller closes it)."""
+    client = httpx.AsyncClient(base_url=hub.url, timeout=PATIENT, follow_redirects=True)
+    r, _ = await log_in(client, user)
+    if r.status_code != 200 or "/hub/login" in str(r.url):
+        await client.aclose()
+        raise RuntimeError(f"login of {user}: {r.status_code} {r.url}")
+    return client
 
 
 async def logins(hub: HubProcess, users: list[str]) -> dict:
@@ -282,7 +361,7 @@ async def logins(hub: HubProcess, users: list[str]) -> dict:
 
 
 async def home_page(hub: HubProcess, user: str, rounds: int = 5) -> float:
-    client = await hub.login(user)
+    client = await logged_in(hub, user)
     try:
         await client.get("/hub/home")  # warm: templates compiled
         times = []
@@ -294,6 +373,38 @@ async def home_page(hub: HubProcess, user: str, rounds: int = 5) -> float:
         return statistics.median(times)
     finally:
         await client.aclose()
+
+
+async def course_page(hub: HubProcess, teacher: str, course: str, rounds: int = 5) -> dict:
+    """The course hub's course page (``/services/courses/<course>/``) as a teacher: the first
+    view (on a service that has not read the hub yet: it pages through every user it may
+    list) and the median of ``rounds`` more (from its reading, refreshed every 10 s)."""
+    await (await logged_in(hub, teacher)).aclose()  # the hub knows their groups
+    r = await hub.api("POST", f"/users/{teacher}/tokens", json={"note": "bench"}, timeout=PATIENT)
+    r.raise_for_status()
+    headers = {"Authorization": f"token {r.json()['token']}"}
+    async with httpx.AsyncClient(base_url=hub.url, headers=headers, timeout=PATIENT) as client:
+        times = []
+        for _ in range(rounds + 1):
+            t0 = time.monotonic()
+            r = await client.get(f"/services/courses/{course}/")
+            times.append(time.monotonic() - t0)
+            if r.status_code != 200 or "learner(s)" not in r.text:
+                raise RuntimeError(f"course page of {course}: {r.status_code} {r.text[:300]}")
+    return {"first": times[0], "again": statistics.median(times[1:])}
+
+
+async def admin_listing(hub: HubProcess, rounds: int = 5) -> dict:
+    """Stock's nearest page: the first screen of the admin page (``/hub/admin`` fetches
+    ``/hub/api/users``, 50 users with their servers, paginated), as the admin."""
+    params = {"include_stopped_servers": "", "offset": 0, "limit": 50, "sort": "id"}
+    times = []
+    for _ in range(rounds + 1):
+        t0 = time.monotonic()
+        r = await hub.api("GET", "/users", params=params, headers={"Accept": PAGINATION})
+        times.append(time.monotonic() - t0)
+        r.raise_for_status()
+    return {"first": times[0], "again": statistics.median(times[1:])}
 
 
 def count_shares(db_url: str, user: str) -> int:
@@ -356,6 +467,15 @@ def roster_import(pop: Population, tmp: Path, course: str, rows: int) -> float:
     return elapsed
 
 
+async def failed_as_nan(step, *keys: str):
+    """``step``'s figure, or NaN (each of ``keys``'s) when it fails: said, and the run goes on."""
+    try:
+        return await step
+    except (httpx.HTTPError, RuntimeError) as e:
+        print(f"  failed: {e!r}", flush=True)
+        return {k: math.nan for k in keys} if keys else math.nan
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -412,10 +532,12 @@ async def measure(run: Run, samples: int) -> None:
         by_course: dict[str, list[str]] = {}
         for u in chunk:
             by_course.setdefault(course_of[u], []).append(u)
-        times = []
+        times, left = [], []
         for course, users in by_course.items():
-            times += await spawn_overhead(hub, users, course, timeout)
+            some, never = await spawn_overhead(hub, users, course, timeout)
+            times, left = times + some, left + never
         run.record(step, label, times)
+        run.record(f"{step}_never_stopped", label, left)
 
     await with_hub(run, "course", lambda h: spawn_step(h, "course", chunks[0], "spawn_small"))
     await with_hub(run, "stock", lambda h: spawn_step(h, "stock", chunks[1], "spawn_small"))
@@ -441,9 +563,14 @@ async def measure(run: Run, samples: int) -> None:
         login_users = pop.tenners if label == "course" else [f"plain{k:02d}" for k in range(20)]
         run.record("login", label, await logins(hub, login_users))
         for course in SIZES:
-            run.record(f"home_{course}", label, await home_page(hub, pop.teachers[course][0]))
+            teacher = pop.teachers[course][0]
+            run.record(f"home_{course}", label, await failed_as_nan(home_page(hub, teacher)))
+            page = course_page(hub, teacher, course) if label == "course" else admin_listing(hub)
+            run.record(f"page_{course}", label, await failed_as_nan(page, "first", "again"))
             run.record(f"teacher_{course}", label, await teacher_change(hub, run.db_url, course))
-        run.record("storm", label, await storm(hub, storm_users, BIG, timeout))
+        times, left = await storm(hub, storm_users, BIG, timeout)
+        run.record("storm", label, times)
+        run.record("storm_never_stopped", label, left)
 
     await with_hub(run, "stock", lambda h: the_rest(h, "stock", chunks[2]))
     await with_hub(run, "course", lambda h: the_rest(h, "course", chunks[3]))
@@ -451,9 +578,20 @@ async def measure(run: Run, samples: int) -> None:
         run.record(f"roster_{course}", "course", roster_import(pop, run.tmp, course, size))
 
 
+def growth(sizes: list[int], values: list[float]) -> float:
+    """The exponent of ``values`` against ``sizes`` between the smallest and the largest
+    course (1: linear; above 1: faster than linear; near 0: flat)."""
+    if min(values[0], values[-1]) <= 0:
+        return float("nan")
+    return math.log(values[-1] / values[0]) / math.log(sizes[-1] / sizes[0])
+
+
 def report(run: Run) -> None:
     pop, res, timeout = run.pop, run.results, run.timeout
     print(f"\n== bench_scale at scale {pop.scale} ({pop.total} users, {COURSES} courses) ==")
+
+    def never(step):
+        return {k: len(v) for k, v in res[f"{step}_never_stopped"].items()}
 
     def spawn_line(step, users):
         c, s = res[step]["course"], res[step]["stock"]
@@ -463,7 +601,8 @@ def report(run: Run) -> None:
             f"course p50 {percentile(c, 50) * 1000:.0f} ms p99 {percentile(c, 99) * 1000:.0f} ms | "
             f"stock p50 {percentile(s, 50) * 1000:.0f} ms p99 {percentile(s, 99) * 1000:.0f} ms | "
             f"ratio p50 {percentile(c, 50) / percentile(s, 50):.2f} "
-            f"p99 {percentile(c, 99) / percentile(s, 99):.2f} (goal <= 1.2); never ready {failed}"
+            f"p99 {percentile(c, 99) / percentile(s, 99):.2f} (goal <= 1.2); "
+            f"never ready {failed}; never stopped {never(step)}"
         )
 
     spawn_line("spawn_small", res["users"]["small"])
@@ -475,39 +614,67 @@ def report(run: Run) -> None:
         f"{c['again'] * 1000:.0f} / {s['again'] * 1000:.0f} ms ({c['again'] / s['again']:.2f})"
     )
 
-    def row(title, values, fmt="{:>12.0f}ms"):
-        print(f"  {title:<31}" + "".join(fmt.format(v) for v in values))
-
     order = sorted(SIZES, key=lambda k: pop.sizes[k])
     sizes = [pop.sizes[k] for k in order]
-    print("per course size (learners):      " + "".join(f"{n:>14}" for n in sizes))
+
+    def row(title, values, fmt="{:>12.0f}ms", slope=True):
+        tail = f"{growth(sizes, values):>9.2f}" if slope else ""
+        print(f"  {title:<34}" + "".join(fmt.format(v) for v in values) + tail)
+
+    def ratio(title, course, stock):
+        print(
+            f"  {title:<34}"
+            + "".join(f"{c / s:>14.2f}" for c, s in zip(course, stock, strict=True))
+        )
+
+    print(
+        f"  {'per course size (learners)':<34}"
+        + "".join(f"{n:>14}" for n in sizes)
+        + "   growth (1 = linear)"
+    )
     row("roster import (course)", [res[f"roster_{k}"]["course"] * 1000 for k in order])
     for what in ("add", "remove", "add_again", "remove_again"):
-        for label in ("course", "stock"):
-            row(
-                f"{what.replace('_again', ' again')} a teacher ({label})",
-                [res[f"teacher_{k}"][label][what] * 1000 for k in order],
-            )
+        title = f"{what.replace('_again', ' again')} a teacher"
+        both = {
+            label: [res[f"teacher_{k}"][label][what] * 1000 for k in order]
+            for label in ("course", "stock")
+        }
+        for label, values in both.items():
+            row(f"{title} ({label})", values)
+        ratio(f"  {title}: course/stock", both["course"], both["stock"])
     row(
         "  shares given, fewest (course)",
         [res[f"teacher_{k}"]["course"]["shares"] for k in order],
         "{:>14d}",
+        slope=False,
     )
     row(
         "  shares left after removal, most",
         [res[f"teacher_{k}"]["course"]["left"] for k in order],
         "{:>14d}",
+        slope=False,
     )
-    for label in ("course", "stock"):
-        row(f"teacher home page ({label})", [res[f"home_{k}"][label] * 1000 for k in order])
-    print("  course page: no `courses` service on main yet: not measured")
+    home = {label: [res[f"home_{k}"][label] * 1000 for k in order] for label in ("course", "stock")}
+    for label, values in home.items():
+        row(f"teacher home page ({label})", values)
+    ratio("  home page: course/stock", home["course"], home["stock"])
+    pages = {
+        label: [res[f"page_{k}"][label]["again"] * 1000 for k in order]
+        for label in ("course", "stock")
+    }
+    row("course page (course)", pages["course"])
+    row("admin page's listing (stock)", pages["stock"])
+    ratio("  course page/admin listing", pages["course"], pages["stock"])
+    cold, users = res[f"page_{BIG}"]["course"]["first"], res["users"]["large"]
+    print(f"course page, first view (the service reads the hub's {users} users): {cold:.2f} s")
     c, s = res["storm"]["course"], res["storm"]["stock"]
     print(
         f"storm, {len(c)} learners starting at once (never ready = {timeout:.0f} s): "
         f"course p50 {percentile(c, 50):.2f}s p99 {percentile(c, 99):.2f}s "
         f"({sum(t >= timeout for t in c)} never ready) | stock p50 {percentile(s, 50):.2f}s "
         f"p99 {percentile(s, 99):.2f}s ({sum(t >= timeout for t in s)} never ready) | "
-        f"ratio p50 {percentile(c, 50) / percentile(s, 50):.2f} p99 {percentile(c, 99) / percentile(s, 99):.2f}"
+        f"ratio p50 {percentile(c, 50) / percentile(s, 50):.2f} "
+        f"p99 {percentile(c, 99) / percentile(s, 99):.2f}; never stopped {never('storm')}"
     )
 
 

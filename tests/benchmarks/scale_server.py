@@ -30,7 +30,10 @@ class _Ok(BaseHTTPRequestHandler):
 def main() -> int:
     url = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
     server = ThreadingHTTPServer((url.hostname, url.port), _Ok)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:  # the spawner's stop (SIGINT): no traceback in the hub's log
+        pass
     return 0
 
 
