@@ -128,6 +128,8 @@ DOCKER_MODULES = frozenset(
         "test_docker_hub.py",
         "test_docker_sandbox.py",
         "test_grading_docker.py",
+        "test_hub_image.py",
+        "test_swarm_grading.py",
         "test_swarm_hub.py",
     }
 )

@@ -43,7 +43,6 @@ from tests.docker_fixtures import BASE_IMAGE, IMAGE_TAG, SESSION, require_images
 from tests.hubtest import PROXY, free_port, node_available  # noqa: E402
 from tests.postgres_fixtures import new_database, postgres_url  # noqa: E402, F401
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = pytest.mark.docker
 on_the_hubs_loop = pytest.mark.asyncio(loop_scope="session")
 

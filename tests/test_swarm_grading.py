@@ -15,7 +15,6 @@ pytest.register_assert_rewrite("tests.docker_fixtures")
 
 from tests.test_docker_grading import check_graded_in_course_image, grading_hub  # noqa: E402
 
-pytest_plugins = ["tests.docker_fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
 
