@@ -117,6 +117,10 @@ async def test_browser_oauth(env):
     try:
         r = await client.get(f"{PREFIX}/", headers={"Accept": "text/html"})
         assert r.status_code == 200, (r.status_code, r.url)
+        # a browser's front page: the caller's courses and their APIs
+        assert "text/html" in r.headers["content-type"]
+        assert f'href="{PREFIX}/ds101/know/"' in r.text and "stat200" not in r.text
+        r = await client.get(f"{PREFIX}/", headers={"Accept": "application/json"})
         assert [a["name"] for a in r.json()["apis"]] == ["know"]
         r = await client.get(f"{PREFIX}/ds101/know/hello")
         assert r.status_code == 200 and r.json()["course"] == "ds101"
