@@ -244,14 +244,26 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+#: the tables importers write
+_MODELS = (
+    Statement,
+    Enrolment,
+    Resource,
+    Assessment,
+    Course,
+    TeamMember,
+    VideoStats,
+    SurveyResponse,
+)
+
+
 class _Writer:
     """Batches rows per table and writes them idempotently."""
 
     def __init__(self, store: EventStore, report: ImportReport, batch: int = BATCH):
         self.store, self.report, self.batch = store, report, batch
         self.pending: dict[str, list[dict]] = {}
-        self.models = {"statements": Statement, "enrolments": Enrolment, "resources": Resource,
-                       "assessments": Assessment, "courses": Course}  # fmt: skip
+        self.models = {m.__tablename__: m for m in _MODELS}
 
     def add(self, table: str, row: dict) -> None:
         rows = self.pending.setdefault(table, [])
@@ -800,8 +812,6 @@ _FL_ROWS = {
     "leaving-survey-responses": _fl_leaving,
     "team-members": _fl_team_member,
 }
-_FL_MODELS = {"team_members": TeamMember, "video_stats": VideoStats,
-              "survey_responses": SurveyResponse}  # fmt: skip
 
 
 def import_futurelearn(
@@ -909,7 +919,6 @@ def import_futurelearn(
         w.flush()
 
     run = _FlRun(course_id, home, stored)
-    w.models.update(_FL_MODELS)
     given = {"question_response": question_response, "video_stats": video_stats,
              "sentiment_survey": sentiment_survey, "archetype_survey": archetype_survey,
              "leaving_survey": leaving_survey, "team_members": team_members}  # fmt: skip
