@@ -50,7 +50,7 @@ from __future__ import annotations
 import functools
 
 from jupyterhub import orm
-from sqlalchemy import event
+from sqlalchemy import UnicodeText, delete, event, insert, inspect, literal, literal_column, select
 from sqlalchemy.orm import lazyload, object_session
 
 from .courses import (
@@ -203,7 +203,38 @@ def _teacher_membership(change):
 
 @_teacher_membership
 def _teacher_added(user, group):
-    """``user`` joined a teacher group: copy the group's shares to them."""
+    """``user`` joined a teacher group: copy the group's shares to them.
+
+    Both in the database (a login, a refresh, the admin API): one ``INSERT ... SELECT`` of
+    the group's shares the user has no copy of. The ORM path (an object per share, flushed
+    one by one) took 3.1 s of the 4.6 s that adding a teacher to a 5,000-learner course
+    took in process (``bench_scale``: 6.9 s through the API on PostgreSQL), and stock
+    JupyterHub's own part is loading the group. A pending user or group, or group shares
+    not yet flushed, take the ORM path.
+    """
+    session = object_session(user) or object_session(group)
+    if _persistent(user, group) and not _pending_shares(session):
+        shares = orm.Share.__table__
+        have = select(shares.c.spawner_id).where(shares.c.user_id == user.id)
+        copies = select(
+            shares.c.owner_id,
+            shares.c.spawner_id,
+            literal(user.id),
+            # as stored (JSON text): JupyterHub's JSONList type has no SQL cache key
+            literal_column("scopes", UnicodeText),
+            literal(orm.Share.now(), shares.c.created_at.type),
+        ).where(
+            shares.c.group_id == group.id,
+            shares.c.spawner_id.is_not(None),
+            shares.c.spawner_id.not_in(have),
+        )
+        session.execute(
+            insert(shares).from_select(
+                ["owner_id", "spawner_id", "user_id", "scopes", "created_at"], copies
+            )
+        )
+        _forget_shares(session, user)
+        return
     have = {share.spawner_id for share in user.shared_with_me}
     for group_share in list(group.shared_with_me):
         if group_share.spawner_id in have:
@@ -220,11 +251,48 @@ def _teacher_added(user, group):
 
 @_teacher_membership
 def _teacher_removed(user, group):
-    """``user`` left a teacher group: remove their copies of its shares."""
+    """``user`` left a teacher group: remove their copies of its shares (one ``DELETE``
+    when both are in the database, as :func:`_teacher_added`)."""
+    session = object_session(user) or object_session(group)
+    if _persistent(user, group) and not _pending_shares(session):
+        shares = orm.Share.__table__
+        of_group = select(shares.c.spawner_id).where(shares.c.group_id == group.id)
+        session.execute(
+            delete(shares).where(
+                shares.c.user_id == user.id, shares.c.spawner_id.in_(of_group.scalar_subquery())
+            )
+        )
+        _forget_shares(session, user)
+        return
     shared = {share.spawner_id for share in group.shared_with_me}
     for share in list(user.shared_with_me):
         if share.spawner_id in shared:
             user.shared_with_me.remove(share)  # delete-orphan: the row goes too
+
+
+def _persistent(user, group) -> bool:
+    return inspect(user).persistent and inspect(group).persistent
+
+
+def _pending_shares(session) -> bool:
+    """Shares added or changed in this session and not yet in the database: SQL would not
+    see them."""
+    return any(isinstance(obj, orm.Share) for obj in (*session.new, *session.dirty))
+
+
+def _forget_shares(session, user) -> None:
+    """After SQL changed ``user``'s shares behind the ORM's back: reload them when next
+    read, and drop the loaded copies SQL may have deleted (an owner's ``shares``, a
+    spawner's) from the session, so nothing stale is read or flushed."""
+    state = inspect(user)
+    if "shared_with_me" not in state.unloaded:
+        session.expire(user, ["shared_with_me"])
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, orm.Share) and obj.user_id == user.id:
+            for owner_side in (obj.owner, obj.spawner):
+                if owner_side is not None and "shares" not in inspect(owner_side).unloaded:
+                    session.expire(owner_side, ["shares"])
+            session.expunge(obj)
 
 
 def install_share_sync() -> None:
