@@ -47,11 +47,12 @@ BACKENDS = {
     "swarm": "hub_ext.spawners.swarm.CourseSwarmSpawner",
 }
 
-#: the backends whose learners' servers are containers of the course images: there, code the
-#: hub did not write (teachers' notebooks, learners' hand-ins) runs in a container too
-#: (:class:`~hub_ext.sandbox.docker.DockerSandbox`, on the hub's engine: on Swarm, the
-#: manager the hub runs on). Kubernetes is not one yet: no sandbox runs pods.
-CONTAINER_SANDBOX_BACKENDS = ("docker", "swarm")
+#: the backends whose learners' servers are containers of the course images, and the sandbox
+#: in which code the hub did not write (teachers' notebooks, learners' hand-ins) runs there:
+#: a container too (:class:`~hub_ext.sandbox.docker.DockerSandbox`, on the hub's engine: on
+#: Swarm, the manager the hub runs on), or a pod beside the service on Kubernetes
+#: (:class:`~hub_ext.sandbox.kube.KubeSandbox`). Elsewhere: the services' default (bubblewrap).
+CONTAINER_SANDBOXES = {"docker": "docker", "swarm": "docker", "kube": "kube"}
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 
@@ -279,7 +280,7 @@ def configure_course_hub(
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *course_roles(catalog)]
 
     events_db = events_db or f"sqlite:///{data_dir / 'events.sqlite'}"
-    in_containers = backend in CONTAINER_SANDBOX_BACKENDS
+    sandbox = CONTAINER_SANDBOXES.get(backend)
     if "events" in services:
         from .services.events.hubconfig import EVENTS_SCOPES, events_service, server_action_handler
 
@@ -298,8 +299,8 @@ def configure_course_hub(
             port=random_port(),
             runtime_dir=data_dir / "analytics",
             events_url=readonly_url(events_db),
-            # teachers' notebooks run where learners' code does: containers on Docker, Swarm
-            options={"GatewaySupervisor.sandbox": "docker"} if in_containers else None,
+            # teachers' notebooks run where learners' code does: containers, pods
+            options={"GatewaySupervisor.sandbox": sandbox} if sandbox else None,
         )
         add_service_with_roles(
             c, service, analytics_roles, catalog, admin_users=admin_users, admin_groups=admin_groups
@@ -314,8 +315,8 @@ def configure_course_hub(
             events_db=events_db if "events" in services else "",
             public_url=public_url,
             port=random_port(),
-            # learners' code runs where their servers do: containers on Docker, Swarm
-            options={"Autograder.sandbox": "docker"} if in_containers else None,
+            # learners' code runs where their servers do: containers, pods
+            options={"Autograder.sandbox": sandbox} if sandbox else None,
         )
         add_service_with_roles(
             c, service, grading_roles, catalog, admin_users=admin_users, admin_groups=admin_groups

@@ -71,6 +71,10 @@ c.CourseOAuthenticator.oauth_callback_url = "http://127.0.0.1:{port}/hub/oauth_c
 c.JupyterHub.db_url = {db_url!r}
 for _key, _snippet in sorted(values["hub"]["extraConfig"].items()):
     exec(_snippet)
+# no cluster here: the services' sandbox pods (KubeSandbox) cannot be made, so the services
+# use their local default, as the hub image would outside a cluster
+for _service in c.JupyterHub.services:
+    _service["command"] = [a for a in _service.get("command", []) if not a.endswith(".sandbox=kube")]
 # the chart's proxy pod: here configurable-http-proxy on the host
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}

@@ -618,7 +618,7 @@ def test_sandbox_pods_are_locked_down_and_keep_their_environment_secret(tmp_path
         "readOnly"
     )
     assert mounts["/srv/data/events.sqlite"]["readOnly"] is True
-    assert pod["spec"]["nodeName"] == "node-7" and pod["spec"]["activeDeadlineSeconds"] == 300
+    assert pod["spec"]["nodeName"] == "node-7" and pod["spec"]["activeDeadlineSeconds"] == 300 + 30
     assert (
         pod["spec"]["automountServiceAccountToken"] is False
         and not pod["spec"]["enableServiceLinks"]
@@ -668,3 +668,34 @@ def test_course_kube_is_an_entry_point():
     spawners = cfg["options.entry_points"]["jupyterhub.spawners"]
     assert "course-kube = hub_ext.spawners.kube:CourseKubeSpawner" in spawners
     assert Path(REPO / "hub_ext" / "spawners" / "kube.py").is_file()
+
+
+def test_services_with_sandbox_pods_get_the_pods_environment(monkeypatch):
+    """JupyterHub passes a service none of the hub's environment: the ones that run sandbox
+    pods are given the API server's address and the node and pod names, the others not."""
+    for name, value in {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+        "NODE_NAME": "node-7",
+        "POD_NAME": "hub-5f7d",
+        "PGPASSWORD": "never-passed",
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = Config()
+    config.JupyterHub.services = [
+        {"name": "events", "url": "http://127.0.0.1:1", "command": ["python", "-m", "e"]},
+        {
+            "name": "analytics",
+            "url": "http://127.0.0.1:2",
+            "command": ["python", "-m", "a", "--GatewaySupervisor.sandbox=kube"],
+        },
+    ]
+    kube_hub_config(config)
+    events, analytics = config.JupyterHub.services
+    assert "environment" not in events
+    assert analytics["environment"] == {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+        "NODE_NAME": "node-7",
+        "POD_NAME": "hub-5f7d",
+    }

@@ -67,9 +67,18 @@ def test_the_catalog_configmap_is_the_catalog():
 
 def test_the_objects_beside_the_chart_are_valid():
     objects = [d for d in yaml.safe_load_all((Z2JH / "objects.yaml").read_text()) if d]
-    assert {o["metadata"]["name"] for o in objects} == {"hub-ext-materials", "hub-ext-data"}
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert names == {
+        ("PersistentVolumeClaim", "hub-ext-materials"),
+        ("PersistentVolumeClaim", "hub-ext-data"),
+        ("Role", "hub-ext-sandbox-logs"),
+        ("RoleBinding", "hub-ext-sandbox-logs"),
+    }
     for manifest in objects:
         validate(manifest)
+    # the sandbox pods' output, and nothing more than the chart's hub Role already gives
+    (role,) = [o for o in objects if o["kind"] == "Role"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
 
 
 def test_the_extra_config_configures_the_course_hub_on_kubernetes(tmp_path, monkeypatch):
@@ -92,3 +101,15 @@ def test_the_extra_config_configures_the_course_hub_on_kubernetes(tmp_path, monk
     assert urls["events"] == "http://hub:10102" and urls["grading"] == "http://hub:10104"
     assert urls["analytics"] == "http://hub:10101"
     assert c.CourseSpawnerMixin.grading_url == "http://proxy-public/services/grading/"
+    # teachers' notebooks and learners' hand-ins run in pods beside the services (KubeSandbox),
+    # on the hub's node (the Downward API's spec.nodeName), owned by the hub's pod
+    commands = {s["name"]: s.get("command", []) for s in c.JupyterHub.services}
+    assert "--GatewaySupervisor.sandbox=kube" in commands["analytics"]
+    assert "--Autograder.sandbox=kube" in commands["grading"]
+    env = values["hub"]["extraEnv"]
+    assert env["NODE_NAME"] == {"valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    assert env["POD_NAME"] == {"valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    from hub_ext.sandbox.kube import KubeSandbox
+
+    assert KubeSandbox.data_root.default_value == values["hub"]["extraVolumeMounts"][2]["mountPath"]
+    assert KubeSandbox.data_claim.default_value == "hub-ext-data"

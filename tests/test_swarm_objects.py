@@ -74,13 +74,13 @@ def test_gwbridge_address_of_a_container():
 
 
 @pytest.mark.parametrize(
-    ("backend", "in_containers"),
-    [("local", False), ("docker", True), ("swarm", True), ("kube", False)],
+    ("backend", "sandbox"),
+    [("local", None), ("docker", "docker"), ("swarm", "docker"), ("kube", "kube")],
 )
-def test_a_swarm_hub_runs_untrusted_code_in_containers(tmp_path, backend, in_containers):
+def test_a_swarm_hub_runs_untrusted_code_in_containers(tmp_path, backend, sandbox):
     """On Swarm, as on Docker, teachers' notebooks and learners' hand-ins run in the Docker
-    sandbox (a container on the hub's engine), not in the hub's own bubblewrap sandbox;
-    Kubernetes has no pod sandbox yet, so it keeps the local one."""
+    sandbox (a container on the hub's engine), not in the hub's own bubblewrap sandbox; on
+    Kubernetes, in pods beside the service (the Kubernetes sandbox)."""
     from hub_ext.hubconfig import read_hub_config
     from tests.conftest import day, write_catalog
 
@@ -108,4 +108,5 @@ def test_a_swarm_hub_runs_untrusted_code_in_containers(tmp_path, backend, in_con
         ("grading", "Autograder.sandbox"),
         ("analytics", "GatewaySupervisor.sandbox"),
     ):
-        assert (f"--{option}=docker" in services[name]["command"]) is in_containers, services[name]
+        chosen = [a for a in services[name]["command"] if a.startswith(f"--{option}=")]
+        assert chosen == ([f"--{option}={sandbox}"] if sandbox else []), services[name]

@@ -10,7 +10,10 @@ read-only inputs, this writable scratch space, these limits and this network pol
   a read-only view of the interpreter and nothing else of the host, a private ``/tmp``;
 - :class:`~hub_ext.sandbox.docker.DockerSandbox` (the Docker tier): a container of the
   course's analytics image, non-root, read-only root filesystem, no capabilities,
-  ``no-new-privileges``, PID, memory and CPU limits, no network at all.
+  ``no-new-privileges``, PID, memory and CPU limits, no network at all;
+- :class:`~hub_ext.sandbox.kube.KubeSandbox` (the Kubernetes tier): a pod beside the
+  service, locked down as the container is, its environment in a Secret, denied every
+  connection by a NetworkPolicy.
 
 Nothing reaches a sandbox that its spec does not name: not the caller's environment (the
 spec's ``env`` is the whole environment), not a hub file, not another process. A sandbox

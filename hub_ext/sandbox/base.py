@@ -215,6 +215,10 @@ class Sandbox(LoggingConfigurable):
     kind = "abstract"
     #: True when the backend isolates; the "none" backend is only for vetted code
     isolates = True
+    #: True when the sandboxed process is another user than the service (a container's,
+    #: a pod's) that sees its inputs through a mount: they must be readable by others (their
+    #: directories keep others out), and what it writes must be its own
+    foreign_user = False
 
     python = Unicode(
         config=True,
@@ -269,7 +273,7 @@ class Sandbox(LoggingConfigurable):
 
 
 def make_sandbox(kind: str, *, parent=None, log=None) -> Sandbox:
-    """The sandbox backend ``kind`` (``bubblewrap``, ``docker``, ``none``), checked.
+    """The sandbox backend ``kind`` (``bubblewrap``, ``docker``, ``kube``, ``none``), checked.
 
     ``auto`` is bubblewrap if it works here, else :class:`SandboxUnavailable`.
     """
@@ -281,11 +285,17 @@ def make_sandbox(kind: str, *, parent=None, log=None) -> Sandbox:
         from .docker import DockerSandbox
 
         sandbox = DockerSandbox(parent=parent, log=log)
+    elif kind == "kube":
+        from .kube import KubeSandbox
+
+        sandbox = KubeSandbox(parent=parent, log=log)
     elif kind == "none":
         from .unconfined import Unconfined
 
         sandbox = Unconfined(parent=parent, log=log)
     else:
-        raise SandboxUnavailable(f"unknown sandbox {kind!r}: use auto, bubblewrap, docker or none")
+        raise SandboxUnavailable(
+            f"unknown sandbox {kind!r}: use auto, bubblewrap, docker, kube or none"
+        )
     sandbox.check()
     return sandbox

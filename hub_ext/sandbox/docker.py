@@ -135,6 +135,7 @@ class DockerSandbox(Sandbox):
     """Sandboxes as containers of :attr:`image` (see the module docstring)."""
 
     kind = "docker"
+    foreign_user = True
 
     image = Unicode(
         "hub-ext/analytics:2026.11",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -329,6 +330,12 @@ async def _merged(*generators):
 # --------------------------------------------------------------------------- the hub side
 
 
+#: what of the hub pod's environment a service with sandbox pods needs: the API server's
+#: address (the in-cluster configuration's), the node and the pod (the Downward API's, set
+#: in ``hub_config/z2jh/values.yaml``)
+SANDBOX_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "NODE_NAME", "POD_NAME")
+
+
 def kube_hub_config(c, *, hub_host: str = "hub", proxy_url: str = "http://proxy-public") -> dict:
     """The hub-side settings of the Kubernetes backend, after
     :func:`hub_ext.hubconfig.configure_course_hub` (``backend="kube"``); returns
@@ -341,11 +348,17 @@ def kube_hub_config(c, *, hub_host: str = "hub", proxy_url: str = "http://proxy-
     (:data:`hub_ext.services.base.PORTS`) and is known to the hub, and so to the proxy, as
     ``http://<hub_host>:<port>`` (the hub's Service). Course servers reach the grading
     service through the proxy (``proxy_url``, the chart's ``proxy-public`` Service).
+
+    The services that run code in sandbox pods (analytics, grading:
+    :class:`~hub_ext.sandbox.kube.KubeSandbox`) are given what of the hub pod's environment
+    that needs (:data:`SANDBOX_ENV`: the API server's address, the node and pod names);
+    JupyterHub passes a service none of it by itself.
     """
     from ..services.base import PORTS
 
     opened = {}
     services = []
+    sandbox_env = {k: os.environ[k] for k in SANDBOX_ENV if k in os.environ}
     for service in c.JupyterHub.get("services", []):
         name = service.get("name")
         if name in PORTS and service.get("url"):
@@ -355,6 +368,8 @@ def kube_hub_config(c, *, hub_host: str = "hub", proxy_url: str = "http://proxy-
                 "url": f"http://{hub_host}:{port}",
                 "command": [*service["command"], "--HubServiceApp.ip=0.0.0.0"],
             }
+            if any(arg.endswith(".sandbox=kube") for arg in service["command"]):
+                service["environment"] = {**service.get("environment", {}), **sandbox_env}
             opened[name] = port
         services.append(service)
     c.JupyterHub.services = services

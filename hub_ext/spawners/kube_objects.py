@@ -21,6 +21,7 @@ Every manifest is a plain dict in the API's own (camelCase) form, as ``kubectl``
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -62,6 +63,9 @@ ACCESS_SINGLEUSER = {"hub.jupyter.org/network-access-singleuser": "true"}
 PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.169.254/32")
 #: the container that holds a pre-pull pod's node (zero-to-jupyterhub uses it too)
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+
+#: seconds a sandbox pod may outlive its wall limit before the cluster ends it
+DEADLINE_GRACE = 30
 
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "hub-ext"}
 
@@ -412,6 +416,9 @@ def sandbox_pod(
     node_name: str | None = None,
     secret_name: str | None = None,
     scratch_target: str = "/srv/run",
+    name: str | None = None,
+    extra_labels: dict[str, str] | None = None,
+    owner_references: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Pod, Secret) that run a :class:`~hub_ext.sandbox.SandboxSpec` (pure).
 
@@ -426,12 +433,14 @@ def sandbox_pod(
     Locked down as the Docker sandbox is: non-root ``uid``, read-only root filesystem, no
     capability, no privilege gain, the runtime's seccomp profile, no service-account
     token, no service links, a private ``/tmp`` (memory, 256 MiB), CPU and memory limits,
-    ``activeDeadlineSeconds`` from ``limits.wall``. Kubernetes has no per-pod process or
+    ``activeDeadlineSeconds`` from ``limits.wall`` (plus :data:`DEADLINE_GRACE`). Kubernetes has no per-pod process or
     file-size limit (the kubelet's ``podPidsLimit`` is per node): those are not set.
+    ``name`` (default: from the spec's), ``extra_labels`` and ``owner_references`` (the
+    service's pod, so that the cluster deletes its sandboxes with it) go on both objects.
     Raises ValueError for a path outside ``data_root``.
     """
     data_root = Path(data_root)
-    name = k8s_name("hub-ext-sandbox", spec.name)
+    name = name or k8s_name("hub-ext-sandbox", spec.name)
     secret_name = secret_name or name
 
     def sub_path(path: Path) -> str:
@@ -474,6 +483,7 @@ def sandbox_pod(
     }
     labels = {SANDBOX_LABEL: k8s_name(spec.name), **_MANAGED_BY}
     labels.update({f"hub-ext.org/{k}": k8s_name(v) for k, v in spec.labels.items()})
+    labels.update(extra_labels or {})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -488,8 +498,12 @@ def sandbox_pod(
     if node_name:
         pod_spec["nodeName"] = node_name
     if limits.wall is not None:
-        pod_spec["activeDeadlineSeconds"] = max(1, int(limits.wall))
-    metadata = {"name": name, "namespace": namespace, "labels": labels}
+        # the caller's own timer ends the run at ``wall``; the deadline is the cluster's
+        # backstop (a service killed meanwhile), a little later
+        pod_spec["activeDeadlineSeconds"] = math.ceil(limits.wall) + DEADLINE_GRACE
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if owner_references:
+        metadata["ownerReferences"] = owner_references
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
     secret = {
         "apiVersion": "v1",

@@ -198,8 +198,8 @@ class AnalyticsService(HubServiceApp):
             root=self.supervisor.data_root,
             check_interval=self.watermark_interval,
         )
-        if self.supervisor.sandbox == "docker":
-            # the container's user is not the service's: it reads through the bind mount
+        if self.supervisor.sandbox in ("docker", "kube"):
+            # the container's user is not the service's: it reads through the mount
             self.extracts.file_mode, self.extracts.dir_mode = 0o644, 0o755
         source = self.watermark
         self.watermark_source = (

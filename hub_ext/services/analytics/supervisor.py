@@ -367,7 +367,8 @@ class GatewaySupervisor(LoggingConfigurable):
         "auto",
         config=True,
         help="""What runs the gateways: ``bubblewrap`` (namespaces, the embedded default),
-        ``docker`` (containers of the analytics image, the Docker tier), ``none`` (no
+        ``docker`` (containers of the analytics image, the Docker tier), ``kube`` (pods
+        beside the service, the Kubernetes tier: :class:`~hub_ext.sandbox.kube.KubeSandbox`), ``none`` (no
         isolation: only for notebooks the institution vetted, i.e. listed in the catalog)
         or ``auto`` (bubblewrap if it works here, else ``none``, and teachers' runtime
         publishing is then refused). Default: ``auto``.
@@ -472,7 +473,7 @@ class GatewaySupervisor(LoggingConfigurable):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.write_bytes(nb.raw)
         # a container's user reads it through the bind; its directory (0700) keeps others out
-        path.chmod(0o644 if self.backend.kind == "docker" else 0o600)
+        path.chmod(0o644 if self.backend.foreign_user else 0o600)
         return path
 
     def _scratch(self, course_id: str, name: str) -> Path:

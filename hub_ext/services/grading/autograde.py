@@ -479,7 +479,8 @@ class Autograder(LoggingConfigurable):
         "auto",
         config=True,
         help="""What runs learners' code: ``bubblewrap`` (the embedded default), ``docker``
-        (containers of :attr:`DockerSandbox.image`, the Docker tier) or ``auto``
+        (containers of :attr:`DockerSandbox.image`, the Docker tier), ``kube`` (pods beside
+        the service, the Kubernetes tier) or ``auto``
         (bubblewrap if it works here). Never ``none``: where no sandbox can be made,
         grading is refused (:class:`~hub_ext.sandbox.SandboxUnavailable`). Default:
         ``auto``. Example: ``c.Autograder.sandbox = "docker"``""",
@@ -627,7 +628,7 @@ class Autograder(LoggingConfigurable):
         backend.prepare_scratch(scratch)
         path = scratch / CONNECTION_FILE
         path.write_text(json.dumps(dict(launch.connection_file)))
-        if backend.kind == "docker" and os.geteuid() == 0:
+        if backend.foreign_user and os.geteuid() == 0:
             os.chown(path, backend.uid, backend.uid)
         for entry in sorted(files.iterdir()) if files else ():
             (scratch / entry.name).symlink_to(f"{FILES}/{entry.name}")
