@@ -6,8 +6,9 @@ label selector), answering as the API server does (its JSON objects, ``Status`` 
 404 and 409), recording every request, and checking each created object strictly against
 Kubernetes 1.33's OpenAPI schema (``kubernetes-validate``: 422 otherwise, as admission
 would refuse it). A created pod is "run" by a pretend kubelet: its container's command, on
-this machine's filesystem (the "image" must be one :attr:`FakeCluster.images` lists, with
-its ``ENV``, or the pod waits in ``ErrImagePull``), as the pod's ``runAsUser`` on the host, under bubblewrap with the pod's volume mounts (a claim is a
+this machine's filesystem with the image's own files over ``/opt`` (the "image" must be
+one :attr:`FakeCluster.images` lists, with its ``ENV`` and files, or the pod waits in
+``ErrImagePull``), as the pod's ``runAsUser`` on the host, under bubblewrap with the pod's volume mounts (a claim is a
 host directory: :attr:`FakeCluster.claims`, each ``subPath`` under it, ``readOnly`` as
 asked; ``emptyDir`` a tmpfs), its environment exactly the pod's ``env`` and its Secret's
 ``envFrom``, no network, ``workingDir`` and ``runAsUser``. The phase goes Pending,
@@ -63,8 +64,9 @@ class FakeCluster:
 
     root: Path
     claims: dict[str, Path]
-    #: the images a pod may name, each with its ``ENV`` (what the runtime starts it with)
-    images: dict[str, dict[str, str]]
+    #: the images a pod may name: their ``ENV`` (what the runtime starts it with) and
+    #: ``files`` (path under ``/opt`` in the container -> host path, read-only)
+    images: dict[str, dict]
     url: str = ""
     pods: dict[tuple[str, str], RunningPod] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict] = field(default_factory=dict)
@@ -158,7 +160,13 @@ class FakeCluster:
             "/proc",
             "--tmpfs",
             "/srv",
+            "--tmpfs",
+            "/opt",
         ]
+        for target, source in self.images[container["image"]].get("files", {}).items():
+            if not target.startswith("/opt/"):
+                raise ValueError(f"an image's file {target} must be under /opt")
+            argv += ["--perms", "0755", "--dir", target, "--ro-bind", str(source), target]
         made = set()
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
@@ -180,7 +188,7 @@ class FakeCluster:
             argv.append(mount["mountPath"])
         uid = str(spec.get("securityContext", {}).get("runAsUser", 0))
         argv += ["--chdir", "/"]
-        env = dict(self.images[container["image"]])
+        env = dict(self.images[container["image"]].get("env", {}))
         env.update({e["name"]: e["value"] for e in container.get("env", [])})
         if container.get("envFrom"):
             env.update(secret.get("stringData", {}))
@@ -417,7 +425,7 @@ class NotHere(web.RequestHandler):
 
 
 async def start_cluster(
-    root: Path, claims: dict[str, Path], images: dict[str, dict[str, str]]
+    root: Path, claims: dict[str, Path], images: dict[str, dict]
 ) -> FakeCluster:
     """A :class:`FakeCluster` listening on 127.0.0.1 (its :attr:`~FakeCluster.url`)."""
     root.mkdir(parents=True, exist_ok=True)

@@ -39,12 +39,16 @@ pytestmark = on_the_loop
 
 IMAGE = "hub-ext/analytics:test"
 #: the "image" is this machine's filesystem: Debian's Python (the pod's user, uid 1000,
-#: cannot reach the test's interpreter under /root), with the environment's packages
+#: cannot reach the test's interpreter under /root), with this checkout and the
+#: environment's packages as the image's files (a clone may be under /tmp, which the pod
+#: has of its own)
 PYTHON = "/usr/bin/python3.11"
 REPO = Path(__file__).resolve().parents[1]
+SITE = next(p for p in sys.path if p.endswith("site-packages"))
+IMAGE_FILES = {"/opt/hub-ext/src": REPO, "/opt/hub-ext/site-packages": SITE}
 IMAGE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "PYTHONPATH": f"{REPO}:{next(p for p in sys.path if p.endswith('site-packages'))}",
+    "PYTHONPATH": "/opt/hub-ext/src:/opt/hub-ext/site-packages",
 }
 NAMESPACE = "hub"
 #: a value that must never appear in a pod (only in its Secret)
@@ -57,7 +61,11 @@ async def cluster(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("kube-sandbox")
     claim = tmp_path / "claim"
     claim.mkdir()
-    fake = await start_cluster(tmp_path / "cluster", {"hub-ext-data": claim}, {IMAGE: IMAGE_ENV})
+    fake = await start_cluster(
+        tmp_path / "cluster",
+        {"hub-ext-data": claim},
+        {IMAGE: {"env": IMAGE_ENV, "files": IMAGE_FILES}},
+    )
     fake.claim = claim
     fake.hub_uid = fake.add_pod(NAMESPACE, "hub-7d9f")
     saved = Configuration.get_default_copy()
