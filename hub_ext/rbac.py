@@ -52,6 +52,7 @@ import functools
 from jupyterhub import orm
 from sqlalchemy import UnicodeText, delete, event, insert, inspect, literal, literal_column, select
 from sqlalchemy.orm import lazyload, object_session
+from sqlalchemy.orm.util import identity_key
 
 from .courses import (
     Catalog,
@@ -233,7 +234,7 @@ def _teacher_added(user, group):
                 ["owner_id", "spawner_id", "user_id", "scopes", "created_at"], copies
             )
         )
-        _forget_shares(session, user)
+        _forget_shares(session, user, ())  # new rows: only the user's list is stale
         return
     have = {share.spawner_id for share in user.shared_with_me}
     for group_share in list(group.shared_with_me):
@@ -257,12 +258,12 @@ def _teacher_removed(user, group):
     if _persistent(user, group) and not _pending_shares(session):
         shares = orm.Share.__table__
         of_group = select(shares.c.spawner_id).where(shares.c.group_id == group.id)
-        session.execute(
-            delete(shares).where(
-                shares.c.user_id == user.id, shares.c.spawner_id.in_(of_group.scalar_subquery())
-            )
-        )
-        _forget_shares(session, user)
+        gone = session.execute(
+            delete(shares)
+            .where(shares.c.user_id == user.id, shares.c.spawner_id.in_(of_group.scalar_subquery()))
+            .returning(shares.c.id, shares.c.owner_id, shares.c.spawner_id)
+        ).all()
+        _forget_shares(session, user, gone)
         return
     shared = {share.spawner_id for share in group.shared_with_me}
     for share in list(user.shared_with_me):
@@ -280,19 +281,23 @@ def _pending_shares(session) -> bool:
     return any(isinstance(obj, orm.Share) for obj in (*session.new, *session.dirty))
 
 
-def _forget_shares(session, user) -> None:
-    """After SQL changed ``user``'s shares behind the ORM's back: reload them when next
-    read, and drop the loaded copies SQL may have deleted (an owner's ``shares``, a
-    spawner's) from the session, so nothing stale is read or flushed."""
-    state = inspect(user)
-    if "shared_with_me" not in state.unloaded:
+def _forget_shares(session, user, deleted) -> None:
+    """After SQL changed ``user``'s shares behind the ORM's back: reload their list when
+    next read, and for each ``(id, owner_id, spawner_id)`` row SQL ``deleted``, drop the
+    loaded share from the session and reload its owner's and spawner's lists, so nothing
+    stale is read or flushed. By identity (a dictionary lookup per row): the hub's session
+    holds every user it has seen, and a scan of it cost more than the statement."""
+    if "shared_with_me" not in inspect(user).unloaded:
         session.expire(user, ["shared_with_me"])
-    for obj in list(session.identity_map.values()):
-        if isinstance(obj, orm.Share) and obj.user_id == user.id:
-            for owner_side in (obj.owner, obj.spawner):
-                if owner_side is not None and "shares" not in inspect(owner_side).unloaded:
-                    session.expire(owner_side, ["shares"])
-            session.expunge(obj)
+    loaded = session.identity_map
+    for share_id, owner_id, spawner_id in deleted:
+        for cls, key in ((orm.User, owner_id), (orm.Spawner, spawner_id)):
+            side = loaded.get(identity_key(cls, key))
+            if side is not None and "shares" not in inspect(side).unloaded:
+                session.expire(side, ["shares"])
+        share = loaded.get(identity_key(orm.Share, share_id))
+        if share is not None:
+            session.expunge(share)
 
 
 def install_share_sync() -> None:
