@@ -279,3 +279,23 @@ def test_a_group_share_not_yet_flushed_is_copied_too(synced_db):
     group.users.append(tina)
     db.commit()
     assert _user_shares(db, "tina") == _expected(db, big) and len(_expected(db, big)) == 3
+
+
+def test_a_teacher_leaving_a_course_larger_than_a_chunk_loses_every_copy(synced_db, monkeypatch):
+    """The copies are deleted in chunks of servers (a bound value each): every chunk."""
+    from hub_ext import rbac
+
+    monkeypatch.setattr(rbac, "DELETE_CHUNK", 2)
+    db = synced_db
+    big = _course_with_shares(db, learners=5)
+    tina = orm.User(name="tina")
+    db.add(tina)
+    db.commit()
+    group = orm.Group.find(db, big.teacher_group)
+    group.users.append(tina)
+    db.commit()
+    assert len(_user_shares(db, "tina")) == 5
+    group = orm.Group.find(db, big.teacher_group)
+    group.users.remove(orm.User.find(db, "tina"))
+    db.commit()
+    assert _user_shares(db, "tina") == {}
