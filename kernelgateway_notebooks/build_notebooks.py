@@ -10,6 +10,7 @@ FutureLearn routes' from the slice in ``tests/data/futurelearn`` (course ``ecsa-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -99,8 +100,9 @@ NOTEBOOKS = {
         "Weeks are counted from the course start (week 0 = its first seven days; earlier days are in negative weeks): "
         "the catalog's `opens` or the importer's `--start`, else the day of the first learner's event "
         "(`null` when there is none). **clicks** are VLE clicks only (OULAD's `sum_click`, one per step visit), "
-        "**submissions** (statements about the course's assessments) are counted apart, **events** counts every "
-        "statement. Staff (enrolment role `organisation_admin`) are not learners and are left out of every figure.",
+        "**submissions** are counted apart: one per learner and assessment, the latest `completed` statement about it "
+        "(a hand-in again replaces the one before), scored by the latest `scored` statement (the hub's grading) else by "
+        "its own score (OULAD's); **events** counts every statement. Staff (enrolment role `organisation_admin`) are not learners and are left out of every figure.",
         "routes": [
             {
                 "path": "/summary",
@@ -290,7 +292,8 @@ NOTEBOOKS = {
             {
                 "path": "/learners/:learner",
                 "doc": "The learner's profile; 404 if the course has no such learner. `clicks` are VLE clicks only, "
-                "`submissions` the learner's assessment submissions, `events` every statement.",
+                "`submissions` the learner's assessment submissions (the latest hand-in of each; its score the latest grading's), "
+                "`events` every statement.",
                 "params": [
                     ("learner", "path", "the learner id (hub username, or the importer's id)")
                 ],
@@ -377,8 +380,10 @@ NOTEBOOKS = {
             },
             {
                 "path": "/assessments",
-                "doc": "Per assessment: submitted, late (after the due day), missing (enrolled then, no submission), "
-                "mean, median and a 10-point score histogram.",
+                "doc": "Per assessment: submitted (one per learner: the latest `completed` statement; a hand-in again "
+                "replaces the one before), late (after the due day), missing (enrolled then, no submission), mean, "
+                "median and a 10-point histogram of the scores (each the latest `scored` statement's, the hub's "
+                "grading and manual grades; else the submission's own, OULAD's).",
                 "params": [],
                 "code": "q.assessment_scores(ENGINE, COURSE)",
                 "example": ("assessment_scores", (), {}),
@@ -526,6 +531,8 @@ def build(name: str, spec: dict, engines: dict | None = None) -> nbformat.Notebo
     if engines is not None:
         fl = any("example_course" in r for r in spec["routes"])
         cells.append(new_markdown_cell(f"{OULAD}\n\n{FUTURELEARN}" if fl else OULAD))
+    for i, cell in enumerate(cells):  # stable ids: a rebuild changes only what changed
+        cell.id = hashlib.sha256(f"{name}/{i}".encode()).hexdigest()[:16]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
         "name": "python3",

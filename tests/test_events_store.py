@@ -239,3 +239,40 @@ def test_sources_cli_shows_the_secret_once_and_stores_a_hash(tmp_path, capsys):
     assert store.check_source(key, secret) is None
     assert cli("readonly-url")[1].strip() == store.readonly_url
     store.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_hubs_own_statements_have_their_side_rows(backend, tmp_path, request):
+    """The grading's results (and the hub's activity records) are written by
+    ``add_statements``: a second publication adds nothing, and ``related_activities`` finds
+    them by their context's course as it finds an LMS's statements (before, they were
+    inserted without side rows, so that filter missed them)."""
+    from hub_ext.services.events.models import StatementActivity
+    from hub_ext.services.grading.statements import run_statements
+
+    url = (
+        f"sqlite:///{tmp_path / 'e.sqlite'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    store = EventStore(url)
+    store.create()
+    at = datetime(2026, 10, 5, 12, tzinfo=UTC)
+    done = {
+        "id": "sub-1", "course_id": "ds101", "learner": "alice", "assignment_id": "a1",
+        "attempt": 1, "submitted_at": at, "late_days": 0, "penalty": 0, "run_run": 1,
+        "run_status": "graded", "run_score": 8, "run_final_score": 8, "run_max_score": 10,
+        "run_result": {"seconds": 1.0}, "run_finished_at": at, "manual_revision": 0,
+        "manual_at": None,
+    }  # fmt: skip
+    graded = run_statements(done, assignment_title="A1", home="https://hub.example.edu")
+    assert store.add_statements(graded) == 2
+    assert store.add_statements(graded + graded) == 0  # published again: nothing new
+    lms = rows(1)
+    store.store_statements(lms)
+    found, _, _ = store.query_statements(
+        activity="urn:hub-ext:course:ds101", related_activities=True, course_id="ds101"
+    )
+    assert {s["id"] for s in found} == {r["id"] for r in graded + lms}
+    assert store.count(StatementActivity) == 3  # one each, none twice
+    store.dispose()

@@ -585,7 +585,7 @@ async def test_xapi_00115_to_00117_signed_statements(lms):
         )["message"]
     )
     s = statement()
-    token = jwt.encode(s, "a shared secret of some length", algorithm="HS256").encode()
+    token = jwt.encode(s, "a shared secret, 32 bytes or more", algorithm="HS256").encode()
     s["attachments"] = [
         attachment(
             token, "application/octet-stream", "http://adlnet.gov/expapi/attachments/signature"

@@ -37,7 +37,6 @@ from traitlets import Any, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ...courses import COURSE_ID_PATTERN
-from .models import Statement
 from .store import EventStore
 from .xapi import course_iri, parse_timestamp, to_row
 
@@ -177,7 +176,7 @@ class ServerActionHandler(logging.Handler):
                 if self._store is None:
                     self._store = EventStore(self.db_url)
                     self._store.create()
-                self._store.insert_ignore(Statement.__table__, rows)
+                self._store.add_statements(rows)
             except Exception:
                 logging.getLogger("hub_ext.events").exception(
                     "could not record %d server action(s)", len(rows)
@@ -265,7 +264,7 @@ class HubActivityPoller(LoggingConfigurable):
     async def poll_once(self) -> int:
         rows = self.rows(await self.fetch_users())
         if rows:
-            await asyncio.to_thread(self.store.insert_ignore, Statement.__table__, rows)
+            await asyncio.to_thread(self.store.add_statements, rows)
         return len(rows)
 
     async def run(self) -> None:

@@ -13,8 +13,14 @@ Definitions every figure shares:
 
 - **clicks** are VLE clicks only: the click counts of ``viewed`` statements (OULAD's
   ``sum_click``; one per FutureLearn step visit). Assessment submissions are
-  **submissions** (statements about one of the course's assessments), counted apart;
-  ``events`` counts every statement.
+  **submissions**, counted apart; ``events`` counts every statement.
+- a **submission** is a learner's hand-in of one of the course's assessments: one per
+  learner and assessment, the latest ``completed`` statement about it (a hand-in again
+  replaces the one before, as nbgrader grades the latest), handed in at its timestamp.
+  Its **score** is the latest ``scored`` statement's about that assessment and learner
+  (the hub's grading publishes one per grading and per manual grade), else the
+  ``completed`` statement's own (OULAD's). No other statement about an assessment is a
+  submission (:func:`_submissions`).
 - **staff are not learners**: enrolments whose ``role`` is in :data:`STAFF_ROLES`
   (FutureLearn's ``organisation_admin``) and the course's team members (FutureLearn's
   team-members export, ``team_members``) are left out of every figure, whichever export
@@ -89,6 +95,7 @@ DEFAULT_SESSION_GAP_MINUTES = 55
 COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
 VIEWED = "http://id.tincanapi.com/verb/viewed"
 ANSWERED = "http://adlnet.gov/expapi/verbs/answered"
+SCORED = "http://adlnet.gov/expapi/verbs/scored"
 #: enrolment roles of a course's team (FutureLearn's enrolments export): not learners
 STAFF_ROLES = ("organisation_admin",)
 #: OU pass mark: a mean assessment score below it counts as struggling
@@ -296,8 +303,31 @@ def _clicks():
 
 
 def _is_submission(course: str):
-    """A statement about one of the course's assessments."""
-    return S.c.object_id.in_(select(A.c.assessment_id).where(_course_filter(A.c.course_id, course)))
+    """A hand-in statement (``completed``) about one of the course's assessments."""
+    return and_(
+        S.c.verb == COMPLETED,
+        S.c.object_id.in_(select(A.c.assessment_id).where(_course_filter(A.c.course_id, course))),
+    )
+
+
+def _submissions(conn, *where) -> dict[tuple[str, str], tuple[datetime, float | None]]:
+    """(assessment, learner) -> (handed in at, score) of the submissions among the
+    statements ``where`` selects (the module's definition: the latest ``completed``, scored
+    by the latest ``scored`` else by itself). Ties in time go by the order stored."""
+    handed_in: dict[tuple[str, str], tuple[datetime, float | None]] = {}
+    scored: dict[tuple[str, str], float | None] = {}
+    for object_id, learner, verb, ts, score in conn.execute(
+        select(S.c.object_id, S.c.learner, S.c.verb, S.c.timestamp, S.c.score)
+        .where(*where, S.c.verb.in_((COMPLETED, SCORED)))
+        .order_by(S.c.timestamp, S.c.pk)
+    ):
+        if verb == COMPLETED:
+            handed_in[(object_id, learner)] = (ts, score)
+        else:
+            scored[(object_id, learner)] = score
+    return {
+        key: (ts, scored[key] if key in scored else score) for key, (ts, score) in handed_in.items()
+    }
 
 
 def _day(d: date) -> int:
@@ -380,8 +410,13 @@ def summary(engine: Engine, course: str) -> dict:
                 func.max(S.c.timestamp),
             ).where(*live)
         ).one()
-        submissions = conn.execute(
-            select(func.count()).where(*live, _is_submission(course))
+        submissions = conn.execute(  # one per learner and assessment (_submissions)
+            select(func.count()).select_from(
+                select(S.c.learner, S.c.object_id)
+                .where(*live, _is_submission(course))
+                .distinct()
+                .subquery()
+            )
         ).scalar()
         courses = conn.execute(
             select(func.count()).select_from(C).where(_course_filter(C.c.id, course))
@@ -796,13 +831,12 @@ def learner_profile(engine: Engine, course: str, learner: str) -> dict | None:
             .where(_course_filter(A.c.course_id, course))
             .order_by(A.c.due_at, A.c.assessment_id)
         ).all()
-        submissions = {}
-        for object_id, ts, score in conn.execute(
-            select(S.c.object_id, S.c.timestamp, S.c.score).where(
-                mine, S.c.object_id.in_([a.assessment_id for a in assessments])
-            )
-        ):
-            submissions[object_id] = (ts, score)
+        submissions = {
+            object_id: got
+            for (object_id, _), got in _submissions(
+                conn, mine, S.c.object_id.in_([a.assessment_id for a in assessments])
+            ).items()
+        }
         last_hub = conn.execute(
             select(func.max(S.c.timestamp)).where(mine, S.c.source == "hub")
         ).scalar()
@@ -1005,7 +1039,8 @@ def time_on_step(
 
 
 def assessment_scores(engine: Engine, course: str) -> dict:
-    """Per assessment: submissions, late and missing ones, score distribution (10-point bins)."""
+    """Per assessment: submissions (one per learner: the module's definition), late and
+    missing ones, score distribution (10-point bins)."""
     with engine.connect() as conn:
         assessments = conn.execute(
             select(A.c.course_id, A.c.assessment_id, A.c.type, A.c.due_at, A.c.weight)
@@ -1014,15 +1049,14 @@ def assessment_scores(engine: Engine, course: str) -> dict:
         ).all()
         staff = _staff(conn, course)
         subs: dict[str, list[tuple[datetime, float | None]]] = defaultdict(list)
-        for object_id, ts, score in conn.execute(
-            select(S.c.object_id, S.c.timestamp, S.c.score).where(
-                *_live_statements(course, staff=staff),
-                S.c.object_id.in_(
-                    select(A.c.assessment_id).where(_course_filter(A.c.course_id, course))
-                ),
-            )
-        ):
-            subs[object_id].append((ts, score))
+        for (object_id, _), got in _submissions(
+            conn,
+            *_live_statements(course, staff=staff),
+            S.c.object_id.in_(
+                select(A.c.assessment_id).where(_course_filter(A.c.course_id, course))
+            ),
+        ).items():
+            subs[object_id].append(got)
         # enrolments: who could still submit at each due date
         enrol = conn.execute(
             select(E.c.course_id, E.c.unregistered_at).where(*_enrolments(course, staff))

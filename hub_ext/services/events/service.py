@@ -515,17 +515,9 @@ class StatementsHandler(XAPIHandler):
             if lrs_timestamp:
                 lrs_timestamps.append(row["id"])
         try:
-            async with self.service.write_lock:
-                with self.service.writing() as stored:
-                    given = set(lrs_timestamps)
-                    for row in rows:
-                        restamp(row, stored, lrs_timestamp=row["id"] in given)
-                    await asyncio.to_thread(
-                        self.service.store.store_statements,
-                        rows,
-                        lrs_timestamps,
-                        [{"course_id": own, **_asdict(p)} for p in parts],
-                    )
+            await self.service.writer.write(
+                rows, lrs_timestamps, [{"course_id": own, **_asdict(p)} for p in parts]
+            )
         except Conflict as e:
             self.fail(409, "conflict", str(e), statement_id=e.statement_id)
             return None
@@ -698,6 +690,86 @@ class _NoLock:
         return False
 
 
+class StatementWriter:
+    """Writes each request's statement rows (all or none), under the service's write lock,
+    with their ``stored`` time given when the write starts (:meth:`EventsService.writing`).
+
+    With ``together`` (SQLite, one writer at a time), the requests that arrive while a write
+    is under way wait for it, and are then written together in one transaction (group
+    commit, up to ``most`` statements): concurrent LMSs pay for one commit, not one each.
+    A request's all-or-nothing stays its own: when the joint insert meets an id that is
+    stored already, each request of the group is stored on its own
+    (:meth:`~.store.EventStore.store_together`), so a conflict answers only its request.
+    Otherwise (PostgreSQL, which has its own group commit) each request writes on its own
+    connection, at once.
+    """
+
+    def __init__(self, service: EventsService, *, together: bool, most: int):
+        self.service = service
+        self.together = together
+        self.most = most
+        self._pending: list[tuple[list, list, list, asyncio.Future]] = []
+        self._drain_task: asyncio.Task | None = None
+
+    @staticmethod
+    def _restamp(rows: list, lrs_timestamps: list, stored: datetime) -> None:
+        given = set(lrs_timestamps)
+        for row in rows:
+            restamp(row, stored, lrs_timestamp=row["id"] in given)
+
+    async def write(self, rows: list, lrs_timestamps: list, attachments: list) -> int:
+        """Store one request's rows; the number new, or :class:`Conflict` (nothing stored)."""
+        store = self.service.store
+        if not self.together:
+            async with self.service.write_lock:
+                with self.service.writing() as stored:
+                    self._restamp(rows, lrs_timestamps, stored)
+                    return await asyncio.to_thread(
+                        store.store_statements, rows, lrs_timestamps, attachments
+                    )
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, lrs_timestamps, attachments, future))
+        if self._drain_task is None:
+            self._drain_task = asyncio.ensure_future(self._drain())
+        return await future
+
+    def _next_group(self) -> list:
+        """The requests waiting longest, up to ``most`` statements (one request at least)."""
+        count, taken = 0, 0
+        for rows, *_ in self._pending:
+            if taken and count + len(rows) > self.most:
+                break
+            count, taken = count + len(rows), taken + 1
+        group, self._pending = self._pending[:taken], self._pending[taken:]
+        return group
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group = []
+                try:
+                    async with self.service.write_lock:  # requests gather while it is taken
+                        group = self._next_group()
+                        with self.service.writing() as stored:
+                            for rows, lrs_timestamps, _, _ in group:
+                                self._restamp(rows, lrs_timestamps, stored)
+                            results = await asyncio.to_thread(
+                                self.service.store.store_together,
+                                [(rows, lrs, attachments) for rows, lrs, attachments, _ in group],
+                            )
+                except Exception as e:  # the store failed: every request of the group hears it
+                    results = [e] * len(group)
+                for (*_, future), result in zip(group, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._drain_task = None
+
+
 class EventsService(HubServiceApp):
     """The events service (an LRS for the hub): xAPI in, the event store behind it."""
 
@@ -721,6 +793,14 @@ class EventsService(HubServiceApp):
         1000,
         help="""Most statements accepted in one POST (more gets 400). Default 1000.
         Example: ``c.EventsService.max_batch = 500``""",
+    ).tag(config=True)
+
+    group_commit = Integer(
+        5000,
+        help="""SQLite: most statements of concurrent requests written in one transaction (the
+        requests that arrive while a write is under way are written together when it ends;
+        each keeps its own all-or-nothing). 1 writes each request on its own. Default 5000.
+        Example: ``c.EventsService.group_commit = 2000``""",
     ).tag(config=True)
 
     page_size = Integer(
@@ -781,10 +861,12 @@ class EventsService(HubServiceApp):
         Example: ``c.EventsService.sources_refresh_seconds = 10``""",
     ).tag(config=True)
 
-    @validate("auth_threads")
-    def _one_thread_at_least(self, proposal):
+    @validate("auth_threads", "group_commit")
+    def _one_at_least(self, proposal):
         if proposal["value"] < 1:
-            raise ValueError(f"auth_threads must be at least 1, not {proposal['value']}")
+            raise ValueError(
+                f"{proposal['trait'].name} must be at least 1, not {proposal['value']}"
+            )
         return proposal["value"]
 
     @validate("auth_queue", "auth_cache_seconds", "sources_refresh_seconds")
@@ -869,6 +951,9 @@ class EventsService(HubServiceApp):
         # SQLite has one writer at a time: queue writes here rather than in its busy handler
         self.write_lock = (
             asyncio.Lock() if self.store.engine.dialect.name == "sqlite" else _NoLock()
+        )
+        self.writer = StatementWriter(
+            self, together=self.store.engine.dialect.name == "sqlite", most=self.group_commit
         )
         # stored times only increase, across restarts too (a clock set back is not followed)
         newest = self.store.newest_stored()

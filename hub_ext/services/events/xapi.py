@@ -600,7 +600,8 @@ def to_row(
     ``statement`` is completed in place as the LRS stores it: id, timestamp (= stored when
     absent), stored, version.
     """
-    statement.setdefault("id", str(uuid.uuid4()))
+    if "id" not in statement:  # (not setdefault: a uuid4 each time costs 3% of an import)
+        statement["id"] = str(uuid.uuid4())
     statement["id"] = statement["id"].lower()
     _activity_lists(statement)
     if (

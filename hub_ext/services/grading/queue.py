@@ -36,7 +36,7 @@ from traitlets.config import LoggingConfigurable
 
 from ...courses import Catalog
 from ...sandbox import SandboxUnavailable
-from ..events.models import Assessment, Statement
+from ..events.models import Assessment
 from ..events.store import EventStore
 from .autograde import Autograder
 from .notebooks import AssignmentError, load_source, prepare_submission, read_notebook
@@ -330,7 +330,7 @@ class GradingQueue(LoggingConfigurable):
                 assignment = course.assignment(done["assignment_id"]) if course else None
                 title = assignment.title if assignment else done["assignment_id"]
                 rows = run_statements(done, assignment_title=title, home=self.home.rstrip("/"))
-                self.events.insert_ignore(Statement.__table__, rows)
+                self.events.add_statements(rows)
             self.store.mark_published(done["id"], done["run_run"], done["manual_revision"])
             count += 1
         return count

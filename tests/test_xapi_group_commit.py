@@ -1,0 +1,158 @@
+"""Group commit on SQLite: statements of concurrent requests written in one transaction,
+each request keeping its own all-or-nothing (issue #13: ingestion at the raw insert's rate).
+
+The groups are made deterministic by holding the service's write lock while the requests
+arrive: they validate, queue, and are written together when it is released. What was
+written together is seen by wrapping the store's own ``store_together`` (the real one runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.events_fixtures import running_service
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+XAPI = {"X-Experience-API-Version": "1.0.3"}
+
+
+def client_of(app, key: str, secret: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=app.url + "/services/events/xAPI",
+        headers=XAPI,
+        auth=httpx.BasicAuth(key, secret),
+        timeout=30,
+    )
+
+
+def statement(i: int, **extra) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "actor": {"objectType": "Agent", "account": {"homePage": "https://lms.example.org", "name": f"u{i}"}},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/experienced", "display": {"en-US": "experienced"}},
+        "object": {"objectType": "Activity", "id": f"https://lms.example.org/page/{i}"},
+        "context": {"contextActivities": {"grouping": [{"id": "urn:hub-ext:course:ds101"}]}},
+        **extra,
+    }  # fmt: skip
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lrs(tmp_path_factory):
+    async with running_service(tmp_path_factory.mktemp("group")) as app:
+        key, secret = app.store.add_source("lms", course_id="ds101")
+        calls: list[list[int]] = []
+        real = app.store.store_together
+
+        def recording(batches):
+            calls.append([len(rows) for rows, _, _ in batches])
+            return real(batches)
+
+        app.store.store_together = recording
+        async with client_of(app, key, secret) as client:
+            yield app, client, calls
+
+
+async def held(app, client, bodies: list) -> list[httpx.Response]:
+    """POST ``bodies`` at once while the write lock is held; release it when all wait."""
+    async with app.write_lock:
+        tasks = [asyncio.ensure_future(client.post("/statements", json=b)) for b in bodies]
+        await queued(app, len(bodies))
+    return await asyncio.gather(*tasks)
+
+
+async def queued(app, n: int) -> None:
+    """Wait (5 s at most) until ``n`` requests wait for the writer."""
+    for _ in range(500):
+        if len(app.writer._pending) == n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(app.writer._pending)} requests queued, not {n}")
+
+
+async def stored(client, sid: str) -> dict | None:
+    r = await client.get("/statements", params={"statementId": sid})
+    return r.json() if r.status_code == 200 else None
+
+
+async def test_concurrent_requests_are_written_in_one_transaction(lrs):
+    app, client, calls = lrs
+    bodies = [[statement(10 * k + i) for i in range(20)] for k in range(5)]
+    calls.clear()
+    answers = await held(app, client, bodies)
+    assert [r.status_code for r in answers] == [200] * 5
+    for body, r in zip(bodies, answers, strict=True):
+        assert r.json() == [s["id"] for s in body]
+    assert calls == [[20] * 5]
+    got = [await stored(client, s["id"]) for body in bodies for s in body]
+    assert all(got)
+    assert len({s["stored"] for s in got}) == 1  # one write, one stored time
+
+
+async def test_a_conflict_fails_only_its_own_request(lrs):
+    app, client, calls = lrs
+    first = statement(1)
+    assert (await client.post("/statements", json=[first])).status_code == 200
+    changed = copy.deepcopy(first)
+    changed["verb"]["display"] = {"en-US": "changed"}
+    fresh_a, fresh_d = [statement(2), statement(3)], [statement(4)]
+    conflicting = [statement(5), changed]
+    retry = [copy.deepcopy(first)]
+    calls.clear()
+    a, b, c, d = await held(app, client, [fresh_a, conflicting, retry, fresh_d])
+    assert (a.status_code, b.status_code, c.status_code, d.status_code) == (200, 409, 200, 200)
+    assert b.json()["statement_id"] == first["id"]
+    assert calls == [[2, 2, 1, 1]]  # tried together, then request by request
+    for s in fresh_a + fresh_d:
+        assert await stored(client, s["id"]) is not None
+    assert await stored(client, conflicting[0]["id"]) is None  # nothing of the refused one
+    assert (await stored(client, first["id"]))["verb"] == first["verb"]
+
+
+async def test_the_same_batch_twice_in_one_group_is_stored_once(lrs):
+    """A client that retries a batch whose answer it did not get, while the first is
+    still queued: both get 200, and each statement is stored once."""
+    app, client, _ = lrs
+    batch = [statement(i) for i in range(30, 40)]
+    one, two = await held(app, client, [batch, copy.deepcopy(batch)])
+    assert one.status_code == two.status_code == 200
+    assert one.json() == two.json() == [s["id"] for s in batch]
+    with app.store.engine.connect() as conn:
+        from sqlalchemy import func, select
+
+        from hub_ext.services.events.models import Statement
+
+        t = Statement.__table__
+        n = conn.execute(select(func.count()).where(t.c.id.in_([s["id"] for s in batch]))).scalar()
+    assert n == len(batch)
+
+
+async def test_consistent_through_stays_below_a_group_not_yet_written(lrs):
+    app, client, _ = lrs
+    body = [statement(50)]
+    async with app.write_lock:
+        task = asyncio.ensure_future(client.post("/statements", json=body))
+        await queued(app, 1)
+        r = await client.get("/statements", params={"since": "2000-01-01T00:00:00Z"})
+        promised = r.headers["X-Experience-API-Consistent-Through"]
+    assert (await task).status_code == 200
+    got = await stored(client, body[0]["id"])
+    assert got["stored"] > promised  # stored after the promise: the next poll sees it
+
+
+async def test_one_request_a_transaction_when_configured(tmp_path):
+    async with running_service(tmp_path, group_commit=1) as app:
+        key, secret = app.store.add_source("lms", course_id="ds101")
+        calls = []
+        real = app.store.store_together
+        app.store.store_together = lambda batches: calls.append(len(batches)) or real(batches)
+        async with client_of(app, key, secret) as client:
+            answers = await held(app, client, [[statement(i)] for i in range(3)])
+    assert [r.status_code for r in answers] == [200] * 3
+    assert calls == [1, 1, 1]
