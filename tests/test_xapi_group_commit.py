@@ -156,3 +156,33 @@ async def test_one_request_a_transaction_when_configured(tmp_path):
             answers = await held(app, client, [[statement(i)] for i in range(3)])
     assert [r.status_code for r in answers] == [200] * 3
     assert calls == [1, 1, 1]
+
+
+async def test_a_void_from_another_course_in_the_same_group_voids_nothing(lrs):
+    """Written together is not written as one source: stat200's source, in the same
+    transaction as ds101's statement, cannot void it (each row keeps its own course)."""
+    app, client, calls = lrs
+    key, secret = app.store.add_source("other-lms", course_id="stat200")
+    await app._load_sources()  # known at once (else at the next refresh)
+    target = statement(60)
+    void = {
+        "actor": target["actor"],
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/voided", "display": {"en-US": "voided"}},
+        "object": {"objectType": "StatementRef", "id": target["id"]},
+    }
+    calls.clear()
+    async with client_of(app, key, secret) as other:
+        async with app.write_lock:
+            mine = asyncio.ensure_future(client.post("/statements", json=[target]))
+            theirs = asyncio.ensure_future(other.post("/statements", json=[void]))
+            await queued(app, 2)
+        assert (await mine).status_code == 200
+        assert (await theirs).status_code == 200  # xAPI: a void of an unknown id is not refused
+        assert calls == [[1, 1]]  # one transaction
+        assert (
+            await other.get("/statements", params={"statementId": target["id"]})
+        ).status_code == 404
+    got = await stored(client, target["id"])
+    assert got is not None  # not voided: still readable by its own course
+    r = await client.get("/statements", params={"voidedStatementId": target["id"]})
+    assert r.status_code == 404
