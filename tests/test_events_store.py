@@ -18,7 +18,7 @@ from hub_ext.services.events.hubevents import SERVER_ACTION_SCHEMA, ServerAction
 from hub_ext.services.events.models import Source, Statement
 from hub_ext.services.events.store import Conflict, EventStore, make_engine
 from hub_ext.services.events.xapi import VOIDED, to_row, validate_statement
-from tests.events_fixtures import postgres_url  # noqa: F401
+from tests.events_fixtures import new_database, postgres_url  # noqa: F401
 
 STATEMENT = {
     "actor": {"account": {"homePage": "https://hub.example.edu", "name": "alice"}},
@@ -252,8 +252,8 @@ def test_the_hubs_own_statements_have_their_side_rows(backend, tmp_path, request
 
     url = (
         f"sqlite:///{tmp_path / 'e.sqlite'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_url")
+        if backend == "sqlite"  # the session's server, a database of this test's own
+        else new_database(request.getfixturevalue("postgres_url"), "side_rows")
     )
     store = EventStore(url)
     store.create()

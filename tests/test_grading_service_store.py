@@ -299,6 +299,8 @@ async def test_kill_9_with_jobs_queued_and_one_running_grades_each_exactly_once(
         assert store.counts() == {"running": 1, "queued": 4}
         proc = _service(world, data, events_url, log)
         await wait_until(lambda: store.counts() == {"done": 5}, 240, 0.25, "every run done")
+        # a run's statements are written just after it is done: wait for them, then stop
+        await wait_until(lambda: _published(events_url) >= 10, 60, 0.25, "the runs published")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -316,6 +318,16 @@ async def test_kill_9_with_jobs_queued_and_one_running_grades_each_exactly_once(
     events.dispose()
     text = (world.root / "service.log").read_text()
     assert "interrupted by a stop: graded again" in text
+
+
+def _published(events_url: str) -> int:
+    events = EventStore(events_url)
+    try:
+        return events.count()
+    except Exception:  # not made yet
+        return 0
+    finally:
+        events.dispose()
 
 
 @ASYNC
