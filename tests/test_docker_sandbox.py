@@ -7,6 +7,7 @@ each read and write of the trust-boundaries issue's finding 1 from inside its co
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -14,7 +15,7 @@ import pytest_asyncio
 
 pytest.register_assert_rewrite("tests.docker_fixtures")
 
-from hub_ext.sandbox import Bind, Limits, SandboxSpec  # noqa: E402
+from hub_ext.sandbox import Bind, Limits, SandboxSpec, make_sandbox  # noqa: E402
 from hub_ext.sandbox.docker import container_config  # noqa: E402
 from hub_ext.services.analytics.extracts import CourseExtracts  # noqa: E402
 from hub_ext.services.analytics.notebook import check_notebook  # noqa: E402
@@ -53,7 +54,37 @@ def test_container_config_is_locked_down(tmp_path):
     assert host["nano_cpus"] == 500_000_000 and host["pids_limit"] == 64
     assert host["binds"][str(tmp_path / "nb.ipynb")]["mode"] == "ro"
     assert host["binds"][str(tmp_path / "run")] == {"bind": "/srv/run", "mode": "rw"}
+    # the engine's copy of the output is bounded as the service's (Limits.log)
+    assert host["log_config"] == {
+        "type": "json-file",
+        "config": {"max-size": str(8 * 1024**2), "max-file": "2"},
+    }
     assert "gateway-token-secret" not in repr(spec)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_container_s_flood_of_output_leaves_a_log_of_its_limit(docker_client, tmp_path):
+    """The container's output is copied into the run's log by the service: what it prints
+    is the attacker's to choose, and the log keeps its newest ``Limits.log`` bytes."""
+    require_images(docker_client, ANALYTICS_IMAGE)
+    sandbox = make_sandbox("docker", log=logging.getLogger("test"))
+    code = (
+        "import os\nchunk = b'd' * 1024**2\n"
+        "for _ in range(24):\n    os.write(1, chunk)\n"
+        "os.write(1, b'last-of-the-container\\n')\n"
+    )
+    spec = SandboxSpec(
+        name="flood",
+        argv=("/opt/venv/bin/python", "-c", code),
+        env={},
+        scratch=tmp_path / "run",
+        limits=Limits(wall=120, log=1024**2),
+    )
+    log = tmp_path / "flood.log"
+    result = await sandbox.run(spec, log)
+    assert result.returncode == 0, result.output[-300:]
+    assert log.stat().st_size < 1024**2 + 200
+    assert result.output.endswith("last-of-the-container\n")
 
 
 @pytest_asyncio.fixture(loop_scope="session")

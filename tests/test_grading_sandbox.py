@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -195,6 +197,38 @@ async def test_printing_a_gigabyte(grader, exercise):
     assert len(outputs_text(result.executed)) < 2 * 256 * 1024
     assert result.seconds < 30
     assert points(result)["test_squares"] == 2 and points(result)["test_mean"] == 0
+    no_sandbox_left(grader)
+
+
+async def test_writing_to_the_kernel_s_own_log_does_not_fill_the_disk(grader, exercise):
+    """Past the notebook's output: ipykernel forwards what is written to fd 1 and 2 as
+    messages (counted against the output limit), but the kernel process keeps its own
+    stdout, the run's log file, open at another fd; a submission that finds it writes
+    there unseen by the grader (up to its 64 MiB file-size limit). The log of every grading
+    is kept: it keeps its newest bytes (the output limit), not the 12 MiB a fd written."""
+    source, student = exercise
+    flood = (
+        "import fcntl, os, stat\nfds = []\n"
+        "for fd in range(64):\n"
+        "    try:\n        st, fl = os.fstat(fd), fcntl.fcntl(fd, fcntl.F_GETFL)\n"
+        "    except OSError:\n        continue\n"
+        "    if stat.S_ISREG(st.st_mode) and fl & os.O_APPEND:\n        fds.append(fd)\n"
+        "chunk = b'z' * 1024**2\n"
+        "for _ in range(12):\n    for fd in fds:\n        os.write(fd, chunk)\n"
+        "for fd in fds:\n    os.write(fd, b'the-last-words\\n')\n"
+        "print('log fds found:', len(fds))\n"
+    )
+    result = await grade(grader, source, with_cell(correct(student), "setup", flood))
+    assert result.status == "graded", result.message
+    assert result.total == 5
+    found = re.search(r"log fds found: (\d+)", outputs_text(result.executed))
+    assert found and int(found[1]) >= 1  # the attack found the log
+    logs = list((Path(grader.runtime_dir) / "logs").iterdir())
+    assert len(logs) == 1
+    text = logs[0].read_bytes()
+    assert len(text) < 256 * 1024 + 200, len(text)
+    assert text.startswith(b"[hub-ext: ") and b"bytes of earlier output dropped" in text
+    assert b"the-last-words" in text
     no_sandbox_left(grader)
 
 

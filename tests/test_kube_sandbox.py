@@ -229,6 +229,22 @@ async def test_the_exit_code_and_the_wall_limit(cluster, tmp_path):
     assert cluster.pods[(NAMESPACE, name)].proc.returncode is not None  # killed, not left
 
 
+async def test_a_pod_s_flood_of_output_leaves_a_log_of_its_limit(cluster, tmp_path):
+    """``pods/log`` is followed for as long as the pod runs: what the pod prints is the
+    attacker's to choose, and the run's log (kept by the service) keeps its newest bytes."""
+    sandbox = sandbox_for(cluster)
+    code = (
+        "import os\nchunk = b'k' * 1024**2\n"
+        "for _ in range(24):\n    os.write(1, chunk)\n"
+        "os.write(1, b'last-of-the-pod\\n')\n"
+    )
+    log = tmp_path / "flood.log"
+    result = await sandbox.run(spec(cluster, code, name="flood", limits=Limits(log=1024**2)), log)
+    assert result.returncode == 0, result.output[-300:]
+    assert log.stat().st_size < 1024**2 + 200
+    assert result.output.endswith("last-of-the-pod\n")
+
+
 async def test_a_pod_that_cannot_start_fails_at_once_saying_why(cluster, tmp_path):
     sandbox = sandbox_for(cluster, image="registry.example.edu/missing:1")
     result = await sandbox.run(spec(cluster, "print('never')", name="nopull"), tmp_path / "np")

@@ -18,6 +18,7 @@ from ..services.lifeline import die_with_parent
 
 __all__ = [
     "Bind",
+    "CappedLog",
     "Limits",
     "ProcessHandle",
     "RunResult",
@@ -26,6 +27,7 @@ __all__ = [
     "SandboxUnavailable",
     "make_sandbox",
     "rlimits",
+    "trim_log",
 ]
 
 #: where the writable scratch directory appears inside every sandbox
@@ -50,7 +52,9 @@ class Limits:
     """Resource limits of one sandbox (None: no limit of that kind).
 
     ``memory`` in bytes (address space per process where the backend has no cgroup),
-    ``cpu`` in cores, ``pids`` processes and threads, ``wall`` seconds (for :meth:`Sandbox.run`).
+    ``cpu`` in cores, ``pids`` processes and threads, ``wall`` seconds (for :meth:`Sandbox.run`),
+    ``file_size`` the largest file it may write (its output included, on the local backends),
+    ``log`` the bytes of its newest output that its log keeps (:func:`trim_log`).
     """
 
     memory: int | None = 2 * 1024**3
@@ -59,6 +63,7 @@ class Limits:
     open_files: int = 1024
     file_size: int | None = 1024**3
     wall: float | None = None
+    log: int = 8 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,11 @@ class ProcessHandle:
     #: Docker backend knows it, a process limited by rlimits sees a MemoryError instead
     oom_killed = False
 
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path):
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, log_limit: int):
         self.proc = proc
         self.log_path = log_path
+        self.log_limit = log_limit
+        self._trimmed = False
 
     @property
     def pid(self) -> int:
@@ -122,7 +129,16 @@ class ProcessHandle:
         return self.proc.returncode
 
     async def wait(self) -> int:
-        return await self.proc.wait()
+        code = await self.proc.wait()
+        await self._ended()
+        return code
+
+    async def _ended(self) -> None:
+        """The run has ended: its log keeps its last ``log_limit`` bytes (the process wrote
+        the file itself, bounded only by its ``file_size`` rlimit while it ran)."""
+        if not self._trimmed:  # once, however many wait
+            self._trimmed = True
+            await asyncio.to_thread(trim_log, self.log_path, self.log_limit)
 
     def _signal(self, sig) -> None:
         try:
@@ -138,6 +154,64 @@ class ProcessHandle:
 
     def log_tail(self, size: int = 20000) -> str:
         return log_tail(self.log_path, size)
+
+
+def trim_log(path: Path, keep: int) -> bool:
+    """Keep only the last ``keep`` bytes of the log file ``path``, after a line saying that
+    earlier output was dropped; True if there was more. A run's end is what its log is read
+    for (:func:`log_tail`), and what a sandboxed process prints must not fill the service's
+    disk (nor, appended to across restarts, reach its ``file_size`` limit at once)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if size <= keep:
+                return False
+            f.seek(size - keep)
+            tail = f.read(keep)
+    except FileNotFoundError:
+        return False
+    trimmed = path.with_name(path.name + ".trim")
+    with open(trimmed, "wb") as f:
+        f.write(
+            f"[hub-ext: {size - keep} bytes of earlier output dropped; "
+            f"a run's log keeps its last {keep} bytes]\n".encode()
+        )
+        f.write(tail)
+    os.replace(trimmed, path)
+    return True
+
+
+class CappedLog:
+    """A run's log file written by a copier of its output (a container's, a pod's): trimmed
+    to its last ``keep`` bytes (:func:`trim_log`) whenever it passes twice that, so that it
+    never holds much more than ``2 * keep`` bytes however much the run writes, and to them
+    again when closed."""
+
+    def __init__(self, path: Path, keep: int):
+        self.path, self.keep = path, keep
+        self._file = open(path, "ab")
+        self._size = self._file.tell()
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
+        self._size += len(data)
+        if self._size > 2 * self.keep:
+            self._file.close()
+            trim_log(self.path, self.keep)
+            self._file = open(self.path, "ab")
+            self._size = self._file.tell()
+
+    def close(self) -> None:
+        """Close the file, leaving it the run's last ``keep`` bytes (as a local run's log)."""
+        self._file.close()
+        trim_log(self.path, self.keep)
+
+    def __enter__(self) -> CappedLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def log_tail(path: Path, size: int = 20000) -> str:
@@ -159,8 +233,15 @@ async def start_process(
     cgroup: Path | None = None,
 ) -> ProcessHandle:
     """Start ``argv`` in a session of its own with exactly ``env``, output to ``log_path``
-    (and, given ``cgroup``, in that cgroup directory before it runs anything)."""
+    (and, given ``cgroup``, in that cgroup directory before it runs anything).
+
+    The process writes its output to the file itself: while it runs, its ``file_size``
+    rlimit bounds it; when it has ended (:meth:`ProcessHandle.wait`), the log keeps its last
+    ``limits.log`` bytes. A log over that already (a service's gateway restarted) is trimmed
+    first, to at most half the rlimit, so that appending to it cannot reach the rlimit at once."""
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keep = limits.log if limits.file_size is None else min(limits.log, limits.file_size // 2)
+    await asyncio.to_thread(trim_log, log_path, keep)  # room for the run under its rlimit
     log = await asyncio.to_thread(open, log_path, "ab")
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -175,7 +256,7 @@ async def start_process(
         )
     finally:
         log.close()
-    return ProcessHandle(proc, log_path)
+    return ProcessHandle(proc, log_path, limits.log)
 
 
 def rlimits(limits: Limits, cgroup: Path | None = None):

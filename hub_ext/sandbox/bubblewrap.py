@@ -187,8 +187,8 @@ class CgroupProcessHandle(ProcessHandle):
     """A sandbox in a pids cgroup of its own: killing it kills every task in the cgroup,
     and the cgroup is removed once the sandbox has ended."""
 
-    def __init__(self, proc, log_path: Path, cgroup: Path):
-        super().__init__(proc, log_path)
+    def __init__(self, proc, log_path: Path, log_limit: int, cgroup: Path):
+        super().__init__(proc, log_path, log_limit)
         self.cgroup = cgroup
 
     def _kill_cgroup(self) -> None:
@@ -213,6 +213,7 @@ class CgroupProcessHandle(ProcessHandle):
                 break
             except OSError:
                 await asyncio.sleep(0.05)
+        await self._ended()  # nothing in the cgroup writes to the log any more
         return code
 
 
@@ -293,6 +294,6 @@ class BubblewrapSandbox(Sandbox):
                 cgroup.rmdir()
             raise
         if cgroup is not None:
-            handle = CgroupProcessHandle(handle.proc, handle.log_path, cgroup)
+            handle = CgroupProcessHandle(handle.proc, handle.log_path, handle.log_limit, cgroup)
         self.log.info("Sandbox %s started (bubblewrap, pid %d)", spec.name, handle.pid)
         return handle

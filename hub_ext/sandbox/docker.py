@@ -18,7 +18,7 @@ from pathlib import Path
 
 from traitlets import Dict, Unicode, default
 
-from .base import SCRATCH, Sandbox, SandboxSpec, SandboxUnavailable, log_tail
+from .base import SCRATCH, CappedLog, Sandbox, SandboxSpec, SandboxUnavailable, log_tail
 
 __all__ = ["ContainerHandle", "DockerSandbox", "container_config"]
 
@@ -41,6 +41,12 @@ def container_config(spec: SandboxSpec, *, image: str, uid: int) -> tuple[dict, 
         "security_opt": ["no-new-privileges"],
         "init": True,
         "ulimits": [{"Name": "nofile", "Soft": limits.open_files, "Hard": limits.open_files}],
+        # the engine's own copy of the output (until the container is removed) is bounded
+        # as ours is (CappedLog): the newest output, in at most two files of the log limit
+        "log_config": {
+            "type": "json-file",
+            "config": {"max-size": str(limits.log), "max-file": "2"},
+        },
     }
     if limits.memory is not None:
         host["mem_limit"] = limits.memory
@@ -69,10 +75,11 @@ def container_config(spec: SandboxSpec, *, image: str, uid: int) -> tuple[dict, 
 class ContainerHandle:
     """A running sandbox container (the interface of :class:`~hub_ext.sandbox.ProcessHandle`)."""
 
-    def __init__(self, client, container_id: str, log_path: Path, loop):
+    def __init__(self, client, container_id: str, log_path: Path, log_limit: int, loop):
         self.client = client
         self.id = container_id
         self.log_path = log_path
+        self.log_limit = log_limit
         self.returncode: int | None = None
         #: the engine's OOMKilled: the container hit its memory limit (read before removal)
         self.oom_killed = False
@@ -87,10 +94,9 @@ class ContainerHandle:
     def _follow(self) -> None:
         """Copy the output to the log file, then wait for the end and remove the container."""
         try:
-            with open(self.log_path, "ab") as log:
+            with CappedLog(self.log_path, self.log_limit) as log:
                 for chunk in self.client.logs(self.id, stream=True, follow=True):
                     log.write(chunk)
-                    log.flush()
             code = self.client.wait(self.id).get("StatusCode", -1)
         except Exception:  # the engine went away, or the container was removed meanwhile
             code = -1
@@ -217,4 +223,6 @@ class DockerSandbox(Sandbox):
 
         container_id = await asyncio.to_thread(start)
         self.log.info("Sandbox %s started (container %s)", spec.name, container_id[:12])
-        return ContainerHandle(self.client, container_id, log_path, asyncio.get_running_loop())
+        return ContainerHandle(
+            self.client, container_id, log_path, spec.limits.log, asyncio.get_running_loop()
+        )

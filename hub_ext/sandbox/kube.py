@@ -11,7 +11,8 @@ the Unix socket in the scratch directory, so the pod runs on the service's node
 (:attr:`KubeSandbox.node_name`) and needs no network. An input that is not on the claim (a
 catalog notebook in the hub's image) is copied beside the scratch directory first.
 
-The pod's output is followed through the API (``pods/log``) into the run's log file; the pod
+The pod's output is followed through the API (``pods/log``) into the run's log file (which
+keeps its newest ``limits.log`` bytes: :class:`~hub_ext.sandbox.base.CappedLog`); the pod
 and its Secret are deleted when the run ends. Both carry the label ``hub-ext.org/sandbox``
 and their service's owner label, so that :meth:`KubeSandbox.remove_leftovers` finds what a
 killed service left behind, and (given :attr:`KubeSandbox.owner_pod`) an owner reference to
@@ -36,7 +37,7 @@ from typing import Any
 
 from traitlets import Float, Integer, Unicode, default
 
-from .base import Sandbox, SandboxSpec, SandboxUnavailable, log_tail
+from .base import CappedLog, Sandbox, SandboxSpec, SandboxUnavailable, log_tail
 
 __all__ = ["KubeSandbox", "PodHandle"]
 
@@ -52,8 +53,6 @@ HOPELESS = {
     "CreateContainerConfigError",
     "CreateContainerError",
 }
-#: the most of a pod's log copied at its end when it could not be followed
-LOG_LIMIT = 4 * 1024**2
 
 
 def owner_label(owner: str) -> str:
@@ -75,10 +74,12 @@ def _api_error(e) -> str:
 class PodHandle:
     """A sandbox pod (the interface of :class:`~hub_ext.sandbox.ProcessHandle`)."""
 
-    def __init__(self, sandbox: KubeSandbox, name: str, log_path: Path, cleanup=()):
+    def __init__(self, sandbox: KubeSandbox, name: str, log_path: Path, log_limit: int, cleanup=()):
         self.sandbox = sandbox
         self.name = name
         self.log_path = log_path
+        #: the newest bytes of the pod's output its log keeps (a run's ``limits.log``)
+        self.log_limit = log_limit
         self.returncode: int | None = None
         #: the container was killed for exceeding its memory limit (``OOMKilled``)
         self.oom_killed = False
@@ -155,13 +156,14 @@ class PodHandle:
                 sandbox.namespace,
                 container="sandbox",
                 follow=follow,
-                limit_bytes=None if follow else LOG_LIMIT,
+                # at the end: what the stream did not bring, at most the log's limit
+                limit_bytes=None if follow else self.log_limit,
                 _preload_content=False,
             )
         except ApiException as e:
             self._note(f"no log: {_api_error(e)}")
             return
-        log = await asyncio.to_thread(open, self.log_path, "ab")
+        log = await asyncio.to_thread(CappedLog, self.log_path, self.log_limit)
         seen = 0
         try:
             async for chunk in response.content.iter_any():
@@ -169,7 +171,6 @@ class PodHandle:
                 seen += len(chunk)
                 if new:
                     log.write(new)
-                    log.flush()
                     self._copied += len(new)
         finally:
             log.close()
@@ -440,7 +441,7 @@ class KubeSandbox(Sandbox):
                 "and secrets, and get on pods/log: hub_config/z2jh/objects.yaml)"
             ) from None
         self.log.info("Sandbox %s started (pod %s/%s)", spec.name, self.namespace, name)
-        return PodHandle(self, name, log_path, cleanup)
+        return PodHandle(self, name, log_path, spec.limits.log, cleanup)
 
     async def _delete(self, name: str, pod: bool = True) -> None:
         """Delete a run's pod (now, no grace period) and its Secret; gone already is fine."""

@@ -107,6 +107,9 @@ class GradingLimits:
             open_files=256,
             file_size=64 * 1024**2,
             wall=self.notebook_timeout + self.startup_timeout,
+            # a run's log is kept (one per grading): its kernel's own output, bounded as the
+            # notebook's is (the log of a submission that floods stdout stays this small)
+            log=max(self.output, 64 * 1024),
         )
 
 
