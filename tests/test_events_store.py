@@ -276,3 +276,90 @@ def test_the_hubs_own_statements_have_their_side_rows(backend, tmp_path, request
     assert {s["id"] for s in found} == {r["id"] for r in graded + lms}
     assert store.count(StatementActivity) == 3  # one each, none twice
     store.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_statements_come_in_stored_order_and_every_page_has_each_once(backend, tmp_path, request):
+    """xAPI 1.0.3 (Communication 2.1.3): the statements of a GET are ordered by ``stored``,
+    newest first unless ``ascending``. Insertion order (the pk) is not stored order: an
+    import stamps every row of a file with the time it began while the service goes on
+    storing later ones between them, and on PostgreSQL concurrent writers commit in either
+    order. Pages (``more``) go on after the last statement seen, by the same order: each
+    statement is on one page. Before, they were ordered by pk, and a filter by ``since``
+    and ``until`` sorted every match to answer one page."""
+    url = (
+        f"sqlite:///{tmp_path / 'e.sqlite'}"
+        if backend == "sqlite"
+        else new_database(request.getfixturevalue("postgres_url"), "stored_order")
+    )
+    store = EventStore(url)
+    store.create()
+    import_began = datetime(2026, 10, 5, 12, tzinfo=UTC)
+    batches = []
+    for k in range(4):  # an import's batches, the service's statements stored between them
+        imported = rows(3)
+        for r in imported:
+            r["stored"] = import_began.replace(tzinfo=None)
+        live = rows(2)
+        for i, r in enumerate(live):
+            r["stored"] = datetime(2026, 10, 5, 13, k, i)
+        batches += [imported, live]
+    for batch in batches:
+        store.store_statements(batch)
+    by_stored = sorted(
+        (r for b in batches for r in b), key=lambda r: (r["stored"], store_pk(store, r["id"]))
+    )
+    since = datetime(2026, 10, 5, 11, tzinfo=UTC)
+    until = datetime(2026, 10, 6, tzinfo=UTC)
+    for ascending in (False, True):
+        want = [r["id"] for r in (by_stored if ascending else reversed(by_stored))]
+        for filters in ({}, {"since": since, "until": until}):
+            got, after = [], None
+            while True:
+                page, after, _ = store.query_statements(
+                    course_id="ds101", limit=3, ascending=ascending, after=after, **filters
+                )
+                got += [s["id"] for s in page]
+                if after is None:
+                    break
+            assert got == want, (ascending, filters)
+    store.dispose()
+
+
+def store_pk(store: EventStore, statement_id: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(select(Statement.pk).where(Statement.id == statement_id)).scalar_one()
+
+
+def test_a_since_and_until_page_reads_the_index_in_order_without_sorting(tmp_path):
+    """The GET's usual query (the source's course, not the hub's records, ``since`` and the
+    Consistent-Through as ``until``) on SQLite: the (course, stored) index in order, no sort
+    of every match (it was a sort of 30,000 rows, with their JSON, for a page of 500)."""
+    from sqlalchemy import event
+
+    store = EventStore(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    store.create()
+    store.store_statements(rows(20))
+    store.analyze()
+    seen = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT STATEMENTS.PK"):
+            seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    since, until = datetime(2026, 1, 1, tzinfo=UTC), datetime.now(UTC)
+    for after in (None, (datetime.now(UTC).replace(tzinfo=None), 10**6)):
+        page, _, _ = store.query_statements(
+            course_id="ds101", hide_sources=("hub",), since=since, until=until, after=after
+        )
+        assert len(page) == 20
+    event.remove(store.engine, "before_cursor_execute", capture)
+    assert len(seen) == 2
+    with store.engine.connect() as conn:
+        for statement, parameters in seen:
+            plan = " | ".join(
+                r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert "ix_statements_course_stored" in plan and "TEMP B-TREE" not in plan, plan
+    store.dispose()

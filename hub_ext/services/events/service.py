@@ -128,6 +128,9 @@ _PAGE_PARAMS = _GET_PARAMS - {"statementId", "voidedStatementId", "more"}
 _NOT_FROM_A_QUERY = re.compile(r"[\x00-\x08\x0e-\x1f\ud800-\udfff]")
 #: the largest statement primary key (BIGINT)
 _PK_MAX = 2**63 - 1
+#: page tokens' times: naive UTC, in microseconds since 1970, up to the year 9999
+_EPOCH = datetime(1970, 1, 1)
+_MICROS_MAX = (datetime(9999, 12, 31) - _EPOCH) // timedelta(microseconds=1)
 #: how many refused credentials are remembered at most (each: a key, an HMAC, an expiry)
 _REFUSED_MAX = 1024
 #: the resolution of ``stored`` (both stores keep microseconds)
@@ -154,26 +157,34 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _page_token(filters: dict[str, str], after: int) -> str:
-    """The ``more`` token of the next page: the query's parameters and the last pk seen."""
-    return base64.urlsafe_b64encode(json.dumps({"f": filters, "a": after}).encode()).decode()
+def _page_token(filters: dict[str, str], after: tuple[datetime, int]) -> str:
+    """The ``more`` token of the next page: the query's parameters and where the page ended
+    (the last statement's ``stored``, in microseconds since 1970, and its pk)."""
+    stored, pk = after
+    micros = (stored.replace(tzinfo=None) - _EPOCH) // timedelta(microseconds=1)
+    state = {"f": filters, "s": micros, "a": pk}
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
 
 
-def _read_page_token(token: str) -> tuple[dict[str, str], int]:
+def _read_page_token(token: str) -> tuple[dict[str, str], tuple[datetime, int]]:
     """What :func:`_page_token` put in ``token``; ValueError if this LRS did not make it."""
     try:
         state = _json(base64.urlsafe_b64decode(token.encode()))
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         state = None
-    filters, after = (state.get("f"), state.get("a")) if isinstance(state, dict) else (None, None)
+    if not isinstance(state, dict):
+        state = {}
+    filters, micros, pk = state.get("f"), state.get("s"), state.get("a")
     if (
         isinstance(filters, dict)
-        and type(after) is int
-        and 0 <= after <= _PK_MAX
+        and type(pk) is int
+        and 0 <= pk <= _PK_MAX
+        and type(micros) is int
+        and 0 <= micros <= _MICROS_MAX
         and filters.keys() <= _PAGE_PARAMS
         and all(isinstance(v, str) and not _NOT_FROM_A_QUERY.search(v) for v in filters.values())
     ):
-        return filters, after
+        return filters, (_EPOCH + timedelta(microseconds=micros), pk)
     raise ValueError("more: not a token this LRS gave")
 
 
@@ -567,12 +578,12 @@ class StatementsHandler(XAPIHandler):
             filters = {**filters, "until": _iso(consistent)}
         self.consistent = query["until"]
         self.set_header(_CONSISTENT_HEADER, _iso(query["until"]))
-        statements, next_pk, _newest = await asyncio.to_thread(
-            self.service.store.query_statements, after_pk=after, **query, **self.scope
+        statements, next_page, _newest = await asyncio.to_thread(
+            self.service.store.query_statements, after=after, **query, **self.scope
         )
         more = ""
-        if next_pk is not None:
-            token = _page_token(filters, next_pk)
+        if next_page is not None:
+            token = _page_token(filters, next_page)
             more = f"{self.service.base_url}xAPI/statements?{urlencode({'more': token})}"
         statements = [self._formatted(s, filters) for s in statements]
         await self._answer({"statements": statements, "more": more}, filters)

@@ -482,18 +482,25 @@ class EventStore:
         until: datetime | None = None,
         ascending: bool = False,
         limit: int = 100,
-        after_pk: int | None = None,
+        after: tuple[datetime, int] | None = None,
         course_id: str | None = None,
         hide_sources: Sequence[str] = (),
         related_activities: bool = False,
         related_agents: bool = False,
-    ) -> tuple[list[dict], int | None, datetime | None]:
-        """Statements matching the xAPI GET filters (newest stored first unless ascending).
+    ) -> tuple[list[dict], tuple[datetime, int] | None, datetime | None]:
+        """Statements matching the xAPI GET filters, by ``stored`` (newest first unless
+        ascending; then by pk: the statements of one write share their ``stored``).
 
         ``course_id`` and ``hide_sources`` scope the query as in :meth:`get_statement`;
         ``related_activities`` and ``related_agents`` widen the activity and agent filters
-        (:mod:`.related`). Returns (statements, the pk to continue after or None, the newest
-        ``stored`` seen).
+        (:mod:`.related`); ``after`` is where the page before ended. Returns (statements, the
+        (stored, pk) to continue after or None, the newest ``stored`` seen).
+
+        Ordered by ``stored`` as xAPI says, not by pk: an import stamps its rows with the
+        time it began while the service stores later ones between them, and PostgreSQL's
+        concurrent writers commit in either order. The (course, stored) index gives the order
+        (SQLite's entries end with the pk), so ``since`` and ``until`` read one page of it
+        rather than sorting every match.
         """
         t = Statement.__table__
         common = [t.c.voided.is_(False), *_scope(t, course_id, hide_sources)]
@@ -501,8 +508,14 @@ class EventStore:
             common.append(t.c.stored > since.astimezone(UTC).replace(tzinfo=None))
         if until is not None:
             common.append(t.c.stored <= until.astimezone(UTC).replace(tzinfo=None))
-        if after_pk is not None:
-            common.append(t.c.pk > after_pk if ascending else t.c.pk < after_pk)
+        if after is not None:  # past (stored, pk): the index's range, then the ties' pks
+            last_stored, last_pk = after
+            if ascending:
+                common += [t.c.stored >= last_stored,
+                           or_(t.c.stored > last_stored, t.c.pk > last_pk)]  # fmt: skip
+            else:
+                common += [t.c.stored <= last_stored,
+                           or_(t.c.stored < last_stored, t.c.pk < last_pk)]  # fmt: skip
         # each filter: conditions any one of which matches; a query per combination
         alternatives = []
         if agent_key is not None:  # xapi: related (the actor, the object, Group members...)
@@ -517,17 +530,20 @@ class EventStore:
             )
         if registration is not None:
             alternatives.append([t.c.registration == registration])
-        order = t.c.pk.asc() if ascending else t.c.pk.desc()
+        order = (
+            (t.c.stored.asc(), t.c.pk.asc()) if ascending else (t.c.stored.desc(), t.c.pk.desc())
+        )
         filters = [a[0] if len(a) == 1 else or_(*a) for a in alternatives]
+        columns = (t.c.pk, t.c.stored, t.c.raw)
         queries = [
-            select(t.c.pk, t.c.raw).where(*common, *combination)
+            select(*columns).where(*common, *combination)
             for combination in itertools.product(*alternatives)
         ]
         if filters:  # and the statements that target a matching one (XAPI-00162): a query
             # of their own, so that neither loses its indexes to an OR
             targets = _targets(filters, course_id, hide_sources)
             queries.append(
-                select(t.c.pk, t.c.raw).where(
+                select(*columns).where(
                     *common,
                     *_refs(t),
                     t.c.object_id.in_(targets),
@@ -538,11 +554,12 @@ class EventStore:
             # service's Consistent-Through), so separate reads agree
             found = {}
             for q in queries:
-                for row in conn.execute(q.order_by(order).limit(limit + 1)):
+                for row in conn.execute(q.order_by(*order).limit(limit + 1)):
                     found[row.pk] = row
             newest = conn.execute(select(func.max(t.c.stored))).scalar()
-        rows = sorted(found.values(), key=lambda r: r.pk, reverse=not ascending)[: limit + 1]
-        more = rows[limit - 1].pk if len(rows) > limit else None
+        rows = sorted(found.values(), key=lambda r: (r.stored, r.pk), reverse=not ascending)
+        rows = rows[: limit + 1]
+        more = (rows[limit - 1].stored, rows[limit - 1].pk) if len(rows) > limit else None
         return [r.raw for r in rows[:limit]], more, newest
 
     def activity(self, activity_id: str, *, newest: int = 1000, **scope) -> dict:
