@@ -186,3 +186,25 @@ async def test_a_void_from_another_course_in_the_same_group_voids_nothing(lrs):
     assert got is not None  # not voided: still readable by its own course
     r = await client.get("/statements", params={"voidedStatementId": target["id"]})
     assert r.status_code == 404
+
+
+async def test_requests_waiting_when_the_writer_is_cancelled_hear_503(lrs):
+    """The service stopping cancels the writer's task: the requests it was to write get a
+    503 saying so (before, they waited for an answer that never came), and a retry, once
+    the service writes again, stores their statements once."""
+    app, client, _ = lrs
+    bodies = [[statement(700 + k)] for k in range(3)]
+    async with app.write_lock:
+        tasks = [asyncio.ensure_future(client.post("/statements", json=b)) for b in bodies]
+        await queued(app, len(bodies))
+        app.writer._drain_task.cancel()
+        answers = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "1"
+        assert "stopped while writing these statements" in r.json()["message"]
+    assert not app.writer._pending
+    for body in bodies:  # retried: stored, once
+        assert (await client.post("/statements", json=body)).status_code == 200
+        assert (await client.post("/statements", json=body)).status_code == 200
+        assert (await stored(client, body[0]["id"]))["id"] == body[0]["id"]

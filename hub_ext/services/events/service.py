@@ -755,6 +755,7 @@ class StatementWriter:
         return group
 
     async def _drain(self) -> None:
+        group: list = []
         try:
             while self._pending:
                 group = []
@@ -777,6 +778,18 @@ class StatementWriter:
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+        except asyncio.CancelledError:
+            # the service stops: no request waits for an answer that will not come (the
+            # group under way may still be written: a retry of statements with ids stores
+            # nothing twice)
+            stopping = web.HTTPError(
+                503, "the events service stopped while writing these statements; retry"
+            )
+            for *_, future in group + self._pending:
+                if not future.done():
+                    future.set_exception(stopping)
+            self._pending = []
+            raise
         finally:
             self._drain_task = None
 
