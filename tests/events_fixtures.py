@@ -330,3 +330,21 @@ def two_courses_lms():
             yield clients
 
     return lms
+
+
+async def poll_since(client, since: str | None, into: list, **params) -> str:
+    """One poll of a client syncing by Consistent-Through: the statements stored after
+    ``since`` (all, at first), oldest first, following ``more``, their ids appended to
+    ``into``; returns the answer's ``X-Experience-API-Consistent-Through``, the next poll's
+    ``since``. ``client`` is an httpx client on the service's xAPI root."""
+    query = {**params, "ascending": "true", **({"since": since} if since else {})}
+    path, header = "/statements", None
+    while path:
+        r = await client.get(path, params=query)
+        assert r.status_code == 200, r.text
+        header = r.headers["X-Experience-API-Consistent-Through"]
+        body = r.json()
+        into.extend(s["id"] for s in body["statements"])
+        path = body["more"].removeprefix("/services/events/xAPI")
+        query = None
+    return header

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from hub_ext.services.events.models import Statement
 from hub_ext.services.events.xapi import CLICKS_EXTENSION, StatementError, validate_statement
-from tests.events_fixtures import postgres_url, running_service  # noqa: F401
+from tests.events_fixtures import poll_since, postgres_url, running_service  # noqa: F401
 
 V = {"X-Experience-API-Version": "1.0.3"}
 ACTIVITY = {
@@ -589,17 +589,7 @@ async def test_consistent_through_is_a_promise(kind, request, tmp_path_factory):
 
         async def poll():
             nonlocal since
-            params = {"verb": verb, "ascending": "true", **({"since": since} if since else {})}
-            url, header = "/statements", None
-            while url:
-                r = await lrs.get(url, params=params)
-                assert r.status_code == 200, r.text
-                header = r.headers["X-Experience-API-Consistent-Through"]
-                body = r.json()
-                got.extend(s["id"] for s in body["statements"])
-                url = body["more"].removeprefix("/services/events/xAPI")
-                params = None
-            since = header
+            since = await poll_since(lrs, since, got, verb=verb)
 
         async def reader():
             while time.monotonic() < deadline:

@@ -71,7 +71,7 @@ from .models import (
     VideoStats,
 )
 from .store import EventStore
-from .xapi import CLICKS_EXTENSION, course_iri, to_row
+from .xapi import CLICKS_EXTENSION, course_iri, restamp, to_row
 
 __all__ = [
     "FUTURELEARN_EXPORTS",
@@ -257,13 +257,29 @@ _MODELS = (
 )
 
 
-class _Writer:
-    """Batches rows per table and writes them idempotently."""
+#: how far ahead of the clock an import stamps a batch's ``stored`` (see :class:`_Writer`)
+STORED_AHEAD = timedelta(seconds=5)
 
-    def __init__(self, store: EventStore, report: ImportReport, batch: int = BATCH):
+
+class _Writer:
+    """Batches rows per table and writes them idempotently.
+
+    Statements are stamped when their batch is written, a little ahead of the clock
+    (:data:`STORED_AHEAD`), not when the import began: an importer writes beside the
+    events service, which knows nothing of it, and a client syncing by the service's
+    ``X-Experience-API-Consistent-Through`` must still get every statement. A Consistent-
+    Through given before the batch is committed is earlier than its ``stored`` (the commit
+    comes first), so the next poll's ``since`` takes the batch in. A commit that ends after
+    its stamp (a long wait for SQLite's write lock) is stamped again, later, until one
+    ends before its stamp: a poll that came in between still finds the batch after its
+    ``since``. Statements already stored (an import again) keep their time.
+    """
+
+    def __init__(self, store: EventStore, report: ImportReport, batch: int = BATCH, clock=None):
         self.store, self.report, self.batch = store, report, batch
         self.pending: dict[str, list[dict]] = {}
         self.models = {m.__tablename__: m for m in _MODELS}
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     def add(self, table: str, row: dict) -> None:
         rows = self.pending.setdefault(table, [])
@@ -278,11 +294,24 @@ class _Writer:
                 continue
             model = self.models[name]
             if name == "statements":
-                new = self.store.insert_ignore(model.__table__, rows)
+                new = self._statements(rows)
             else:
                 new = self._upsert(model, rows)
             self.report.add(name, read=len(rows), new=new)
             self.pending[name] = []
+
+    def _statements(self, rows: list[dict]) -> int:
+        """Insert a batch of statement rows stamped ahead of the clock; the number new."""
+        stamp = self.clock() + STORED_AHEAD
+        for row in rows:
+            restamp(row, stamp, lrs_timestamp=False)
+        new = self.store.insert_ignore(Statement.__table__, rows)
+        ids = [row["id"] for row in rows]
+        while new and self.clock() >= stamp:  # committed late: stamped again, later
+            later = self.clock() + STORED_AHEAD
+            self.store.restamp_statements(ids, stamp, later)
+            stamp = later
+        return new
 
     def _upsert(self, model, rows: list[dict]) -> int:
         """Upsert rows that may carry different columns; count the keys that were new."""

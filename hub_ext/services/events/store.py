@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from ...courses import COURSE_ID_PATTERN
 from .models import Attachment, Base, Source, Statement
 from .related import activity_alternatives, agent_alternatives, insert_related  # xapi: related
-from .xapi import VOIDED, actor_key, merge_definition, same_statement
+from .xapi import VOIDED, actor_key, merge_definition, restamp, same_statement
 
 __all__ = [
     "Conflict",
@@ -197,10 +197,18 @@ class EventStore:
         if not rows:
             return 0
         stmt = _insert(self.engine, table).on_conflict_do_nothing()
+        counted = self.engine.dialect.name == "postgresql"
+        if counted:  # psycopg's executemany has no rowcount (-1): the inserted rows, returned
+            stmt = stmt.returning(next(iter(table.primary_key.columns)))
+
+        def run(c) -> int:
+            result = c.execute(stmt, list(rows))
+            return len(result.all()) if counted else result.rowcount
+
         if conn is not None:
-            return conn.execute(stmt, list(rows)).rowcount
+            return run(conn)
         with self.engine.begin() as c:
-            return c.execute(stmt, list(rows)).rowcount
+            return run(c)
 
     def upsert(self, model, rows: Sequence[dict], conn=None, *, only_given: bool = False) -> None:
         """Insert rows, replacing the other columns of rows whose primary key exists.
@@ -284,6 +292,32 @@ class EventStore:
                 self.insert_ignore(table, new, conn)
                 insert_related(conn, new)  # xapi: related_activities/related_agents
             return len(new)
+
+    def restamp_statements(self, ids: Sequence[str], stored: datetime, later: datetime) -> int:
+        """Give the statements ``ids`` that have the ``stored`` time ``stored`` the time
+        ``later`` instead (in their row and their JSON), in one transaction; the number
+        changed. For a writer beside the service whose commit ended after its stamp
+        (:class:`~.importers._Writer`)."""
+        table = Statement.__table__
+        was = stored.astimezone(UTC).replace(tzinfo=None)
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in chunked(list(ids), 500):
+                found = conn.execute(
+                    select(table.c.pk, table.c.raw).where(
+                        table.c.id.in_(chunk), table.c.stored == was
+                    )
+                ).all()
+                for pk, raw in found:
+                    row = {"raw": raw}
+                    restamp(row, later, lrs_timestamp=False)
+                    conn.execute(
+                        update(table)
+                        .where(table.c.pk == pk)
+                        .values(stored=row["stored"], raw=row["raw"])
+                    )
+                changed += len(found)
+        return changed
 
     def store_together(
         self, batches: Sequence[tuple[Sequence[dict], Iterable[str], Sequence[dict]]]
