@@ -215,9 +215,18 @@ def test_weekly_engagement_and_funnel_match_the_csv(gateways, aaa):
     last_week = defaultdict(lambda: -99)
     for student, day, _obj, _n in aaa.events():
         last_week[student] = max(last_week[student], day // 7)
+    weeks_of = defaultdict(set)
+    for week, students in weeks.items():
+        for student in students:
+            weeks_of[student].add(week)
+    first = min(weeks)
+    assert [row["week"] for row in funnel["weeks"]] == list(range(first, max(weeks) + 1))
     for row in funnel["weeks"]:
         assert row["active"] == len(weeks.get(row["week"], ()))
         assert row["reached"] == sum(1 for w in last_week.values() if w >= row["week"])
+        assert row["active_every_week"] == sum(
+            1 for w in weeks_of.values() if set(range(first, row["week"] + 1)) <= w
+        )
         assert row["active_every_week"] <= row["active"] <= row["reached"]
 
 

@@ -703,13 +703,35 @@ def funnel(engine: Engine, course: str) -> dict:
         return {"course": course, "enrolled": enrolled, "weeks": []}
     first = min(min(w) for w in weeks_of.values())
     last = max(max(w) for w in weeks_of.values())
-    out = []
-    for week in range(first, last + 1):
-        active = sum(1 for w in weeks_of.values() if week in w)
-        reached = sum(1 for w in weeks_of.values() if max(w) >= week)
-        every = sum(1 for w in weeks_of.values() if all(k in w for k in range(first, week + 1)))
-        out.append({"week": week, "reached": reached, "active": active, "active_every_week": every})
+    span = last - first + 1
+    # one pass over the learners (it was one per week, and per week every week before it):
+    # per week offset, the learners active then, those whose last week it is, and those
+    # whose unbroken run of active weeks from the first ends there
+    active, ends, runs_end = [0] * span, [0] * span, [0] * span
+    for weeks in weeks_of.values():
+        for w in weeks:
+            active[w - first] += 1
+        ends[max(weeks) - first] += 1
+        run = 0
+        while first + run in weeks:
+            run += 1
+        if run:
+            runs_end[run - 1] += 1
+    reached, every = _from_the_end(ends), _from_the_end(runs_end)
+    out = [
+        {"week": first + i, "reached": reached[i], "active": active[i], "active_every_week": every[i]}
+        for i in range(span)
+    ]  # fmt: skip
     return {"course": course, "enrolled": enrolled, "start": _date(start).isoformat(), "weeks": out}
+
+
+def _from_the_end(counts: list[int]) -> list[int]:
+    """Running sums from the last item back: ``[1, 2, 3]`` -> ``[6, 5, 3]``."""
+    out, total = [0] * len(counts), 0
+    for i in range(len(counts) - 1, -1, -1):
+        total += counts[i]
+        out[i] = total
+    return out
 
 
 # --------------------------------------------------------------------------- segments
