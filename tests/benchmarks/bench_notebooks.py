@@ -182,6 +182,12 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="where the stores go (default: a temporary one)"
     )
+    parser.add_argument(
+        "--full-store",
+        type=Path,
+        help="an SQLite store of a full import made before (hub-ext import oulad ... --vle): "
+        "measured as the full one, its import not (a full import takes a while)",
+    )
     args = parser.parse_args()
     shipped_routes()
     with tempfile.TemporaryDirectory(prefix="bench-nb-", dir=args.workdir) as tmp:
@@ -191,7 +197,12 @@ def main() -> None:
         results = {"head": measure(head, workdir, args.course, args.requests)}
         head.dispose()
         full_import = full_size = None
-        if args.rows:
+        if args.full_store:
+            print(f"the full store {args.full_store}")
+            full = EventStore(f"sqlite:///{args.full_store.resolve()}")
+            results["full"] = measure(full, workdir, args.course, args.requests)
+            full.dispose()
+        elif args.rows:
             vle = workdir / "studentVle.csv"
             oulad_scale.main([str(vle), "--rows", str(args.rows)])
             print(f"the full table ({args.rows:,} click rows)")
