@@ -163,6 +163,8 @@ class PodHandle:
         except ApiException as e:
             self._note(f"no log: {_api_error(e)}")
             return
+        # the file work in a thread: a trim reads and writes the log's limit, and what the
+        # pod prints must not stall the service's event loop
         log = await asyncio.to_thread(CappedLog, self.log_path, self.log_limit)
         seen = 0
         try:
@@ -170,10 +172,10 @@ class PodHandle:
                 new = chunk[max(0, self._copied - seen) :]
                 seen += len(chunk)
                 if new:
-                    log.write(new)
+                    await asyncio.to_thread(log.write, new)
                     self._copied += len(new)
         finally:
-            log.close()
+            await asyncio.to_thread(log.close)
             response.release()
 
     async def wait(self) -> int:
