@@ -71,7 +71,7 @@ from .models import (
     VideoStats,
 )
 from .store import EventStore
-from .xapi import CLICKS_EXTENSION, course_iri, restamp, to_row
+from .xapi import CLICKS_EXTENSION, course_iri, to_row
 
 __all__ = [
     "FUTURELEARN_EXPORTS",
@@ -257,22 +257,14 @@ _MODELS = (
 )
 
 
-#: how far ahead of the clock an import stamps a batch's ``stored`` (see :class:`_Writer`)
-STORED_AHEAD = timedelta(seconds=5)
-
-
 class _Writer:
     """Batches rows per table and writes them idempotently.
 
-    Statements are stamped when their batch is written, a little ahead of the clock
-    (:data:`STORED_AHEAD`), not when the import began: an importer writes beside the
-    events service, which knows nothing of it, and a client syncing by the service's
-    ``X-Experience-API-Consistent-Through`` must still get every statement. A Consistent-
-    Through given before the batch is committed is earlier than its ``stored`` (the commit
-    comes first), so the next poll's ``since`` takes the batch in. A commit that ends after
-    its stamp (a long wait for SQLite's write lock) is stamped again, later, until one
-    ends before its stamp: a poll that came in between still finds the batch after its
-    ``since``. Statements already stored (an import again) keep their time.
+    Statements go through :meth:`~.store.EventStore.add_statements`, as every writer beside
+    the events service's: stamped when their batch is written, a little ahead of the clock
+    (not when the import began, which a client syncing by the service's
+    ``X-Experience-API-Consistent-Through`` would miss), with their side rows (the course's
+    ``related_activities``). Statements already stored (an import again) keep their time.
     """
 
     def __init__(self, store: EventStore, report: ImportReport, batch: int = BATCH, clock=None):
@@ -301,17 +293,8 @@ class _Writer:
             self.pending[name] = []
 
     def _statements(self, rows: list[dict]) -> int:
-        """Insert a batch of statement rows stamped ahead of the clock; the number new."""
-        stamp = self.clock() + STORED_AHEAD
-        for row in rows:
-            restamp(row, stamp, lrs_timestamp=False)
-        new = self.store.insert_ignore(Statement.__table__, rows)
-        ids = [row["id"] for row in rows]
-        while new and self.clock() >= stamp:  # committed late: stamped again, later
-            later = self.clock() + STORED_AHEAD
-            self.store.restamp_statements(ids, stamp, later)
-            stamp = later
-        return new
+        """Insert a batch of statement rows, stamped when written; the number new."""
+        return self.store.add_statements(rows, clock=self.clock)
 
     def _upsert(self, model, rows: list[dict]) -> int:
         """Upsert rows that may carry different columns; count the keys that were new."""

@@ -18,7 +18,7 @@ import itertools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
@@ -45,6 +45,7 @@ __all__ = [
     "Conflict",
     "EventStore",
     "HUB_SOURCE",
+    "STORED_AHEAD",
     "make_engine",
     "readonly_url",
 ]
@@ -52,6 +53,9 @@ __all__ = [
 #: the ``source`` of the hub's own activity records (server start/stop, activity): no xAPI
 #: source may read them, void them or take the name
 HUB_SOURCE = "hub"
+#: how far ahead of the clock a writer beside the events service stamps ``stored``
+#: (:meth:`EventStore.add_statements`)
+STORED_AHEAD = timedelta(seconds=5)
 _SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _COURSE_RE = re.compile(COURSE_ID_PATTERN)
 
@@ -269,29 +273,45 @@ class EventStore:
                     raise
         raise AssertionError("unreachable")
 
-    def add_statements(self, rows: Sequence[dict]) -> int:
-        """Insert statement rows the hub itself makes (its activity records, the grading's
-        results), skipping those whose id is stored already (a publication again), with
-        their side rows (:mod:`.related`), in one transaction; the number inserted. Unlike
-        :meth:`store_statements` nothing is compared: these writers' ids are deterministic.
+    def add_statements(self, rows: Sequence[dict], *, clock=None) -> int:
+        """Insert statement rows written beside the events service (imports, the hub's
+        activity records, the grading's results), skipping those whose id is stored already
+        (a publication or an import again: nothing is compared, these writers' ids are
+        deterministic), with their side rows (:mod:`.related`), in one transaction; the
+        number inserted.
+
+        The service, which answers Consistent-Through, knows nothing of these writes, so
+        their rows are stamped here, when written, a little ahead of the clock
+        (:data:`STORED_AHEAD`; ``clock``: the clock, for tests): a Consistent-Through given
+        before the commit is earlier than the stamp (the commit comes first), and a source's
+        next poll by ``since`` takes the rows in. A commit that ends after its stamp (a long
+        wait for SQLite's write lock) is stamped again, later, until one ends before its
+        stamp. Rows stored already keep their time.
         """
         if not rows:
             return 0
+        clock = clock or (lambda: datetime.now(UTC))
+        stamp = clock() + STORED_AHEAD
+        for row in rows:
+            restamp(row, stamp, lrs_timestamp=False)
+        ids = self._insert_beside(rows)
+        while ids and clock() >= stamp:  # committed late: stamped again, later
+            later = clock() + STORED_AHEAD
+            self.restamp_statements(ids, stamp, later)
+            stamp = later
+        return len(ids)
+
+    def _insert_beside(self, rows: Sequence[dict]) -> list[str]:
+        """Insert the rows whose id is new, and their side rows; the ids inserted."""
         table = Statement.__table__
+        first = {}  # a batch naming an id twice: its first row
+        for row in rows:
+            first.setdefault(row["id"], row)
+        stmt = _insert(self.engine, table).on_conflict_do_nothing().returning(table.c.id)
         with self.engine.begin() as conn:
-            there = set()
-            for chunk in chunked(dict.fromkeys(r["id"] for r in rows), 500):
-                query = select(table.c.id).where(table.c.id.in_(chunk))
-                there.update(conn.execute(query).scalars())
-            new = []
-            for row in rows:
-                if row["id"] not in there:
-                    there.add(row["id"])
-                    new.append(row)
-            if new:
-                self.insert_ignore(table, new, conn)
-                insert_related(conn, new)  # xapi: related_activities/related_agents
-            return len(new)
+            ids = list(conn.execute(stmt, list(first.values())).scalars())
+            insert_related(conn, [first[i] for i in ids])  # xapi: related_activities/agents
+        return ids
 
     def restamp_statements(self, ids: Sequence[str], stored: datetime, later: datetime) -> int:
         """Give the statements ``ids`` that have the ``stored`` time ``stored`` the time
