@@ -19,7 +19,12 @@ Why an extract rather than PostgreSQL roles with row-level security or a data AP
 An extract is built once (into a new file, renamed into place) and then brought up to date
 in place when its course's data changes (:meth:`CourseExtracts.refresh`, at most every
 ``min_interval`` seconds): the statements stored since (by primary key, which only grows),
-the statements they void, and the small tables again, in one SQLite transaction. Readers
+the statements they void, and the small tables again, in one SQLite transaction. On
+PostgreSQL "since" is not simply the largest pk copied: pks are taken from a sequence at
+insert and concurrent writers commit in any order, so a smaller pk may become visible after
+a larger one was copied. There the update copies the statements above a *safe* pk, below
+which none can still appear (:func:`advance`: from the snapshots of earlier updates),
+again if copied already; see :func:`advance` for how it is known. Readers
 (a notebook's pooled connections included) see the old or the new state, never half of it:
 the extract is in rollback-journal mode and readers take shared locks, which a read-only
 mount allows. The extract's *generation* (the store's per-course watermark it was brought
@@ -30,13 +35,14 @@ refresh only that course's answers.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
@@ -71,11 +77,59 @@ TABLES = {
     SurveyResponse.__table__: SurveyResponse.__table__.c.course_id,
 }
 _BATCH = 5000
+#: PostgreSQL: the extract's own record of how far it is final (:func:`advance`)
+_PROGRESS = "extract_progress"
+#: the most snapshots an extract remembers (more: the safe pk just advances later)
+_MOST_CHECKPOINTS = 100
+
+
+def advance(progress: dict, xmin: int, xmax: int, top: int) -> dict:
+    """The progress of an extract of a PostgreSQL store after an update made in a snapshot
+    whose ``xmin`` and ``xmax`` are these and whose largest statement pk is ``top``.
+
+    ``progress``: ``{"safe": pk, "checkpoints": [[top, xmax], ...]}`` (oldest first). Every
+    statement with a pk at most ``safe`` that will ever be committed is committed (so in the
+    extract); the update copies those above it (copied or not). Why a checkpoint becomes
+    safe: a transaction holding a pk at most checkpoint *i*'s ``top`` took it before
+    snapshot *i*, and had a transaction id by snapshot *i + 1* (an INSERT takes its id as
+    it writes its first row, right after taking the row's pk; the next update is at least
+    ``min_interval`` later), so its id is below *i + 1*'s ``xmax``. Once a snapshot's
+    ``xmin`` (every transaction below it is over) reaches that, no statement at or below
+    *i*'s ``top`` is still to come. The residual assumption is that a writer takes its
+    transaction id within one update interval of taking its pk. A long transaction anywhere
+    on the server holds ``xmin`` back: the safe pk then lags, and more is copied again; it
+    is never wrong.
+    """
+    safe = progress.get("safe", 0)
+    now = [top, xmax]
+    # this snapshot is the "next" of the last checkpoint
+    candidates = [list(c) for c in progress.get("checkpoints", [])] + [now]
+    while len(candidates) >= 2 and xmin >= candidates[1][1]:
+        safe = max(safe, candidates.pop(0)[0])
+    checkpoints = candidates[:-1]
+    if len(checkpoints) < _MOST_CHECKPOINTS and (not checkpoints or checkpoints[-1] != now):
+        checkpoints.append(now)
+    return {"safe": safe, "checkpoints": checkpoints}
+
+
 #: statements voided by those copied since the last update (the void came later)
 _VOID_NEW = (
     "UPDATE statements SET voided = 1 WHERE voided = 0 AND id IN "
     "(SELECT object_id FROM statements WHERE verb = ? AND pk > ?)"
 )
+
+
+def _read_progress(db) -> dict:
+    db.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {_PROGRESS} (progress TEXT NOT NULL)")
+    found = db.exec_driver_sql(f"SELECT progress FROM {_PROGRESS}").scalar()
+    # none: a new extract, or one made before (which may miss statements: copied again)
+    return json.loads(found) if found is not None else {"safe": 0, "checkpoints": []}
+
+
+def _write_progress(db, progress: dict) -> None:
+    db.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {_PROGRESS} (progress TEXT NOT NULL)")
+    db.exec_driver_sql(f"DELETE FROM {_PROGRESS}")
+    db.exec_driver_sql(f"INSERT INTO {_PROGRESS} VALUES (?)", (json.dumps(progress),))
 
 
 def extract_url(path: str) -> str:
@@ -231,23 +285,44 @@ class CourseExtracts(LoggingConfigurable):
         return self._copy_sql(course, target, since)
 
     def _copy_sql(self, course: str, target: Path, since: int) -> int:
+        """Copy from a store that is not a SQLite file (PostgreSQL): in one snapshot (a
+        REPEATABLE READ transaction), the statements above the extract's safe pk
+        (:func:`advance`; ``since`` is 0 for a new extract), the rest whole."""
         out = create_engine(f"sqlite:///{target}", connect_args={"timeout": 60})
         count = 0
+        S = Statement.__table__
         try:
-            with self.engine.connect() as src, out.begin() as dst:
+            source = self.engine.connect().execution_options(isolation_level="REPEATABLE READ")
+            with source as src, src.begin(), out.begin() as dst:
+                snapshot = None
+                if src.dialect.name == "postgresql":  # first: it is the transaction's snapshot
+                    snapshot = src.execute(
+                        text(
+                            "SELECT pg_snapshot_xmin(s)::text::bigint, "
+                            "pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s"
+                        )
+                    ).one()
+                if snapshot is not None:
+                    progress = _read_progress(dst)
+                    since = progress["safe"]
                 for table, column in TABLES.items():
                     query = select(table).where(column == course)
-                    if table is Statement.__table__:
-                        query = query.where(table.c.pk > since).order_by(table.c.pk)
+                    add = insert(table)
+                    if table is S:
+                        query = query.where(S.c.pk > since).order_by(S.c.pk)
+                        add = add.prefix_with("OR REPLACE")  # above the safe pk: copied again
                     else:
                         dst.execute(table.delete())
                     result = src.execution_options(stream_results=True, yield_per=_BATCH).execute(
                         query
                     )
                     for batch in result.mappings().partitions(_BATCH):
-                        dst.execute(insert(table), [dict(r) for r in batch])
+                        dst.execute(add, [dict(r) for r in batch])
                         count += len(batch)
                 dst.exec_driver_sql(_VOID_NEW, (VOIDED, since))
+                if snapshot is not None:
+                    top = src.execute(select(func.coalesce(func.max(S.c.pk), 0))).scalar_one()
+                    _write_progress(dst, advance(progress, *snapshot, top))
         finally:
             out.dispose()
         return count

@@ -1,0 +1,131 @@
+"""A course's extract keeps up with a PostgreSQL store whose writers commit out of pk order.
+
+An extract is brought up to date with the statements stored since its last update. It took
+"since" to be the largest pk it held. On SQLite that is right (one writer at a time: pks
+are given in commit order), on PostgreSQL it is not: pks come from a sequence when a row is
+inserted, and concurrent writers (the events service writes each request on its own
+connection; an import or the grading write beside it) commit in any order. A statement
+whose pk was taken before another's but committed after the extract had copied the other
+was never copied: the course's notebooks did not see it, ever, while the extract's
+generation said it was up to date.
+
+Real parts: PostgreSQL from Debian's package (the session's server, a database of this
+test's own), the event store's own writes, the analytics service's extracts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from hub_ext.services.analytics.extracts import CourseExtracts
+from hub_ext.services.events.models import Statement
+from hub_ext.services.events.store import EventStore
+from hub_ext.services.events.xapi import to_row, validate_statement
+from tests.events_fixtures import new_database, postgres_url  # noqa: F401
+
+COURSE = "ds101"
+
+
+def statement_row(n: int) -> dict:
+    s = {
+        "id": str(uuid.uuid4()),
+        "actor": {"objectType": "Agent", "account": {"homePage": "https://h.example", "name": "a"}},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/experienced"},
+        "object": {"objectType": "Activity", "id": f"https://h.example/step/{n}"},
+        "timestamp": "2026-10-05T12:00:00Z",
+    }
+    validate_statement(s)
+    return to_row(s, stored=datetime.now(UTC), source="lms", course_id=COURSE)
+
+
+def extract_ids(extracts: CourseExtracts) -> set[str]:
+    with sqlite3.connect(extracts.path(COURSE)) as db:
+        return {i for (i,) in db.execute("SELECT id FROM statements")}
+
+
+def store_ids(store: EventStore) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(
+            conn.execute(select(Statement.id).where(Statement.course_id == COURSE)).scalars()
+        )
+
+
+def test_a_statement_committed_after_a_later_pk_reaches_the_extract(postgres_url, tmp_path):  # noqa: F811
+    store = EventStore(new_database(postgres_url, "extract_order"))
+    store.create()
+    extracts = CourseExtracts(store_url=store.readonly_url, root=str(tmp_path))
+    try:
+        store.store_statements([statement_row(0)])
+        extracts.build(COURSE)
+        slow = statement_row(1)
+        with store.engine.connect() as writer:  # a writer whose commit is slow
+            tx = writer.begin()
+            writer.execute(Statement.__table__.insert(), [slow])
+            fast = statement_row(2)  # another writer: a later pk, committed first
+            store.store_statements([fast])
+            with store.engine.connect() as conn:
+                pks = dict(
+                    conn.execute(select(Statement.id, Statement.pk)).all()
+                )  # what the committed writer sees
+            assert slow["id"] not in pks
+            extracts.build(COURSE)  # an update while the slow one is not committed
+            assert extract_ids(extracts) == store_ids(store)
+            tx.commit()
+        with store.engine.connect() as conn:
+            got = dict(conn.execute(select(Statement.id, Statement.pk)).all())
+        assert got[slow["id"]] < got[fast["id"]]  # the case: its pk is the earlier
+        for _ in range(3):  # every update after the commit has it
+            extracts.build(COURSE)
+            assert extract_ids(extracts) == store_ids(store)
+        assert len(extract_ids(extracts)) == 3
+    finally:
+        extracts.close()
+        store.dispose()
+
+
+def test_an_extract_made_before_is_copied_again_once(postgres_url, tmp_path):  # noqa: F811
+    """An extract of a PostgreSQL store made by an earlier release has no record of how far
+    it is final, and may lack statements (it took its largest pk as final): its next update
+    copies the course's statements again, and the one after only those above its safe pk."""
+    store = EventStore(new_database(postgres_url, "extract_before"))
+    store.create()
+    extracts = CourseExtracts(store_url=store.readonly_url, root=str(tmp_path))
+    try:
+        store.store_statements([statement_row(n) for n in range(3)])
+        extracts.build(COURSE)
+        with sqlite3.connect(extracts.path(COURSE)) as db:  # as an earlier release left it
+            db.execute("DROP TABLE extract_progress")
+            db.execute("DELETE FROM statements WHERE pk = (SELECT MIN(pk) FROM statements)")
+        assert len(extract_ids(extracts)) == 2
+        extracts.build(COURSE)
+        assert extract_ids(extracts) == store_ids(store)
+    finally:
+        extracts.close()
+        store.dispose()
+
+
+def test_a_checkpoint_is_safe_once_every_transaction_that_could_hold_its_pks_is_over():
+    """:func:`advance`, the rule: checkpoint *i* (its snapshot's largest pk) becomes the
+    safe pk once a snapshot's xmin reaches checkpoint *i + 1*'s xmax; never before."""
+    from hub_ext.services.analytics.extracts import advance
+
+    p = advance({"safe": 0, "checkpoints": []}, xmin=100, xmax=105, top=10)
+    assert p == {"safe": 0, "checkpoints": [[10, 105]]}
+    p = advance(p, xmin=104, xmax=110, top=20)  # 104 may still hold a pk <= 10
+    assert p["safe"] == 0 and p["checkpoints"] == [[10, 105], [20, 110]]
+    p = advance(p, xmin=110, xmax=112, top=25)  # every id below 110 is over: 10 is final
+    assert p == {"safe": 10, "checkpoints": [[20, 110], [25, 112]]}
+    p = advance(p, xmin=200, xmax=200, top=30)  # all over: 20 and 25 too
+    assert p == {"safe": 25, "checkpoints": [[30, 200]]}
+    p = advance(p, xmin=200, xmax=200, top=30)  # still nothing running: 30 is final
+    assert p == {"safe": 30, "checkpoints": [[30, 200]]}
+    # a long transaction holds xmin back: checkpoints pile up to a bound, the safe pk waits
+    for n in range(300):
+        p = advance(p, xmin=150, xmax=300 + n, top=40 + n)
+    assert p["safe"] == 30 and len(p["checkpoints"]) == 100
+    p = advance(p, xmin=10_000, xmax=10_000, top=1_000)  # over: the newest kept is final
+    assert p["safe"] == 40 + 98 and p["checkpoints"] == [[1_000, 10_000]]
