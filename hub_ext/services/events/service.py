@@ -701,6 +701,11 @@ class _NoLock:
         return False
 
 
+#: SQLite: pages of write-ahead log at which a commit checkpoints when the service's own
+#: checkpoints (``checkpoint_interval``) fall behind (SQLite's default is 1,000)
+_BACKSTOP_PAGES = 10_000
+
+
 class StatementWriter:
     """Writes each request's statement rows (all or none), under the service's write lock,
     with their ``stored`` time given when the write starts (:meth:`EventsService.writing`).
@@ -921,6 +926,17 @@ class EventsService(HubServiceApp):
         0 disables. Default 3600. Example: ``c.EventsService.analyze_interval = 6 * 3600``""",
     ).tag(config=True)
 
+    checkpoint_interval = Float(
+        0.25,
+        help="""SQLite: seconds between two checkpoints of the store's write-ahead log, made
+        on a thread of their own after writes, off the requests' path. SQLite otherwise makes
+        them in the commit that fills 1,000 pages of log, and that request waits for the
+        copy and the file's sync (measured: half of a raw insert's time with 100,000
+        statements stored). A commit still checkpoints when 10,000 pages wait (readers
+        holding the log back). 0: SQLite's own. Ignored on PostgreSQL. Default 0.25.
+        Example: ``c.EventsService.checkpoint_interval = 0``""",
+    ).tag(config=True)
+
     hub_url = Unicode(
         help="""The hub's public URL, the homePage of the accounts of hub activity statements.
         Default: ``$HUB_EXT_PUBLIC_URL``, else ``$JUPYTERHUB_PUBLIC_HUB_URL``, else ``http://localhost:8000``.
@@ -952,6 +968,7 @@ class EventsService(HubServiceApp):
         self._last_stored = stored
         token = next(self._write_ids)
         self._writes[token] = stored
+        self._written = True
         try:
             yield stored
         finally:
@@ -969,8 +986,11 @@ class EventsService(HubServiceApp):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        self.store = EventStore(self.db_url)
+        self.store = EventStore(
+            self.db_url, wal_autocheckpoint=_BACKSTOP_PAGES if self.checkpoint_interval else None
+        )
         self.store.create()
+        self._written = False  # since the last checkpoint
         self.documents = DocumentStore(self.store.engine)
         # SQLite has one writer at a time: queue writes here rather than in its busy handler
         self.write_lock = (
@@ -1146,6 +1166,8 @@ class EventsService(HubServiceApp):
             self._tasks.append(asyncio.ensure_future(poller.run()))
         if self.analyze_interval > 0:
             self._tasks.append(asyncio.ensure_future(self._analyze_periodically()))
+        if self.checkpoint_interval > 0 and self.store.engine.dialect.name == "sqlite":
+            self._tasks.append(asyncio.ensure_future(self._checkpoint_periodically()))
         return server
 
     async def stop_async(self) -> None:
@@ -1162,6 +1184,17 @@ class EventsService(HubServiceApp):
                     await asyncio.to_thread(self.store.analyze)
             except Exception as e:  # statistics are an optimisation: never stop the service
                 self.log.warning("ANALYZE failed: %s", e)
+
+    async def _checkpoint_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.checkpoint_interval)
+            if not self._written:
+                continue
+            self._written = False
+            try:
+                await asyncio.to_thread(self.store.checkpoint)
+            except Exception as e:  # the next commit that fills the log checkpoints instead
+                self.log.warning("WAL checkpoint failed: %s", e)
 
     def start(self):
         loop = IOLoop.current()

@@ -92,8 +92,12 @@ def _is_readonly_sqlite(url) -> bool:
 SQLITE_CACHE_KIB = 64 * 1024
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """An engine for the store; SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, *, wal_autocheckpoint: int | None = None, **kwargs) -> Engine:
+    """An engine for the store; SQLite gets WAL, a busy timeout and foreign keys.
+
+    ``wal_autocheckpoint``: SQLite's, in pages (its default: 1,000), for a writer that
+    checkpoints the log itself, off its commits (:meth:`EventStore.checkpoint`).
+    """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
@@ -108,6 +112,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             elif u.database and u.database != ":memory:":
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
+                if wal_autocheckpoint is not None:
+                    cursor.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             if u.database and u.database != ":memory:":
                 cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cursor.close()
@@ -156,9 +162,11 @@ def _insert(engine: Engine, table):
 class EventStore:
     """The store behind one URL. ``EventStore(url).create()`` makes the tables."""
 
-    def __init__(self, url: str, engine: Engine | None = None):
+    def __init__(
+        self, url: str, engine: Engine | None = None, *, wal_autocheckpoint: int | None = None
+    ):
         self.url = url
-        self.engine = engine or make_engine(url)
+        self.engine = engine or make_engine(url, wal_autocheckpoint=wal_autocheckpoint)
 
     def __repr__(self) -> str:
         return f"<EventStore {make_url(self.url).render_as_string(hide_password=True)}>"
@@ -188,6 +196,16 @@ class EventStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def checkpoint(self) -> tuple[int, int] | None:
+        """SQLite: copy the write-ahead log's committed pages into the database (a PASSIVE
+        checkpoint: it waits for no reader and no writer, and stops where a reader still
+        needs the log); (pages in the log, pages copied). None on other databases."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        with self.engine.connect() as conn:
+            _busy, log, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        return log, copied
 
     def analyze(self) -> None:
         """Refresh the planner's statistics (after a bulk import: SQLite plans better with them)."""
