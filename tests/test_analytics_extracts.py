@@ -129,3 +129,31 @@ def test_a_checkpoint_is_safe_once_every_transaction_that_could_hold_its_pks_is_
     assert p["safe"] == 30 and len(p["checkpoints"]) == 100
     p = advance(p, xmin=10_000, xmax=10_000, top=1_000)  # over: the newest kept is final
     assert p["safe"] == 40 + 98 and p["checkpoints"] == [[1_000, 10_000]]
+
+
+def test_an_extract_made_before_a_column_gets_it_and_every_value_in_its_place(tmp_path):
+    """A column added to the statements table (``course_context``) is at the end of an
+    extract made before it, and of a store made before it (``ALTER TABLE``): the update
+    adds it to the extract and copies by name, so no value lands in another's column."""
+    store = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store.create()
+    extracts = CourseExtracts(store_url=store.readonly_url, root=str(tmp_path / "data"))
+    try:
+        store.store_statements([statement_row(0)])
+        extracts.build(COURSE)
+        with sqlite3.connect(extracts.path(COURSE)) as db:  # as an earlier release made it
+            db.execute("ALTER TABLE statements DROP COLUMN course_context")
+        store.store_statements([statement_row(n) for n in range(1, 4)])
+        extracts.build(COURSE)
+        columns = [c.name for c in Statement.__table__.columns if c.name != "raw"]
+        listed = ", ".join(columns)
+        with sqlite3.connect(extracts.path(COURSE)) as db:
+            got = db.execute(f"SELECT {listed} FROM statements ORDER BY pk").fetchall()
+        with sqlite3.connect(tmp_path / "store.sqlite") as db:
+            want = db.execute(f"SELECT {listed} FROM statements ORDER BY pk").fetchall()
+        assert got[1:] == want[1:]  # the first was copied before the column: NULL there
+        assert got[0][:-1] == want[0][:-1] and got[0][-1] is None
+        assert columns[-1] == "course_context" and want[1][-1] == 0  # it names no course
+    finally:
+        extracts.close()
+        store.dispose()

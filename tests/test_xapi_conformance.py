@@ -49,8 +49,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from hub_ext.services.events.models import Statement, StatementActivity, StatementAgent
+from hub_ext.services.events.xapi import to_row, validate_statement
 from tests.events_fixtures import postgres_url, two_courses_lms  # noqa: F401
 from tests.test_xapi import assert_error
 from tests.test_xapi_attachments import (
@@ -1027,6 +1029,52 @@ async def test_xapi_00177_related_activities(lms):
     assert await found() == {"object"}
     assert await found(related_activities="true") == set(made) - {"unrelated"}
     assert await found(lms["stat200"], related_activities="true") == set()
+
+
+async def test_xapi_00177_related_activities_by_the_course_iri(lms):
+    """XAPI-00177 for the course's own IRI (``urn:hub-ext:course:<id>``), which every hub
+    and imported statement names in its context: a column of the statement says so (no
+    side row each), and the filter reads it beside the side rows, which still hold the
+    course's IRI for statements stored before the column (NULL there), and for a
+    SubStatement's context. A statement of the course whose context does not name it is
+    not related to it; another course's IRI finds none of ds101's."""
+    lrs = lms["ds101"]
+    iri, verb = "urn:hub-ext:course:ds101", f"https://example.org/verbs/{uid()}"
+    made = {
+        "grouping": statement(),
+        "parent": statement(context={"contextActivities": {"parent": [{"id": iri}]}}),
+        "object": statement(object={"objectType": "Activity", "id": iri}, context=None),
+        "SubStatement context": substatement(context={"contextActivities": COURSE}),
+        "no context": statement(context=None),
+    }
+    del made["SubStatement context"]["context"]  # the course named in the SubStatement only
+    for s in made.values():
+        s["verb"] = {"id": verb}
+        r = await post(lrs, s)
+        assert r.status_code == 200, r.text
+    # stored before the column: NULL there, the course's IRI in a side row
+    before = statement(verb={"id": verb})
+    validate_statement(before)
+    row = to_row(before, stored=datetime.now(UTC), source="lms", course_id="ds101")
+    row["course_context"] = None
+    lrs.app.store.store_statements([row])
+    made["before the column"] = before
+
+    async def found(client=lrs, activity=iri, **params) -> set[str]:
+        page = await query(client, verb=verb, activity=activity, **params)
+        return {k for k, s in made.items() if s["id"] in {x["id"] for x in page["statements"]}}
+
+    assert await found() == {"object"}
+    assert await found(related_activities="true") == set(made) - {"no context"}
+    assert await found(activity="urn:hub-ext:course:stat200", related_activities="true") == set()
+    assert await found(lms["stat200"], related_activities="true") == set()
+    with lrs.app.store.engine.connect() as conn:
+        flags = dict(
+            conn.execute(
+                select(Statement.id, Statement.course_context).where(Statement.verb == verb)
+            ).all()
+        )
+    assert flags[made["grouping"]["id"]] is True and flags[made["no context"]["id"]] is False
 
 
 async def test_related_filters_page_with_more(lms):

@@ -58,7 +58,7 @@ from ..events.models import (
     TeamMember,
     VideoStats,
 )
-from ..events.store import make_engine
+from ..events.store import create_tables, make_engine
 from ..events.xapi import VOIDED
 
 __all__ = ["CourseExtracts", "EXTRACT_NAME", "extract_url"]
@@ -269,7 +269,7 @@ class CourseExtracts(LoggingConfigurable):
 
     def _update(self, course: str) -> int:
         target = create_engine(f"sqlite:///{self.path(course)}", connect_args={"timeout": 60})
-        Base.metadata.create_all(target, tables=list(TABLES))  # an extract of an older release
+        create_tables(target, list(TABLES))  # an extract of an older release: what it lacks
         target.dispose()
         with sqlite3.connect(self.path(course), timeout=60) as db:
             since = db.execute("SELECT COALESCE(MAX(pk), 0) FROM statements").fetchone()[0]
@@ -343,8 +343,12 @@ class CourseExtracts(LoggingConfigurable):
                     where += f" AND pk > {int(since)}"
                 else:
                     db.execute(f"DELETE FROM main.{table.name}")
+                # by name: a column added later is at the end of a table made before
+                have = {r[1] for r in db.execute(f"PRAGMA store.table_info({table.name})")}
+                names = ", ".join(f'"{c.name}"' for c in table.columns if c.name in have)
                 cur = db.execute(
-                    f"INSERT INTO main.{table.name} SELECT * FROM store.{table.name} WHERE {where}",
+                    f"INSERT INTO main.{table.name} ({names}) "
+                    f"SELECT {names} FROM store.{table.name} WHERE {where}",
                     (course,),
                 )
                 count += cur.rowcount

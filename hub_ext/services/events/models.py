@@ -108,6 +108,11 @@ class Statement(Base):
     raw: Mapped[dict] = mapped_column(JSON)
     #: context.registration (lowercase UUID), the ``registration`` filter of the xAPI GET
     registration: Mapped[str | None] = mapped_column(String(36))
+    #: the statement's own context activities name its course (``urn:hub-ext:course:<id>``
+    #: of ``course_id``), as every hub and imported statement does: the ``related_activities``
+    #: filter by the course's IRI reads this, not a side row each (:mod:`.related`); NULL in
+    #: rows stored before it, whose side rows hold the IRI
+    course_context: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         Index("ix_statements_course_day", "course_id", "day"),

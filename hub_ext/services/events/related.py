@@ -6,8 +6,10 @@ the ``activity`` in the object, "any of the context Activities, or any of those 
 in a contained SubStatement"; ``related_agents=true`` matches the ``agent`` as "the Actor,
 Object, Authority, Instructor, Team, or any of these properties in a contained
 SubStatement"; and the plain ``agent`` filter also matches a Group "that [has] members which
-match the specified Agent". The statements table indexes the object and the actor; the rest
-goes to two side tables (:class:`~.models.StatementActivity`, :class:`~.models.StatementAgent`),
+match the specified Agent". The statements table indexes the object and the actor, and says in a
+column (``course_context``) whether the statement's context names its own course's IRI,
+as every hub and imported statement does (no side row for it); the rest goes to two
+side tables (:class:`~.models.StatementActivity`, :class:`~.models.StatementAgent`),
 keyed by the statement's pk and written in the statement's own transaction
 (:func:`insert_related`, called by :meth:`~.store.EventStore.store_statements`).
 
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 from sqlalchemy import and_, or_, select, text
 
 from .models import Statement, StatementActivity, StatementAgent
-from .xapi import actor_key
+from .xapi import COURSE_IRI_PREFIX, actor_key, course_iri
 
 __all__ = ["activity_alternatives", "agent_alternatives", "insert_related", "related_rows"]
 
@@ -102,6 +104,8 @@ def insert_related(conn, rows: Sequence[dict]) -> None:
     activities, agents = [], []
     for row in rows:
         acts, agent_keys = related_rows(row["raw"])
+        if row.get("course_context"):  # the column says it (activity_alternatives)
+            acts = [a for a in acts if a != course_iri(row["course_id"])]
         activities += [(row["id"], _key(a)) for a in acts]
         agents += [(row["id"], _key(k), member) for k, member in agent_keys]
     if not (activities or agents):
@@ -171,6 +175,9 @@ def activity_alternatives(activity: str, *, related: bool, course_id: str | None
     the object, and with ``related`` the side table."""
     t = Statement.__table__
     found = [and_(t.c.object_type == "Activity", t.c.object_id == activity)]
+    if related and activity.startswith(COURSE_IRI_PREFIX):  # a course's own IRI
+        course = activity[len(COURSE_IRI_PREFIX) :]
+        found.append(and_(t.c.course_id == course, t.c.course_context.is_(True)))
     if related:
         side = StatementActivity.__table__
         found.append(

@@ -45,6 +45,7 @@ __all__ = [
     "Conflict",
     "EventStore",
     "HUB_SOURCE",
+    "create_tables",
     "STORED_AHEAD",
     "make_engine",
     "readonly_url",
@@ -159,6 +160,25 @@ def _insert(engine: Engine, table):
     return insert(table)
 
 
+def create_tables(engine: Engine, tables) -> None:
+    """Create ``tables`` where they do not exist; to those that do, add the nullable columns
+    and the indexes they lack (``ALTER TABLE ... ADD COLUMN``: existing rows get NULL)."""
+    Base.metadata.create_all(engine, tables=list(tables))
+    found = inspect(engine)
+    for table in tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in have and c.nullable]
+        if missing:
+            with engine.begin() as conn:
+                for column in missing:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(
+                        text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                    )
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
+
+
 class EventStore:
     """The store behind one URL. ``EventStore(url).create()`` makes the tables."""
 
@@ -179,20 +199,7 @@ class EventStore:
         """Create the tables and indexes that do not exist yet; a nullable column or an index
         added to a table that exists already is added to it too (``ALTER TABLE ... ADD
         COLUMN``: existing rows get NULL)."""
-        Base.metadata.create_all(self.engine)
-        tables = inspect(self.engine)
-        for table in Base.metadata.sorted_tables:
-            have = {c["name"] for c in tables.get_columns(table.name)}
-            missing = [c for c in table.columns if c.name not in have and c.nullable]
-            if missing:
-                with self.engine.begin() as conn:
-                    for column in missing:
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        conn.execute(
-                            text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-                        )
-            for index in table.indexes:
-                index.create(self.engine, checkfirst=True)
+        create_tables(self.engine, Base.metadata.sorted_tables)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -649,7 +649,22 @@ def to_row(
         "voided": False,
         "raw": statement,
         "registration": _registration(statement),
+        "course_context": names_its_course(statement, course_id),
     }
+
+
+def names_its_course(statement: dict, course_id: str | None) -> bool:
+    """Whether the statement's own context activities (not a SubStatement's) hold
+    ``course_id``'s IRI (:func:`course_iri`)."""
+    if course_id is None:
+        return False
+    iri = course_iri(course_id)
+    lists = (statement.get("context") or {}).get("contextActivities") or {}
+    return any(
+        isinstance(act, dict) and act.get("id") == iri
+        for acts in lists.values()
+        for act in (acts if isinstance(acts, list) else [acts])
+    )
 
 
 def _registration(statement: dict) -> str | None:
