@@ -72,6 +72,10 @@ def container_config(spec: SandboxSpec, *, image: str, uid: int) -> tuple[dict, 
     return create, host
 
 
+#: bytes of the end of a container's output compared with the engine's copy
+_COMPARED = 64 * 1024
+
+
 class ContainerHandle:
     """A running sandbox container (the interface of :class:`~hub_ext.sandbox.ProcessHandle`)."""
 
@@ -92,12 +96,20 @@ class ContainerHandle:
         return int(self.id[:8], 16)  # for log lines only: a container has no host pid of ours
 
     def _follow(self) -> None:
-        """Copy the output to the log file, then wait for the end and remove the container."""
+        """Copy the output to the log file, then wait for the end and remove the container.
+
+        The engine's follower can fall behind its own rotation of a fast writer's output
+        (``max-size``) and end short of the output's end: once the container is done, the
+        engine's retained copy (its newest output) is compared with what was copied, and
+        appended, marked, when the copy does not end as it does."""
         try:
             with CappedLog(self.log_path, self.log_limit) as log:
+                copied = b""  # the end of what was copied
                 for chunk in self.client.logs(self.id, stream=True, follow=True):
                     log.write(chunk)
-            code = self.client.wait(self.id).get("StatusCode", -1)
+                    copied = (copied + chunk)[-_COMPARED:]
+                code = self.client.wait(self.id).get("StatusCode", -1)
+                self._complete(log, copied)
         except Exception:  # the engine went away, or the container was removed meanwhile
             code = -1
         try:
@@ -110,6 +122,19 @@ class ContainerHandle:
         except Exception:
             pass
         self._loop.call_soon_threadsafe(self._finish, code)
+
+    def _complete(self, log: CappedLog, copied: bytes) -> None:
+        """Append the engine's copy of the output's end if what was copied does not end so."""
+        try:
+            kept = self.client.logs(self.id, stream=False)
+        except Exception:  # the engine went away: the copy is what there is
+            return
+        if kept and not kept.endswith(copied[-len(kept) :] or b"\0"):
+            mark = (
+                b"\n[hub-ext: the engine's log follower fell behind the output; "
+                b"its last output as the engine kept it follows]\n"
+            )
+            log.write(mark + kept[-max(self.log_limit - len(mark), 1) :])
 
     def _finish(self, code: int) -> None:
         self.returncode = code
