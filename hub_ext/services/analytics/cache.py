@@ -6,8 +6,9 @@ old entries age out of the LRU. The watermark is the small interface the event s
 plugs into: a callable ``watermark(course_id) -> str`` (or an awaitable str) that changes
 whenever the data the notebooks read changes. Provided here:
 
-- :class:`SQLWatermark`: one SQL query (default ``SELECT MAX(pk), MAX(stored) FROM
-  statements``: both indexed in the events store, so cheap), run off the event loop;
+- :class:`SQLWatermark`: one SQL query (default ``SELECT MAX(pk), COUNT(*) FROM
+  statements``), run off the event loop (the analytics service itself uses each course's
+  extract generation, :mod:`.extracts`);
 - :class:`FileWatermark`: the size and modification time of files (a SQLite store with
   its ``-wal`` file);
 - :class:`ThrottledWatermark`: asks the underlying source at most every
@@ -138,9 +139,12 @@ class ResponseCache:
 
 
 class SQLWatermark:
-    """``str`` of one row of a SQL query on the event store (run in a thread)."""
+    """``str`` of one row of a SQL query on the event store (run in a thread).
 
-    def __init__(self, url: str, query: str = "SELECT MAX(pk), MAX(stored) FROM statements"):
+    The default counts the statements too: on PostgreSQL concurrent writers commit out of
+    pk (and ``stored``) order, so a statement committed late moves neither maximum."""
+
+    def __init__(self, url: str, query: str = "SELECT MAX(pk), COUNT(*) FROM statements"):
         from sqlalchemy import create_engine, text
 
         self.engine = create_engine(url.replace("{course}", "_"), pool_pre_ping=False)
