@@ -121,6 +121,8 @@ class GradingQueue(LoggingConfigurable):
         self._graders: dict[tuple[str, str], Autograder] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        #: publications under way (their threads write on when a worker is cancelled)
+        self._publishing: set[asyncio.Future] = set()
         #: why nothing is graded now (no sandbox), or ""
         self.problem = ""
 
@@ -159,6 +161,9 @@ class GradingQueue(LoggingConfigurable):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        # a publication under way ends first: its thread would write on after the stop
+        # (into a store the caller may close next), and the run would look unpublished
+        await asyncio.gather(*self._publishing, return_exceptions=True)
 
     def notify(self) -> None:
         """New work is queued: wake an idle worker."""
@@ -320,7 +325,10 @@ class GradingQueue(LoggingConfigurable):
         """Write the statements of every done, unpublished run; how many runs."""
         if self.events is None:
             return 0
-        return await asyncio.to_thread(self._publish_pending)
+        publishing = asyncio.ensure_future(asyncio.to_thread(self._publish_pending))
+        self._publishing.add(publishing)
+        publishing.add_done_callback(self._publishing.discard)
+        return await asyncio.shield(publishing)  # a cancelled worker leaves it to stop()
 
     def _publish_pending(self) -> int:
         count = 0
