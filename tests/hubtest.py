@@ -331,12 +331,26 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def process_alive(pid: int) -> bool:
+def process_alive(pid: int, started: int | None = None) -> bool:
+    """Whether process ``pid`` runs (a zombie does not); with ``started`` (its
+    :func:`process_started`), only if it is still that process, not one that got its pid
+    since (pids wrap at ``pid_max``, 32,768 on this kind of machine, and a test suite
+    starting many processes reuses them)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return False
+    return fields[0] != "Z" and (started is None or int(fields[19]) == started)
+
+
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def cmdline(pid: int) -> str:

@@ -9,6 +9,7 @@ this test makes no HTTP call (submissions go into its store directly).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ from hub_ext.services.grading.statements import COMPLETED, SCORED, assignment_ir
 from hub_ext.services.grading.store import GradingStore, final_score
 from tests.analytics_fixtures import wait_until
 from tests.grading_fixtures import EXPECTED, MAX_POINTS
-from tests.hubtest import process_alive, process_tree
+from tests.hubtest import cmdline, process_alive, process_started, process_tree
 from tests.test_grading_service_fixtures import body, grading_catalog, moment
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
@@ -290,14 +291,21 @@ async def test_kill_9_with_jobs_queued_and_one_running_grades_each_exactly_once(
             return state == "running" and len(process_tree(proc.pid)) > 1
 
         await wait_until(grading, 120, 0.1, "the slow submission being graded")
-        sandbox = [pid for pid in process_tree(proc.pid) if pid != proc.pid]
+        sandbox = {p: process_started(p) for p in process_tree(proc.pid) if p != proc.pid}
+        commands = {p: cmdline(p)[:160] for p in sandbox}
         # kill the service alone, as the OOM killer would: its sandbox (a session of its
         # own, out of the service's process group) must not outlive it
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        await wait_until(
-            lambda: not any(process_alive(pid) for pid in sandbox), 10, 0.1, "the sandbox gone"
-        )
+
+        def left() -> dict:
+            return {p: commands[p] for p, started in sandbox.items() if process_alive(p, started)}
+
+        for _ in range(100):
+            if not left():
+                break
+            await asyncio.sleep(0.1)
+        assert not left(), f"the sandbox outlived the service: {left()}"
         assert store.counts() == {"running": 1, "queued": 4}
         proc = _service(world, data, events_url, log)
         await wait_until(lambda: store.counts() == {"done": 5}, 240, 0.25, "every run done")

@@ -18,7 +18,14 @@ import pytest
 
 from tests.analytics_fixtures import NOTEBOOKS, wait_until
 from tests.conftest import day, write_catalog
-from tests.hubtest import HubProcess, cmdline, node_available, process_alive, process_tree
+from tests.hubtest import (
+    HubProcess,
+    cmdline,
+    node_available,
+    process_alive,
+    process_started,
+    process_tree,
+)
 
 pytestmark = [pytest.mark.slow]
 
@@ -90,14 +97,16 @@ async def test_state_is_private_and_services_die_with_a_killed_hub(tmp_path):
         assert any("jupyterhub_idle_culler" in c for c in commands.values()), commands
         assert any("ipykernel" in c for c in commands.values()), "a gateway's kernels"
         proxy = [p for p, c in commands.items() if "configurable-http-proxy" in c]
-        family = [p for p in family if p not in proxy]  # the proxy outlives the hub on purpose
+        # the proxy outlives the hub on purpose; a pid is known by its start time too
+        family = {p: process_started(p) for p in family if p not in proxy}
         os.kill(hub.proc.pid, signal.SIGKILL)
         await asyncio.to_thread(hub.proc.wait, 10)
         started = time.monotonic()
+        alive = lambda: [p for p, t in family.items() if process_alive(p, t)]  # noqa: E731
         try:
-            await wait_until(lambda: not any(process_alive(p) for p in family), 60, 0.5, "the end")
+            await wait_until(lambda: not alive(), 60, 0.5, "the end")
         finally:
-            left = {p: commands[p][:120] for p in family if process_alive(p)}
+            left = {p: commands[p][:120] for p in alive()}
         assert not left, f"still running after the hub died: {left}"
         print(f"everything the hub started ended {time.monotonic() - started:.1f}s after it died")
     finally:
