@@ -15,6 +15,7 @@ test's own), the event store's own writes, the analytics service's extracts.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +29,19 @@ from hub_ext.services.events.xapi import to_row, validate_statement
 from tests.events_fixtures import new_database, postgres_url  # noqa: F401
 
 COURSE = "ds101"
+
+
+@contextlib.contextmanager
+def store_and_extracts(url: str, root):
+    """An event store at ``url`` (made) and the course extracts of it under ``root``."""
+    store = EventStore(url)
+    store.create()
+    extracts = CourseExtracts(store_url=store.readonly_url, root=str(root))
+    try:
+        yield store, extracts
+    finally:
+        extracts.close()
+        store.dispose()
 
 
 def statement_row(n: int) -> dict:
@@ -55,10 +69,10 @@ def store_ids(store: EventStore) -> set[str]:
 
 
 def test_a_statement_committed_after_a_later_pk_reaches_the_extract(postgres_url, tmp_path):  # noqa: F811
-    store = EventStore(new_database(postgres_url, "extract_order"))
-    store.create()
-    extracts = CourseExtracts(store_url=store.readonly_url, root=str(tmp_path))
-    try:
+    with store_and_extracts(new_database(postgres_url, "extract_order"), tmp_path) as (
+        store,
+        extracts,
+    ):
         store.store_statements([statement_row(0)])
         extracts.build(COURSE)
         slow = statement_row(1)
@@ -82,30 +96,24 @@ def test_a_statement_committed_after_a_later_pk_reaches_the_extract(postgres_url
             extracts.build(COURSE)
             assert extract_ids(extracts) == store_ids(store)
         assert len(extract_ids(extracts)) == 3
-    finally:
-        extracts.close()
-        store.dispose()
 
 
 def test_an_extract_made_before_is_copied_again_once(postgres_url, tmp_path):  # noqa: F811
     """An extract of a PostgreSQL store made by an earlier release has no record of how far
-    it is final, and may lack statements (it took its largest pk as final): its next update
+    it is final (a file beside the course's directory), and may lack statements (it took its largest pk as final): its next update
     copies the course's statements again, and the one after only those above its safe pk."""
-    store = EventStore(new_database(postgres_url, "extract_before"))
-    store.create()
-    extracts = CourseExtracts(store_url=store.readonly_url, root=str(tmp_path))
-    try:
+    with store_and_extracts(new_database(postgres_url, "extract_before"), tmp_path) as (
+        store,
+        extracts,
+    ):
         store.store_statements([statement_row(n) for n in range(3)])
         extracts.build(COURSE)
-        with sqlite3.connect(extracts.path(COURSE)) as db:  # as an earlier release left it
-            db.execute("DROP TABLE extract_progress")
+        (tmp_path / f".{COURSE}.progress.json").unlink()  # as an earlier release left it
+        with sqlite3.connect(extracts.path(COURSE)) as db:
             db.execute("DELETE FROM statements WHERE pk = (SELECT MIN(pk) FROM statements)")
         assert len(extract_ids(extracts)) == 2
         extracts.build(COURSE)
         assert extract_ids(extracts) == store_ids(store)
-    finally:
-        extracts.close()
-        store.dispose()
 
 
 def test_a_checkpoint_is_safe_once_every_transaction_that_could_hold_its_pks_is_over():
@@ -135,10 +143,10 @@ def test_an_extract_made_before_a_column_gets_it_and_every_value_in_its_place(tm
     """A column added to the statements table (``course_context``) is at the end of an
     extract made before it, and of a store made before it (``ALTER TABLE``): the update
     adds it to the extract and copies by name, so no value lands in another's column."""
-    store = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    store.create()
-    extracts = CourseExtracts(store_url=store.readonly_url, root=str(tmp_path / "data"))
-    try:
+    with store_and_extracts(f"sqlite:///{tmp_path / 'store.sqlite'}", tmp_path / "data") as (
+        store,
+        extracts,
+    ):
         store.store_statements([statement_row(0)])
         extracts.build(COURSE)
         with sqlite3.connect(extracts.path(COURSE)) as db:  # as an earlier release made it
@@ -154,6 +162,24 @@ def test_an_extract_made_before_a_column_gets_it_and_every_value_in_its_place(tm
         assert got[1:] == want[1:]  # the first was copied before the column: NULL there
         assert got[0][:-1] == want[0][:-1] and got[0][-1] is None
         assert columns[-1] == "course_context" and want[1][-1] == 0  # it names no course
-    finally:
-        extracts.close()
-        store.dispose()
+
+
+def test_what_a_course_s_notebooks_see_is_its_tables_only(postgres_url, tmp_path):  # noqa: F811
+    """What the sandbox mounts is the course's directory: a notebook lists every table and
+    file there, as a malicious one would. The record of how far the extract is final holds
+    the whole store's largest pk and transaction ids (how busy the other courses are): it
+    is beside the directory, not in it, nor in the extract."""
+    from hub_ext.services.analytics.extracts import TABLES
+
+    with store_and_extracts(new_database(postgres_url, "extract_tables"), tmp_path) as (
+        store,
+        extracts,
+    ):
+        store.store_statements([statement_row(0)])
+        extracts.build(COURSE)
+        extracts.build(COURSE)
+        with sqlite3.connect(extracts.path(COURSE)) as db:
+            tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables - {"sqlite_stat1", "sqlite_stat4"} == {t.name for t in TABLES}
+        assert [p.name for p in extracts.directory(COURSE).iterdir()] == ["events.sqlite"]
+        assert (tmp_path / f".{COURSE}.progress.json").exists()

@@ -77,8 +77,10 @@ TABLES = {
     SurveyResponse.__table__: SurveyResponse.__table__.c.course_id,
 }
 _BATCH = 5000
-#: PostgreSQL: the extract's own record of how far it is final (:func:`advance`)
-_PROGRESS = "extract_progress"
+#: PostgreSQL: beside a course's directory (not in it: the sandbox mounts that), the record
+#: of how far its extract is final (:func:`advance`): pks and transaction ids of the whole
+#: store, which are no course's to read
+_PROGRESS = ".{course}.progress.json"
 #: the most snapshots an extract remembers (more: the safe pk just advances later)
 _MOST_CHECKPOINTS = 100
 
@@ -117,19 +119,6 @@ _VOID_NEW = (
     "UPDATE statements SET voided = 1 WHERE voided = 0 AND id IN "
     "(SELECT object_id FROM statements WHERE verb = ? AND pk > ?)"
 )
-
-
-def _read_progress(db) -> dict:
-    db.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {_PROGRESS} (progress TEXT NOT NULL)")
-    found = db.exec_driver_sql(f"SELECT progress FROM {_PROGRESS}").scalar()
-    # none: a new extract, or one made before (which may miss statements: copied again)
-    return json.loads(found) if found is not None else {"safe": 0, "checkpoints": []}
-
-
-def _write_progress(db, progress: dict) -> None:
-    db.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {_PROGRESS} (progress TEXT NOT NULL)")
-    db.exec_driver_sql(f"DELETE FROM {_PROGRESS}")
-    db.exec_driver_sql(f"INSERT INTO {_PROGRESS} VALUES (?)", (json.dumps(progress),))
 
 
 def extract_url(path: str) -> str:
@@ -303,7 +292,7 @@ class CourseExtracts(LoggingConfigurable):
                         )
                     ).one()
                 if snapshot is not None:
-                    progress = _read_progress(dst)
+                    progress = self._read_progress(course)
                     since = progress["safe"]
                 for table, column in TABLES.items():
                     query = select(table).where(column == course)
@@ -322,10 +311,30 @@ class CourseExtracts(LoggingConfigurable):
                 dst.exec_driver_sql(_VOID_NEW, (VOIDED, since))
                 if snapshot is not None:
                     top = src.execute(select(func.coalesce(func.max(S.c.pk), 0))).scalar_one()
-                    _write_progress(dst, advance(progress, *snapshot, top))
+            if snapshot is not None:  # after the commit: never ahead of the extract
+                self._write_progress(course, advance(progress, *snapshot, top))
         finally:
             out.dispose()
         return count
+
+    def _progress_path(self, course: str) -> Path:
+        return Path(self.root) / _PROGRESS.format(course=course)
+
+    def _read_progress(self, course: str) -> dict:
+        """None recorded: a new extract, or one made before (which may miss statements:
+        copied again)."""
+        if not self.path(course).exists():
+            return {"safe": 0, "checkpoints": []}
+        try:
+            return json.loads(self._progress_path(course).read_text())
+        except (OSError, ValueError):
+            return {"safe": 0, "checkpoints": []}
+
+    def _write_progress(self, course: str, progress: dict) -> None:
+        path = self._progress_path(course)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(progress))
+        os.replace(tmp, path)
 
     @staticmethod
     def _copy_sqlite(course: str, target: Path, database: str, since: int) -> int:
