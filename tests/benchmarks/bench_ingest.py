@@ -119,10 +119,12 @@ def raw_insert(url: str, statements: list[dict], *, checkpointed: bool = False) 
     store = EventStore(url, wal_autocheckpoint=10_000 if checkpointed else None)
     store.create()
     done = threading.Event()
-    checkpointer = threading.Thread(
-        target=lambda: [store.checkpoint() for _ in iter(lambda: done.wait(0.25), True)],
-        daemon=True,
-    )
+
+    def checkpoint_until_done():
+        while not done.wait(0.25):
+            store.checkpoint()
+
+    checkpointer = threading.Thread(target=checkpoint_until_done, daemon=True)
     if checkpointed:
         checkpointer.start()
     rows = []

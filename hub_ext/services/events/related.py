@@ -27,22 +27,13 @@ from collections.abc import Sequence
 from sqlalchemy import and_, or_, select, text
 
 from .models import Statement, StatementActivity, StatementAgent
-from .xapi import COURSE_IRI_PREFIX, actor_key, course_iri
+from .xapi import COURSE_IRI_PREFIX, actor_key, context_activity_ids, course_iri
 
 __all__ = ["activity_alternatives", "agent_alternatives", "insert_related", "related_rows"]
 
 
 def _key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _activities_of(context: dict | None) -> list[str]:
-    lists = (context or {}).get("contextActivities") or {}
-    found = []
-    for acts in lists.values():
-        for act in acts if isinstance(acts, list) else [acts]:
-            found.append(act["id"])
-    return found
 
 
 def _group_members(agent: dict | None) -> list[str]:
@@ -77,7 +68,7 @@ def related_rows(statement: dict) -> tuple[list[str], list[tuple[str, bool]]]:
     object Group, else an authority, instructor, team, team member or SubStatement agent."""
     context = statement.get("context")
     obj = statement["object"]
-    activities = _activities_of(context)
+    activities = context_activity_ids(context)
     agents = [(k, True) for k in _group_members(statement["actor"])]
     agents += [(k, True) for k in _group_members(_object_agent(obj))]
     related = _agents(statement.get("authority"))
@@ -88,7 +79,7 @@ def related_rows(statement: dict) -> tuple[list[str], list[tuple[str, bool]]]:
         inner = obj["object"]
         if inner.get("objectType", "Activity") == "Activity":
             activities.append(inner["id"])
-        activities += _activities_of(sub_context)
+        activities += context_activity_ids(sub_context)
         related += _agents(obj["actor"]) + _agents(_object_agent(inner))
         related += _agents((sub_context or {}).get("instructor"))
         related += _agents((sub_context or {}).get("team"))

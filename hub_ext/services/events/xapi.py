@@ -653,17 +653,22 @@ def to_row(
     }
 
 
+def context_activity_ids(context: dict | None) -> list[str]:
+    """The ids of a context's activities (every list: parent, grouping, category, other)."""
+    lists = (context or {}).get("contextActivities") or {}
+    return [
+        act["id"]
+        for acts in lists.values()
+        for act in (acts if isinstance(acts, list) else [acts])
+        if isinstance(act, dict) and "id" in act
+    ]
+
+
 def names_its_course(statement: dict, course_id: str | None) -> bool:
     """Whether the statement's own context activities (not a SubStatement's) hold
     ``course_id``'s IRI (:func:`course_iri`)."""
-    if course_id is None:
-        return False
-    iri = course_iri(course_id)
-    lists = (statement.get("context") or {}).get("contextActivities") or {}
-    return any(
-        isinstance(act, dict) and act.get("id") == iri
-        for acts in lists.values()
-        for act in (acts if isinstance(acts, list) else [acts])
+    return course_id is not None and course_iri(course_id) in context_activity_ids(
+        statement.get("context")
     )
 
 
