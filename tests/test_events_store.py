@@ -369,3 +369,10 @@ def test_a_since_and_until_page_reads_the_index_in_order_without_sorting(tmp_pat
             assert "TEMP B-TREE" not in plan, plan  # no sort: an index in stored order
             assert "ix_statements_course_stored" in plan or "ix_statements_stored" in plan, plan
     store.dispose()
+
+
+def test_a_negative_checkpoint_interval_is_refused_by_name():
+    from hub_ext.services.events.service import EventsService
+
+    with pytest.raises(ValueError, match="checkpoint_interval must not be negative, not -1"):
+        EventsService(checkpoint_interval=-1)

@@ -898,7 +898,7 @@ class EventsService(HubServiceApp):
             )
         return proposal["value"]
 
-    @validate("auth_queue", "auth_cache_seconds", "sources_refresh_seconds")
+    @validate("auth_queue", "auth_cache_seconds", "sources_refresh_seconds", "checkpoint_interval")
     def _not_negative(self, proposal):
         if proposal["value"] < 0:
             raise ValueError(
@@ -987,7 +987,8 @@ class EventsService(HubServiceApp):
     def initialize(self, argv=None):
         super().initialize(argv)
         self.store = EventStore(
-            self.db_url, wal_autocheckpoint=_BACKSTOP_PAGES if self.checkpoint_interval else None
+            self.db_url,
+            wal_autocheckpoint=_BACKSTOP_PAGES if self.checkpoint_interval > 0 else None,
         )
         self.store.create()
         self._written = False  # since the last checkpoint
