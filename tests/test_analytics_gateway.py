@@ -278,8 +278,8 @@ async def test_kill_9_gateway_is_restarted(supervisor):
 
 async def test_watchdog_restarts_a_hung_gateway(supervisor):
     gw = await publish(supervisor, "trivial")
-    old_pid = gw.process.pid
-    kill(old_pid, signal.SIGSTOP)  # alive, listening, answering nothing
+    old_pid = gw.process.pid  # its keeper's, whose process group the gateway is in
+    os.killpg(old_pid, signal.SIGSTOP)  # alive, listening, answering nothing
     await wait_until(
         lambda: gw.state == "running" and gw.process.pid != old_pid, what="the watchdog's restart"
     )

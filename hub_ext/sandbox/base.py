@@ -6,6 +6,7 @@ import asyncio
 import os
 import resource
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,8 +14,6 @@ from pathlib import Path
 
 from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
-
-from ..services.lifeline import die_with_parent
 
 __all__ = [
     "Bind",
@@ -108,20 +107,27 @@ class RunResult:
 
 
 class ProcessHandle:
-    """A sandboxed run as a local process group (its output goes to ``log_path``)."""
+    """A sandboxed run as a local process tree under its keeper (:mod:`.keeper`), whose
+    output goes to ``log_path``. ``control`` is the write end of the keeper's pipe: the
+    service alone holds it, and the keeper kills the whole tree when it is written ``K`` or
+    reads as ended (the service gone)."""
 
     #: True when the run was killed for exceeding its memory (a cgroup's OOM killer); the
     #: Docker backend knows it, a process limited by rlimits sees a MemoryError instead
     oom_killed = False
 
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, log_limit: int):
+    def __init__(
+        self, proc: asyncio.subprocess.Process, log_path: Path, log_limit: int, control: int
+    ):
         self.proc = proc
         self.log_path = log_path
         self.log_limit = log_limit
+        self.control = control
         self._trimmed = False
 
     @property
     def pid(self) -> int:
+        """The keeper's pid (the tree's process group)."""
         return self.proc.pid
 
     @property
@@ -130,6 +136,7 @@ class ProcessHandle:
 
     async def wait(self) -> int:
         code = await self.proc.wait()
+        self._close_control()
         await self._ended()
         return code
 
@@ -140,17 +147,40 @@ class ProcessHandle:
             self._trimmed = True
             await asyncio.to_thread(trim_log, self.log_path, self.log_limit)
 
-    def _signal(self, sig) -> None:
+    def _ask(self, what: bytes) -> None:
+        if self.control < 0 or self.proc.returncode is not None:
+            return
         try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
+            os.write(self.control, what)
+        except OSError:  # the keeper has just ended: its tree with it
             pass
 
+    def release_control(self) -> int:
+        """The control fd, which this handle no longer closes (another handle takes it)."""
+        control, self.control = self.control, -1
+        return control
+
+    def _close_control(self) -> None:
+        if self.control >= 0:
+            os.close(self.control)
+            self.control = -1
+
     def kill(self) -> None:
-        self._signal(signal.SIGKILL)
+        """Kill the whole tree (the keeper does it; :meth:`wait` returns once it is gone).
+        A stopped tree (``SIGSTOP``, a debugger) is continued first, keeper included."""
+        self._ask(b"K")
+        if self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
+        """``SIGTERM`` to the run's process group."""
+        self._ask(b"T")
+
+    def __del__(self):
+        self._close_control()
 
     def log_tail(self, size: int = 20000) -> str:
         return log_tail(self.log_path, size)
@@ -224,6 +254,10 @@ def log_tail(path: Path, size: int = 20000) -> str:
         return ""
 
 
+#: the keeper of every local sandbox (run by path, with ``-I -S``: standard library only)
+KEEPER = str(Path(__file__).with_name("keeper.py"))
+
+
 async def start_process(
     argv: list[str],
     env: dict[str, str],
@@ -232,8 +266,9 @@ async def start_process(
     cwd: str | None = None,
     cgroup: Path | None = None,
 ) -> ProcessHandle:
-    """Start ``argv`` in a session of its own with exactly ``env``, output to ``log_path``
-    (and, given ``cgroup``, in that cgroup directory before it runs anything).
+    """Start ``argv`` under a keeper (:mod:`.keeper`), in a session of its own with exactly
+    ``env``, output to ``log_path`` (and, given ``cgroup``, in that cgroup directory before
+    it runs anything). The run, and whatever it starts, ends when the service does.
 
     The process writes its output to the file itself: while it runs, its ``file_size``
     rlimit bounds it; when it has ended (:meth:`ProcessHandle.wait`), the log keeps its last
@@ -243,8 +278,15 @@ async def start_process(
     keep = limits.log if limits.file_size is None else min(limits.log, limits.file_size // 2)
     await asyncio.to_thread(trim_log, log_path, keep)  # room for the run under its rlimit
     log = await asyncio.to_thread(open, log_path, "ab")
+    listen, control = os.pipe()  # neither inheritable: the keeper gets ``listen`` alone
     try:
         proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-S",
+            KEEPER,
+            str(listen),
+            "--",
             *argv,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -252,27 +294,27 @@ async def start_process(
             stderr=log,
             start_new_session=True,
             cwd=cwd,
+            pass_fds=(listen,),
             preexec_fn=rlimits(limits, cgroup),
         )
+    except BaseException:
+        os.close(control)
+        raise
     finally:
+        os.close(listen)
         log.close()
-    return ProcessHandle(proc, log_path, limits.log)
+    return ProcessHandle(proc, log_path, limits.log, control)
 
 
 def rlimits(limits: Limits, cgroup: Path | None = None):
-    """The ``preexec_fn`` that applies ``limits`` as rlimits in the child, before bwrap runs
-    (first joining ``cgroup``, when given, so that everything the child starts is in it).
+    """The ``preexec_fn`` that applies ``limits`` as rlimits in the child (the keeper, and so
+    everything it starts), first joining ``cgroup`` when given, so that the whole tree is in it.
 
-    The child also dies with its parent (``PR_SET_PDEATHSIG``, ``SIGKILL``): the sandbox
-    runs in a session of its own, so a service killed outright (``kill -9``, the OOM
-    killer) would otherwise leave it running, unseen, with the learner's code in it.
+    The child is not bound to its parent by a death signal: its keeper's pipe does that
+    (:mod:`.keeper` says why a death signal is not enough).
     """
-    parent = os.getpid()
 
     def apply():
-        die_with_parent(signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the death signal was asked for
-            os._exit(1)
         if cgroup is not None:
             with open(cgroup / "cgroup.procs", "w") as procs:
                 procs.write(str(os.getpid()))

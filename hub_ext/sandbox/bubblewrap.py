@@ -4,7 +4,9 @@ A sandboxed process gets new user, PID, mount, network, IPC, UTS and cgroup name
 runs as :attr:`~hub_ext.sandbox.base.Sandbox.uid` with no capabilities, sees only its own
 processes in ``/proc``, has only a loopback interface, a private ``/tmp``, a read-only view
 of the system (``/usr``) and of the Python it runs, its read-only inputs and its scratch
-directory, and dies with its parent. Limits are rlimits (no cgroup is needed): address
+directory, and ends with the service that started it, whatever it started with it (its
+keeper, :mod:`hub_ext.sandbox.keeper`: bubblewrap's own ``--die-with-parent`` leaves a
+window while it sets up). Limits are rlimits (no cgroup is needed): address
 space, processes, open files, file size; the process runs at a lower priority.
 
 What it does not do: limit CPU time of a long-running server (priority only) or memory
@@ -187,8 +189,8 @@ class CgroupProcessHandle(ProcessHandle):
     """A sandbox in a pids cgroup of its own: killing it kills every task in the cgroup,
     and the cgroup is removed once the sandbox has ended."""
 
-    def __init__(self, proc, log_path: Path, log_limit: int, cgroup: Path):
-        super().__init__(proc, log_path, log_limit)
+    def __init__(self, proc, log_path: Path, log_limit: int, control: int, cgroup: Path):
+        super().__init__(proc, log_path, log_limit, control)
         self.cgroup = cgroup
 
     def _kill_cgroup(self) -> None:
@@ -204,6 +206,7 @@ class CgroupProcessHandle(ProcessHandle):
 
     async def wait(self) -> int:
         code = await self.proc.wait()
+        self._close_control()
         for _ in range(100):  # a pid namespace's tasks die shortly after its init
             self._kill_cgroup()
             try:
@@ -294,6 +297,9 @@ class BubblewrapSandbox(Sandbox):
                 cgroup.rmdir()
             raise
         if cgroup is not None:
-            handle = CgroupProcessHandle(handle.proc, handle.log_path, handle.log_limit, cgroup)
+            control = handle.release_control()
+            handle = CgroupProcessHandle(
+                handle.proc, handle.log_path, handle.log_limit, control, cgroup
+            )
         self.log.info("Sandbox %s started (bubblewrap, pid %d)", spec.name, handle.pid)
         return handle

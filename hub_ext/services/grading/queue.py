@@ -143,7 +143,7 @@ class GradingQueue(LoggingConfigurable):
 
     def _remove_leftovers(self) -> None:
         """Containers of gradings a killed service left running (the Docker tier; a
-        bubblewrap sandbox dies with the service). Before any worker starts, so none of
+        bubblewrap sandbox ends with the service: its keeper sees to it). Before any worker starts, so none of
         them is a grading of this run."""
         try:
             backend = Autograder(parent=self, log=self.log).backend
