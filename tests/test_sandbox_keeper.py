@@ -220,3 +220,27 @@ async def test_a_command_that_cannot_run_says_so_in_its_log(tmp_path):
     result = await box.run(missing, tmp_path / "m.log")
     assert result.returncode == 127
     assert "cannot run /nonexistent/program: No such file or directory" in result.output
+
+
+async def test_a_service_with_more_than_1024_files_open(tmp_path, token):
+    """The keeper's pipe keeps the fd number it had in the service: a service with many
+    connections open hands it a number past select()'s 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine's hard limit on open files is {hard}: no fd past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        code = "print('up', flush=True); import time; time.sleep(300)"
+        handle = await sandbox_of("none").launch(spec(tmp_path, code, token), tmp_path / "f.log")
+        await logged(handle, "up")
+        assert handle.control > 1024
+        handle.kill()
+        assert await asyncio.wait_for(handle.wait(), 10) == -signal.SIGKILL
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not gone(token)

@@ -116,7 +116,10 @@ def run(control: int, argv: list[str]) -> None:
     # the command's process group is the keeper's: ``T`` reaches the command and what it
     # started in it; the keeper itself goes on, to reap and clean up
     signal.signal(signal.SIGTERM, _ignore)
-    if select.select([control], [], [], 0)[0]:  # killed, or the service gone, before the start
+    # poll, not select: the fd keeps the number it had in the service, which may be past 1024
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    if poller.poll(0):  # killed, or the service gone, before the start
         os._exit(128 + signal.SIGKILL)
     keeper = os.getpid()
     child = os.fork()
@@ -131,8 +134,9 @@ def run(control: int, argv: list[str]) -> None:
             os.write(2, f"hub-ext sandbox: cannot run {argv[0]}: {e.strerror}\n".encode())
         os._exit(127)
     watch = os.pidfd_open(child)
+    poller.register(watch, select.POLLIN)
     while True:
-        ready = select.select([control, watch], [], [])[0]
+        ready = {fd for fd, _ in poller.poll()}
         if watch in ready:
             _, status = os.waitpid(child, 0)
             kill_tree()  # what the command left running ends with it
