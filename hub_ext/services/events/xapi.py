@@ -549,15 +549,12 @@ def course_iri(course_id: str) -> str:
 
 def course_of(statement: dict, activity_courses: dict[str, str] | None = None) -> str | None:
     """The course a statement names in its context activities (grouping, then parent)."""
-    ca = (statement.get("context") or {}).get("contextActivities") or {}
-    for key in ("grouping", "parent", "other", "category"):
-        acts = ca.get(key) or []
-        for act in acts if isinstance(acts, list) else [acts]:
-            iri = act.get("id", "")
-            if iri.startswith(COURSE_IRI_PREFIX):
-                return iri[len(COURSE_IRI_PREFIX) :]
-            if activity_courses and iri in activity_courses:
-                return activity_courses[iri]
+    context = statement.get("context")
+    for iri in context_activity_ids(context, ("grouping", "parent", "other", "category")):
+        if isinstance(iri, str) and iri.startswith(COURSE_IRI_PREFIX):
+            return iri[len(COURSE_IRI_PREFIX) :]
+        if activity_courses and iri in activity_courses:
+            return activity_courses[iri]
     return None
 
 
@@ -653,12 +650,14 @@ def to_row(
     }
 
 
-def context_activity_ids(context: dict | None) -> list[str]:
-    """The ids of a context's activities (every list: parent, grouping, category, other)."""
+def context_activity_ids(context: dict | None, kinds: tuple[str, ...] | None = None) -> list[str]:
+    """The ids of a context's activities: of every list (parent, grouping, category,
+    other), or of the ``kinds`` named, in that order."""
     lists = (context or {}).get("contextActivities") or {}
     return [
         act["id"]
-        for acts in lists.values()
+        for kind in (lists if kinds is None else kinds)
+        for acts in [lists.get(kind) or []]
         for act in (acts if isinstance(acts, list) else [acts])
         if isinstance(act, dict) and "id" in act
     ]

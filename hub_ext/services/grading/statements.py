@@ -68,9 +68,7 @@ def assessment_rows(course_id: str, assignments: list[Assignment]) -> list[dict]
     ]
 
 
-def run_statements(
-    done: dict, *, assignment_title: str, home: str, stored: datetime | None = None
-) -> list[dict]:
+def run_statements(done: dict, *, assignment_title: str, home: str) -> list[dict]:
     """The ``statements`` rows of one done run (``done``: a row of
     :meth:`~.store.GradingStore.unpublished`: the submission's columns, the run's as ``run_*``)."""
     course, learner = done["course_id"], done["learner"]
@@ -124,7 +122,7 @@ def run_statements(
         rows.append(
             to_row(
                 statement,
-                stored=stored or datetime.now(UTC),
+                stored=datetime.now(UTC),  # stamped again as written (add_statements)
                 source=SOURCE,
                 course_id=course,
                 learner=learner,
