@@ -244,3 +244,14 @@ async def test_a_service_with_more_than_1024_files_open(tmp_path, token):
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert not gone(token)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_the_sandboxed_code_holds_no_end_of_the_keeper_s_pipe(kind, tmp_path, token):
+    """Attack: with the pipe's read end, sandboxed code could swallow the service's kill;
+    with the write end, it would keep its own sandbox alive past the service. It holds
+    neither: its only open files are its output and stdin (and the listing's own)."""
+    code = "import os; print(sorted(map(int, os.listdir('/proc/self/fd'))), flush=True)"
+    result = await sandbox_of(kind).run(spec(tmp_path, code, token), tmp_path / "fd.log")
+    assert result.returncode == 0, result.output
+    assert result.output.strip().splitlines()[-1] == "[0, 1, 2, 3]"

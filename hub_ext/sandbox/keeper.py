@@ -16,8 +16,9 @@ Why not the parent-death signal alone: bubblewrap drops and changes credentials 
 a sandbox up, which clears ``PR_SET_PDEATHSIG``, and asks for it again (``--die-with-parent``)
 only afterwards. A service killed in between, in the first milliseconds of a sandbox, left
 the sandbox running with ``ppid`` 1, unseen (2 to 8 of 40 in experiments, with or without
-a user namespace). A pipe has no such window: it reads as ended when the last process holding its write end has gone, and only the service
-holds it (the fd is not inheritable, and passed to the keeper alone).
+a user namespace). A pipe has no such window: it reads as ended when the last process
+holding its write end has gone, and only the service holds it (the fd is not inheritable,
+and passed to the keeper alone).
 
 The whole tree: the keeper is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so a process
 whose parent has died (bubblewrap's init once its launcher is killed, a daemon that forked
