@@ -265,11 +265,19 @@ class _SandboxedGateway:
         self.client.close()
 
 
-def start_gateway(notebook: str, store: EventStore, course: str, workdir: Path) -> Gateway:
+def start_gateway(
+    notebook: str, store: EventStore, course: str, workdir: Path, *, url: str | None = None
+) -> Gateway:
+    """A gateway of ``notebook`` reading ``store`` (or the database at ``url``, a course's
+    extract) for ``course``."""
     gw = Gateway(
         NOTEBOOKS / notebook,
         # the checkout under test, not whichever one the environment's editable install names
-        {"HUB_EXT_EVENTS_URL": store.readonly_url, "COURSE_ID": course, "PYTHONPATH": str(REPO)},
+        {
+            "HUB_EXT_EVENTS_URL": url or store.readonly_url,
+            "COURSE_ID": course,
+            "PYTHONPATH": str(REPO),
+        },
         workdir,
     )
     gw.start()

@@ -170,6 +170,7 @@ def test_what_a_course_s_notebooks_see_is_its_tables_only(postgres_url, tmp_path
     the whole store's largest pk and transaction ids (how busy the other courses are): it
     is beside the directory, not in it, nor in the extract."""
     from hub_ext.services.analytics.extracts import TABLES
+    from hub_ext.services.events.models import EXTRACT_METADATA
 
     with store_and_extracts(new_database(postgres_url, "extract_tables"), tmp_path) as (
         store,
@@ -180,6 +181,11 @@ def test_what_a_course_s_notebooks_see_is_its_tables_only(postgres_url, tmp_path
         extracts.build(COURSE)
         with sqlite3.connect(extracts.path(COURSE)) as db:
             tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert tables - {"sqlite_stat1", "sqlite_stat4"} == {t.name for t in TABLES}
+        # the course's rows, and their per-day sums (of the course's rows only)
+        assert (
+            tables - {"sqlite_stat1", "sqlite_stat4"}
+            == {t.name for t in TABLES} | {"learner_days"}
+            == {t.name for t in TABLES} | set(EXTRACT_METADATA.tables)
+        )
         assert [p.name for p in extracts.directory(COURSE).iterdir()] == ["events.sqlite"]
         assert (tmp_path / f".{COURSE}.progress.json").exists()

@@ -12,7 +12,9 @@ p50 and p99 of ``--requests`` requests at concurrency 1 and 8, on each store, an
 full / head of p99 at concurrency 1. Goals (issue #12): import <= 10 min, store <= 3 GB,
 every route's p99 <= 200 ms at concurrency 1 over the full table, and no route more than 3x
 slower there than over the head. The course is ``--course`` (``*``, every OULAD course, by
-default: the whole tables); ``:learner`` and ``:resource`` take a sample of the course's own.
+default: the whole tables, read from the store); a course's routes read its extract, as
+the analytics service serves them (built first, its time and size printed: per-day sums
+included). ``:learner`` and ``:resource`` take a sample of the course's own.
 A gateway runs as the analytics service starts it: one kernel, so requests queue.
 OULAD: Kuzilek, Hlosta, Zdrahal (2017), Scientific Data 4:170171, CC BY 4.0.
 """
@@ -28,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from pathlib import Path
 
 import httpx
@@ -37,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import select  # noqa: E402
 
+from hub_ext.services.analytics.extracts import CourseExtracts, extract_url  # noqa: E402
 from hub_ext.services.events.importers import Progress, import_oulad  # noqa: E402
 from hub_ext.services.events.models import Enrolment, Resource  # noqa: E402
 from hub_ext.services.events.store import EventStore  # noqa: E402
@@ -128,10 +132,27 @@ def store_size(workdir: Path, name: str) -> int:
     return sum(p.stat().st_size for p in workdir.glob(name + "*"))
 
 
+def served(store: EventStore, workdir: Path, course: str) -> str | None:
+    """What a course's notebooks read: the course's extract, as the analytics service builds
+    it (its build timed); ``*`` (every course) has none: the store itself (None)."""
+    if course == "*":
+        return None
+    root = workdir / f"extracts-{uuid.uuid4().hex[:8]}"
+    extracts = CourseExtracts(store_url=store.readonly_url, root=str(root))
+    t0 = time.perf_counter()
+    extracts.build(course)
+    print(f"  the extract of {course}: {time.perf_counter() - t0:,.1f} s, "
+          f"{extracts.path(course).stat().st_size / 1e6:,.0f} MB", flush=True)  # fmt: skip
+    extracts.close()
+    return extract_url(str(extracts.path(course)))
+
+
 def measure(store: EventStore, workdir: Path, course: str, requests: int) -> dict:
-    """{route: {concurrency: (p50, p99)}} over ``store``, every shipped route."""
+    """{route: {concurrency: (p50, p99)}} over ``store`` (a course: its extract), every
+    shipped route."""
     learners, resources = samples(store, course, requests)
-    gateways = {nb: start_gateway(nb, store, course, workdir) for nb in NOTEBOOK_ROUTES}
+    url = served(store, workdir, course)
+    gateways = {nb: start_gateway(nb, store, course, workdir, url=url) for nb in NOTEBOOK_ROUTES}
     out: dict[str, dict[int, tuple[float, float]]] = {}
     client = httpx.Client(timeout=600)
     try:

@@ -16,6 +16,14 @@ Why an extract rather than PostgreSQL roles with row-level security or a data AP
   share a B-tree with the rest of the institution), and the extract is analysed (``ANALYZE``)
   for its own distribution.
 
+What an extract has beyond the store's rows is what makes a course's figures fast at the
+size of a MOOC: ``learner_days`` (:data:`~..events.models.learner_days`), the course's
+live statements added up per learner and day, which the day-level routes read instead of
+every statement of the course (on a course of 860,000 statements they went from 0.6 to
+0.9 s a request to 20 to 100 ms), and an index of the scored statements. Both are kept in
+the same transaction as the statements they sum: an update adds up again every day that
+has a statement it copied or voided (:data:`_ROLL_UP`).
+
 An extract is built once (into a new file, renamed into place) and then brought up to date
 in place when its course's data changes (:meth:`CourseExtracts.refresh`, at most every
 ``min_interval`` seconds): the statements stored since (by primary key, which only grows),
@@ -42,12 +50,13 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, func, insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..events.models import (
+    EXTRACT_METADATA,
     Assessment,
     Base,
     Course,
@@ -57,7 +66,9 @@ from ..events.models import (
     SurveyResponse,
     TeamMember,
     VideoStats,
+    learner_days,
 )
+from ..events.queries import VIEWED
 from ..events.store import create_tables, make_engine
 from ..events.xapi import VOIDED
 
@@ -119,6 +130,57 @@ _VOID_NEW = (
     "UPDATE statements SET voided = 1 WHERE voided = 0 AND id IN "
     "(SELECT object_id FROM statements WHERE verb = ? AND pk > ?)"
 )
+
+
+#: learner_days (the per learner and day sums the day-level routes read) brought up to date
+#: after the statements above pk ``:since`` were copied and what they void was voided: every
+#: (course, day) with such a statement, or with a statement they voided, is added up again
+#: from the extract's statements (on a new extract, ``since`` 0: every day). In the copy's
+#: transaction, so a reader sees the statements and their sums of one state.
+_ROLL_UP = (
+    "CREATE TEMP TABLE IF NOT EXISTS touched_days "
+    "(course_id TEXT NOT NULL, day INTEGER NOT NULL, PRIMARY KEY (course_id, day))",
+    "DELETE FROM temp.touched_days",
+    "INSERT OR IGNORE INTO temp.touched_days SELECT course_id, day FROM main.statements "
+    "WHERE pk > :since",
+    "INSERT OR IGNORE INTO temp.touched_days SELECT course_id, day FROM main.statements "
+    "WHERE id IN (SELECT object_id FROM main.statements WHERE verb = :voided AND pk > :since)",
+    "DELETE FROM main.learner_days WHERE (course_id, day) IN "
+    "(SELECT course_id, day FROM temp.touched_days)",
+    "INSERT INTO main.learner_days "
+    "(course_id, day, learner, events, clicks, first_ts, last_ts) "
+    "SELECT s.course_id, s.day, s.learner, count(*), "
+    "coalesce(sum(CASE WHEN s.verb = :viewed THEN s.clicks ELSE 0 END), 0), "
+    "min(s.timestamp), max(s.timestamp) "
+    "FROM temp.touched_days t JOIN main.statements s "
+    "ON s.course_id = t.course_id AND s.day = t.day "
+    "WHERE s.voided = 0 GROUP BY s.course_id, s.day, s.learner",
+)
+
+
+#: indexes an extract has beside the store's: the scored statements of a course by learner
+#: (segments' mean scores: a scan of every statement of the course without it)
+_EXTRACT_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_extract_scored ON statements "
+    "(course_id, learner, day, score, voided) WHERE score IS NOT NULL",
+)
+
+
+def _add_extract_tables(engine) -> None:
+    """What an extract has that the store has not (:data:`EXTRACT_METADATA`'s tables,
+    :data:`_EXTRACT_INDEXES`), where missing."""
+    EXTRACT_METADATA.create_all(engine)
+    with engine.begin() as conn:
+        for sql in _EXTRACT_INDEXES:
+            conn.exec_driver_sql(sql)
+
+
+def _roll_up(execute, since: int) -> None:
+    """Run :data:`_ROLL_UP` with ``execute(sql, params)`` (a sqlite3 connection's, or a
+    SQLAlchemy connection's ``exec_driver_sql``), in the caller's transaction."""
+    params = {"since": int(since), "voided": VOIDED, "viewed": VIEWED}
+    for sql in _ROLL_UP:
+        execute(sql, params)
 
 
 def extract_url(path: str) -> str:
@@ -244,6 +306,7 @@ class CourseExtracts(LoggingConfigurable):
         try:
             target = create_engine(f"sqlite:///{tmp}")
             Base.metadata.create_all(target, tables=list(TABLES))
+            _add_extract_tables(target)
             target.dispose()
             with sqlite3.connect(tmp) as db:
                 db.execute("PRAGMA journal_mode=DELETE")
@@ -258,22 +321,29 @@ class CourseExtracts(LoggingConfigurable):
 
     def _update(self, course: str) -> int:
         target = create_engine(f"sqlite:///{self.path(course)}", connect_args={"timeout": 60})
-        create_tables(target, list(TABLES))  # an extract of an older release: what it lacks
+        # an extract of an older release: what it lacks (learner_days: added up from every day)
+        new_sums = not inspect(target).has_table(learner_days.name)
+        create_tables(target, list(TABLES))
+        _add_extract_tables(target)
         target.dispose()
         with sqlite3.connect(self.path(course), timeout=60) as db:
             since = db.execute("SELECT COALESCE(MAX(pk), 0) FROM statements").fetchone()[0]
-        return self._copy(course, self.path(course), since=since)
+        return self._copy(
+            course, self.path(course), since=since, sums_since=0 if new_sums else None
+        )
 
-    def _copy(self, course: str, target: Path, *, since: int) -> int:
-        """Copy course rows into ``target``: statements with ``pk > since``, the rest whole."""
+    def _copy(self, course: str, target: Path, *, since: int, sums_since: int | None = None) -> int:
+        """Copy course rows into ``target``: statements with ``pk > since``, the rest whole;
+        then learner_days for the days of the statements above ``sums_since`` (default
+        the statements copied) and of those they voided."""
         if self.engine is None:
             return 0
         url = make_url(self.store_url)
         if url.get_backend_name() == "sqlite" and url.database:
-            return self._copy_sqlite(course, target, url.database, since)
-        return self._copy_sql(course, target, since)
+            return self._copy_sqlite(course, target, url.database, since, sums_since)
+        return self._copy_sql(course, target, since, sums_since)
 
-    def _copy_sql(self, course: str, target: Path, since: int) -> int:
+    def _copy_sql(self, course: str, target: Path, since: int, sums_since: int | None) -> int:
         """Copy from a store that is not a SQLite file (PostgreSQL): in one snapshot (a
         REPEATABLE READ transaction), the statements above the extract's safe pk
         (:func:`advance`; ``since`` is 0 for a new extract), the rest whole."""
@@ -309,6 +379,7 @@ class CourseExtracts(LoggingConfigurable):
                         dst.execute(add, [dict(r) for r in batch])
                         count += len(batch)
                 dst.exec_driver_sql(_VOID_NEW, (VOIDED, since))
+                _roll_up(dst.exec_driver_sql, since if sums_since is None else sums_since)
                 if snapshot is not None:
                     top = src.execute(select(func.coalesce(func.max(S.c.pk), 0))).scalar_one()
             if snapshot is not None:  # after the commit: never ahead of the extract
@@ -337,7 +408,9 @@ class CourseExtracts(LoggingConfigurable):
         os.replace(tmp, path)
 
     @staticmethod
-    def _copy_sqlite(course: str, target: Path, database: str, since: int) -> int:
+    def _copy_sqlite(
+        course: str, target: Path, database: str, since: int, sums_since: int | None
+    ) -> int:
         """SQLite to SQLite in SQLite itself (ATTACH, INSERT ... SELECT): no Python per row."""
         path = database[len("file:") :] if database.startswith("file:") else database
         path = path.split("?", 1)[0]
@@ -362,6 +435,7 @@ class CourseExtracts(LoggingConfigurable):
                 )
                 count += cur.rowcount
             db.execute(_VOID_NEW, (VOIDED, since))
+            _roll_up(db.execute, since if sums_since is None else sums_since)
             db.execute("COMMIT")
             db.execute("DETACH DATABASE store")
         finally:

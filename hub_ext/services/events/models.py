@@ -23,6 +23,9 @@ event of one learner at one time; the importer's docstring says why each is a ta
 ``documents`` holds the xAPI document resources (State, Activity Profile, Agent Profile):
 each document belongs to the course of the source that wrote it, like statements.
 
+A course's read-only extract (``analytics.extracts``) has one more, ``learner_days``: its
+statements added up per learner and day (:data:`EXTRACT_METADATA`), which the store has not.
+
 ``sources`` holds the HTTP Basic credentials of the systems allowed to post statements
 (an LMS's logstore_xapi plugin), each for one course; only a salted scrypt hash of each
 secret is kept.
@@ -40,12 +43,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
+    Table,
     Text,
     text,
 )
@@ -379,3 +385,35 @@ class StatementAgent(Base):
 
 
 __all__ += ["StatementActivity", "StatementAgent"]
+
+
+# ------------------------------------------------ what only a course's extract holds
+
+#: the tables of a course's read-only extract that the store does not have: kept by the
+#: analytics service as it brings the extract up to date (``analytics.extracts``), read by
+#: :mod:`.queries` where they exist (a store, or an extract of an older release, has none)
+EXTRACT_METADATA = MetaData()
+
+#: per course, learner and UTC day, the learner's live (not voided) statements of that day
+#: added up: what the day-level figures (summary, daily and weekly activity, the funnel,
+#: segments) read instead of every statement of the course. One row per (course, learner,
+#: day) with at least one statement; ``learner`` is NULL for the statements that map to no
+#: learner, as in ``statements``.
+learner_days = Table(
+    "learner_days",
+    EXTRACT_METADATA,
+    Column("course_id", _COURSE_ID, nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("learner", String(255)),
+    #: the statements
+    Column("events", Integer, nullable=False),
+    #: VLE clicks (the click counts of its ``viewed`` statements: ``queries._clicks``)
+    Column("clicks", Integer, nullable=False),
+    #: the first and last statement's timestamps
+    Column("first_ts", DateTime, nullable=False),
+    Column("last_ts", DateTime, nullable=False),
+    Index("ix_learner_days_day", "course_id", "day", "learner"),
+    Index("ix_learner_days_learner", "course_id", "learner", "day"),
+)
+
+__all__ += ["EXTRACT_METADATA", "learner_days"]

@@ -57,6 +57,7 @@ from .models import (
     SurveyResponse,
     TeamMember,
     VideoStats,
+    learner_days,
 )
 from .store import make_engine
 
@@ -109,6 +110,7 @@ C = Course.__table__
 T = TeamMember.__table__
 V = VideoStats.__table__
 Q = SurveyResponse.__table__
+L = learner_days
 
 
 class BadParameter(ValueError):
@@ -261,21 +263,60 @@ def param_choice(request, name: str, choices: Iterable[str], default: str):
 
 
 def _live_statements(
-    course: str, since: date | None = None, until: date | None = None, *, staff: list[str] = ()
+    course: str,
+    since: date | None = None,
+    until: date | None = None,
+    *,
+    staff: list[str] = (),
+    table=S,
 ) -> list:
     """The WHERE clauses of the course's learners' statements that are not voided (none of
     ``staff``'s), from the day ``since`` to the day ``until`` (both included, either open);
-    :class:`BadParameter` if ``since`` is after ``until``."""
+    :class:`BadParameter` if ``since`` is after ``until``. On ``table`` ``learner_days``
+    (:class:`_DayLevel`), which sums the live statements only: the same rows, summed."""
     if since and until and since > until:
         raise BadParameter("since", f"{since} is after until ({until})")
-    where = [_course_filter(S.c.course_id, course), S.c.voided.is_(False)]
+    where = [_course_filter(table.c.course_id, course)]
+    if table is S:
+        where.append(S.c.voided.is_(False))
     if staff:
-        where.append(S.c.learner.not_in(staff))
+        where.append(table.c.learner.not_in(staff))
     if since:
-        where.append(S.c.day >= _day(since))
+        where.append(table.c.day >= _day(since))
     if until:
-        where.append(S.c.day <= _day(until))
+        where.append(table.c.day <= _day(until))
     return where
+
+
+class _DayLevel:
+    """Where the day-level figures (summary, daily and weekly activity, the funnel, segments)
+    add up from: a course extract's ``learner_days`` (its statements summed per course,
+    learner and day as the extract is brought up to date), else the statements themselves
+    (a store, or an extract made before it kept the sums). The same figures either way:
+    ``learner_days`` holds the live statements only, with the same course, learner and day.
+    """
+
+    def __init__(self, conn):
+        found = (
+            conn.dialect.name == "sqlite"
+            and conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'learner_days'"
+            ).first()
+        )
+        self.summed = bool(found)
+        t = self.table = L if self.summed else S
+        self.day, self.learner = t.c.day, t.c.learner
+        if self.summed:
+            self.events = func.coalesce(func.sum(L.c.events), 0)
+            self.clicks = func.coalesce(func.sum(L.c.clicks), 0)
+            self.first, self.last = func.min(L.c.first_ts), func.max(L.c.last_ts)
+        else:
+            self.events, self.clicks = func.count(), _clicks()
+            self.first, self.last = func.min(S.c.timestamp), func.max(S.c.timestamp)
+
+    def live(self, course: str, since=None, until=None, *, staff: list[str] = ()) -> list:
+        """:func:`_live_statements`' WHERE clauses, on this table."""
+        return _live_statements(course, since, until, staff=staff, table=self.table)
 
 
 def _staff(conn, course: str) -> list[str]:
@@ -351,13 +392,19 @@ def _start_day(conn, course: str, staff: list[str] = ()) -> int | None:
         start = conn.execute(select(C.c.starts_at).where(C.c.id == course)).scalar()
     if start is not None:
         return _day(start.date())
-    return conn.execute(
-        select(func.min(S.c.day)).where(*_live_statements(course, staff=staff))
-    ).scalar()
+    d = _DayLevel(conn)
+    return conn.execute(select(func.min(d.day)).where(*d.live(course, staff=staff))).scalar()
 
 
 def _week(day: int, start: int) -> int:
     return (day - start) // 7
+
+
+def _week_sql(day, start: int):
+    """:func:`_week` in SQL. Integer division truncates towards zero there: shifted so that
+    days before the start fall in negative weeks, as _week's floor division puts them."""
+    shift = 7 * 100_000
+    return ((day - start + shift) // 7 - shift // 7).label("week")
 
 
 def _group_learners(
@@ -400,16 +447,13 @@ def summary(engine: Engine, course: str) -> dict:
                 .group_by(E.c.final_result)
             ).all()
         )
-        live = _live_statements(course, staff=staff)
+        d = _DayLevel(conn)
         events, clicks, learners, first, last = conn.execute(
-            select(
-                func.count(),
-                _clicks(),
-                func.count(distinct(S.c.learner)),
-                func.min(S.c.timestamp),
-                func.max(S.c.timestamp),
-            ).where(*live)
+            select(d.events, d.clicks, func.count(distinct(d.learner)), d.first, d.last).where(
+                *d.live(course, staff=staff)
+            )
         ).one()
+        live = _live_statements(course, staff=staff)
         submissions = conn.execute(  # one per learner and assessment (_submissions)
             select(func.count()).select_from(
                 select(S.c.learner, S.c.object_id)
@@ -426,7 +470,7 @@ def summary(engine: Engine, course: str) -> dict:
         "courses": courses,
         "registrations": enrolled,
         "final_results": dict(sorted(results.items())),
-        "events": events,
+        "events": int(events),
         "clicks": int(clicks),
         "submissions": submissions,
         "active_learners": learners,
@@ -529,10 +573,7 @@ def resource_weeks(
     with engine.connect() as conn:
         start = _start_day(conn, course, _staff(conn, course))
         where = _resource_activity(conn, course, learner, group, since, until)
-        # integer division truncates towards zero in SQL: shifted so that days before the
-        # start fall in negative weeks, as _week's floor division puts them
-        shift = 7 * 100_000
-        week = ((S.c.day - (start or 0) + shift) // 7 - shift // 7).label("week")
+        week = _week_sql(S.c.day, start or 0)
         cells = []
         ids = [r["resource"] for r in resources]
         for i in range(0, len(ids), 500):
@@ -621,15 +662,16 @@ def daily_activity(
 ) -> dict:
     """Per day: distinct learners (``measure=learners``), statements (``events``) or VLE
     clicks (``clicks``)."""
-    value = {
-        "learners": func.count(distinct(S.c.learner)),
-        "events": func.count(),
-        "clicks": _clicks(),
-    }[measure]
     with engine.connect() as conn:
-        where = _live_statements(course, since, until, staff=_staff(conn, course))
+        d = _DayLevel(conn)
+        value = {
+            "learners": func.count(distinct(d.learner)),
+            "events": d.events,
+            "clicks": d.clicks,
+        }[measure]
+        where = d.live(course, since, until, staff=_staff(conn, course))
         rows = conn.execute(
-            select(S.c.day, value).where(*where).group_by(S.c.day).order_by(S.c.day)
+            select(d.day, value).where(*where).group_by(d.day).order_by(d.day)
         ).all()
     return {
         "course": course,
@@ -652,30 +694,29 @@ def weekly_engagement(engine: Engine, course: str) -> dict:
         staff = _staff(conn, course)
         start = _start_day(conn, course, staff)
         enrolled = _enrolled(conn, course, staff)
-        rows = conn.execute(
-            select(S.c.day, S.c.learner, func.count(), _clicks())
-            .where(*_live_statements(course, staff=staff))
-            .group_by(S.c.day, S.c.learner)
-        )
-        weeks: dict[int, dict] = defaultdict(lambda: {"learners": set(), "events": 0, "clicks": 0})
-        for day, learner, events, clicks in rows:
-            w = weeks[_week(day, start)]
-            w["learners"].add(learner)
-            w["events"] += events
-            w["clicks"] += int(clicks)
+        rows = []
+        if start is not None:  # else there is no learner event
+            d = _DayLevel(conn)
+            week = _week_sql(d.day, start)
+            rows = conn.execute(
+                select(week, func.count(distinct(d.learner)), d.events, d.clicks)
+                .where(*d.live(course, staff=staff))
+                .group_by(week)
+                .order_by(week)
+            ).all()
     return {
         "course": course,
         "start": None if start is None else _date(start).isoformat(),
         "enrolled": enrolled,
         "weeks": [
             {
-                "week": week,
-                "active_learners": len(w["learners"]),
-                "active_share": round(len(w["learners"]) / enrolled, 4) if enrolled else None,
-                "events": w["events"],
-                "clicks": w["clicks"],
+                "week": int(week),
+                "active_learners": learners,
+                "active_share": round(learners / enrolled, 4) if enrolled else None,
+                "events": int(events),
+                "clicks": int(clicks),
             }
-            for week, w in sorted(weeks.items())
+            for week, learners, events, clicks in rows
         ],
     }
 
@@ -691,14 +732,17 @@ def funnel(engine: Engine, course: str) -> dict:
         staff = _staff(conn, course)
         start = _start_day(conn, course, staff)
         enrolled = _enrolled(conn, course, staff)
-        rows = conn.execute(
-            select(S.c.learner, S.c.day)
-            .where(*_live_statements(course, staff=staff))
-            .group_by(S.c.learner, S.c.day)
-        )
         weeks_of: dict[str, set[int]] = defaultdict(set)
-        for learner, day in rows:
-            weeks_of[learner].add(_week(day, start))
+        if start is not None:  # else there is no learner event
+            d = _DayLevel(conn)
+            week = _week_sql(d.day, start)
+            rows = conn.execute(
+                select(d.learner, week)
+                .where(*d.live(course, staff=staff))
+                .group_by(d.learner, week)
+            )
+            for learner, w in rows:
+                weeks_of[learner].add(int(w))
     if not weeks_of:
         return {"course": course, "enrolled": enrolled, "weeks": []}
     first = min(min(w) for w in weeks_of.values())
@@ -772,8 +816,13 @@ def segments(
                 )
             ).scalars()
         )
+        d = _DayLevel(conn)
         clicks = dict(
-            conn.execute(select(S.c.learner, _clicks()).where(*where).group_by(S.c.learner)).all()
+            conn.execute(
+                select(d.learner, d.clicks)
+                .where(*d.live(course, since, until, staff=staff))
+                .group_by(d.learner)
+            ).all()
         )
         scored = [*where, S.c.score.is_not(None)]
         mean_score = dict(
