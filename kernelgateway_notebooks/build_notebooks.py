@@ -365,7 +365,9 @@ NOTEBOOKS = {
                 "`rule`): the last step opened in a session has no end and is not measured, so steps that often end a "
                 "session are measured on fewer learners; time on other pages between two openings counts for the "
                 "first step; FutureLearn keeps only each step's first visit, so a return visit counts for the step "
-                "opened before it. Staff are left out.",
+                "opened before it. Staff are left out. A course whose events are dated to the day only "
+                "(OULAD: a click row is a learner's clicks on a site in one day) has no time on step: it is "
+                "listed in `not_measured`, not measured as zeros.",
                 "params": [
                     ("gap", "integer minutes 1-1440, default 55", "the gap that ends a session"),
                     (
@@ -377,6 +379,7 @@ NOTEBOOKS = {
                 "code": 'q.time_on_step(ENGINE, COURSE, gap_minutes=q.param_int(r, "gap", default=q.DEFAULT_SESSION_GAP_MINUTES, '
                 'minimum=1, maximum=1440), limit=q.param_int(r, "limit", minimum=1, maximum=10000))',
                 "example": ("time_on_step", (), {"limit": 2}),
+                "example_course": FL_COURSE,
             },
             {
                 "path": "/assessments",
@@ -429,6 +432,7 @@ NOTEBOOKS = {
                 "charts.time_on_step(q.time_on_step(ENGINE, COURSE, " + GAP + ", "
                 'limit=q.param_int(r, "limit", default=40, minimum=1, maximum=500)))',
                 ("time_on_step", "time_on_step", (), {"limit": 2}, {}),
+                example_course=FL_COURSE,
             ),
             chart(
                 "/charts/assessments",

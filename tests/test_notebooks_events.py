@@ -21,13 +21,16 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from sqlalchemy import select, update
 
 from hub_ext.services.analytics.notebook import check_notebook
 from hub_ext.services.events import queries as q
-from hub_ext.services.events.importers import import_futurelearn
+from hub_ext.services.events.importers import import_futurelearn, import_oulad
+from hub_ext.services.events.models import Course, Statement
 from hub_ext.services.events.store import EventStore
 from tests.events_fixtures import (  # noqa: F401
     NOTEBOOKS,
+    OULAD,
     OuladFacts,
     SandboxedGateways,
     oulad_facts,
@@ -426,11 +429,15 @@ def test_assessment_scores_match_the_csv(gateways, aaa):
     assert any(r["late"] for r in rows.values()) and any(r["missing"] for r in rows.values())
 
 
-def test_time_on_step_validates_and_answers(gateways):
+def test_time_on_step_validates_and_says_an_oulad_course_is_not_measured(gateways):
+    """OULAD dates a click row to its day: the route answered a median of 0 s for every
+    site (all of a day's rows are at midnight); it says the course is not measured."""
     gw = gateways["study_time_and_assessments.ipynb"]
     body = ok(gw.get("/time-on-step", limit="5"))
-    assert body["gap_minutes"] == 55 and len(body["steps"]) == 5
-    assert all(s["median_s"] <= s["p75_s"] for s in body["steps"])
+    assert body["gap_minutes"] == 55 and body["steps"] == [] and body["learners"] == 0
+    assert body["not_measured"] == [
+        {"course": COURSE, "reason": "its events are dated to the day only"}
+    ]
     bad(gw.get("/time-on-step", gap="-5"), "gap")
     bad(gw.get("/time-on-step", limit="many"), "limit")
 
@@ -520,6 +527,45 @@ def test_time_on_step_runs_from_opening_a_step_to_opening_the_next(tmp_path):
     assert got["2.4"][0] == 2 and "measured counts learners" in body["rule"].replace("'", "")
     assert body["learners"] == run.steps.learner_id.nunique()
     assert "last step opened in a session has no end" in body["rule"]
+
+
+def test_time_on_step_leaves_out_the_courses_dated_to_the_day_only(tmp_path, oulad_facts):  # noqa: F811
+    """Every OULAD click row is a learner's clicks on a site in one day (the CSV's ``date``
+    is a day number, nothing finer): opening one site to opening the next is 0 s whatever
+    the learner did, so the figure would be zeros that read as measured. With an OULAD
+    course and a FutureLearn run in one store, the run's figures are those it has alone,
+    and the OULAD course is named as not measured; an OULAD import made before the rule
+    gets it when imported again."""
+    assert all(r["date"].lstrip("-").isdigit() for r in oulad_facts.rows("studentVle"))
+    store = fl_store(tmp_path, "both")
+    alone = q.time_on_step(store.engine, FL_COURSE)
+    head = tmp_path / "head.csv"
+    rows = (OULAD / "original_format" / "studentVle_head13905.csv").read_text().splitlines()
+    head.write_text("\n".join(rows[:200]) + "\n")
+    import_oulad(store, OULAD, student_vle=head)
+    with store.engine.connect() as conn:
+        stamps = conn.execute(
+            select(Statement.timestamp).where(
+                Statement.course_id == COURSE, Statement.verb == q.VIEWED
+            )
+        ).scalars()
+        assert {(t.hour, t.minute, t.second) for t in stamps} == {(0, 0, 0)}
+    both = q.time_on_step(store.engine, "*")
+    assert both["steps"] == alone["steps"] and both["learners"] == alone["learners"]
+    assert [c["course"] for c in both["not_measured"]] == oulad_courses(store)
+    assert COURSE in [c["course"] for c in both["not_measured"]]
+    assert alone["not_measured"] == []
+    # an import made before: its courses lack the attribute until imported again
+    with store.engine.begin() as conn:
+        conn.execute(update(Course).values(attributes={}).where(Course.source == "oulad"))
+    assert q.time_on_step(store.engine, COURSE)["not_measured"] == []
+    import_oulad(store, OULAD, student_vle=head)
+    assert [c["course"] for c in q.time_on_step(store.engine, COURSE)["not_measured"]] == [COURSE]
+
+
+def oulad_courses(store) -> list[str]:
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(select(Course.id).where(Course.source == "oulad")).scalars())
 
 
 def test_same_second_events_give_the_same_answer_in_any_insertion_order(tmp_path):

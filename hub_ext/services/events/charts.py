@@ -378,11 +378,21 @@ def time_on_step(answer: dict) -> dict:
         "sort": [v["label"] for v in values],
     }
     tooltip = _tooltip("step", "measured", "median_s", "p75_s")
+    unmeasured = [c["course"] for c in answer.get("not_measured", ())]
+    note = (
+        f" Not measured (events dated to the day only): {', '.join(unmeasured)}."
+        if unmeasured
+        else ""
+    )
     return _spec(
         "Time on step: seconds per learner",
         f"Bars: the median seconds a learner spent on each step; ticks: the 75th percentile. "
-        f"{answer['rule']}",
-        {k: answer[k] for k in ("course", "gap_minutes", "learners", "rule")},
+        f"{answer['rule']}{note}",
+        {
+            k: answer[k]
+            for k in ("course", "gap_minutes", "learners", "rule", "not_measured")
+            if k in answer
+        },
         data={"values": values},
         encoding={"y": y, "tooltip": tooltip},
         layer=[

@@ -70,6 +70,7 @@ from .models import (
     TeamMember,
     VideoStats,
 )
+from .queries import DAY_TIMESTAMPS
 from .store import EventStore
 from .xapi import CLICKS_EXTENSION, course_iri, to_row
 
@@ -418,7 +419,11 @@ def import_oulad(
             "starts_at": start,
             "length_days": _int(row, "module_presentation_length"),
             "source": "oulad",
-            "attributes": {"code_module": row["code_module"], "code_presentation": row["code_presentation"]},
+            "attributes": {
+                "code_module": row["code_module"], "code_presentation": row["code_presentation"],
+                # a click row is a day's clicks on a site: when in the day is not recorded
+                "timestamps": DAY_TIMESTAMPS,
+            },
         })  # fmt: skip
 
     def course_of(row):

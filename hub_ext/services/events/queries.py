@@ -93,6 +93,9 @@ __all__ = [
 ]
 
 DEFAULT_SESSION_GAP_MINUTES = 55
+#: a course's ``attributes["timestamps"]`` when its events are dated to the day only (OULAD:
+#: a click row is a learner's clicks on a site in one day): no time on step can be measured
+DAY_TIMESTAMPS = "day"
 COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
 VIEWED = "http://id.tincanapi.com/verb/viewed"
 ANSWERED = "http://adlnet.gov/expapi/verbs/answered"
@@ -1037,7 +1040,8 @@ TIME_ON_STEP_RULE = (
     "so a step that often ends a session is measured on fewer learners; time spent on other "
     "pages between two openings is credited to the first step; FutureLearn records only the "
     "first visit of each step, so a return visit is credited to the step opened before it. "
-    "Staff are excluded. 'measured' counts learners."
+    "Staff are excluded. 'measured' counts learners. Courses whose events are dated to the day "
+    "only (OULAD's daily click counts) are not measured: they are listed in 'not_measured'."
 )
 
 
@@ -1070,11 +1074,24 @@ def time_on_step(
 
     with engine.connect() as conn:
         staff = _staff(conn, course)
+        by_day = sorted(
+            conn.execute(
+                select(C.c.id).where(
+                    _course_filter(C.c.id, course),
+                    C.c.attributes["timestamps"].as_string() == DAY_TIMESTAMPS,
+                )
+            ).scalars()
+        )
+        where = [*_live_statements(course, staff=staff), S.c.object_type == "Activity"]
+        if by_day:
+            where.append(S.c.course_id.not_in(by_day))
         rows = conn.execution_options(yield_per=5000).execute(
             select(S.c.learner, S.c.timestamp, S.c.object_id, S.c.verb)
-            .where(*_live_statements(course, staff=staff), S.c.object_type == "Activity")
+            .where(*where)
             .order_by(S.c.learner)
         )
+        if course in by_day:  # nothing to measure: the scan is not made
+            rows = []
         current, events = None, []
         for learner, ts, obj, verb in rows:
             if learner != current:
@@ -1103,6 +1120,9 @@ def time_on_step(
         "rule": TIME_ON_STEP_RULE,
         "learners": len(learners),
         "steps": steps,
+        "not_measured": [
+            {"course": c, "reason": "its events are dated to the day only"} for c in by_day
+        ],
     }
 
 
