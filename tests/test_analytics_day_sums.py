@@ -18,14 +18,14 @@ import contextlib
 import shutil
 import sqlite3
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from hub_ext.services.analytics.extracts import CourseExtracts
 from hub_ext.services.events import queries as q
-from hub_ext.services.events.models import Statement
+from hub_ext.services.events.models import EXTRACT_METADATA, Statement, TeamMember
 from hub_ext.services.events.store import EventStore, make_engine
 from hub_ext.services.events.xapi import VOIDED, to_row, validate_statement
 from tests.events_fixtures import new_database, oulad_store, postgres_url  # noqa: F401
@@ -76,6 +76,45 @@ def extract_sums(extracts: CourseExtracts, course: str) -> dict:
     return out
 
 
+def expected_resource_sums(store: EventStore, course: str, staff=(), start=None) -> dict:
+    """(resource, week or None) -> [clicks, events, learners] of the course's live Activity
+    statements of learners not ``staff``, weeks from the day ``start`` (default: the first
+    such statement's day, as for a course with no start of its own), added up here."""
+    S = Statement.__table__
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(S.c.object_id, S.c.learner, S.c.day, S.c.verb, S.c.clicks).where(
+                S.c.course_id == course, S.c.voided.is_(False), S.c.object_type == "Activity"
+            )
+        ).all()
+    # (a statement of no learner is left out once the course has staff, as SQL's NOT IN
+    # leaves out NULL: the figures' own rule, kept here)
+    rows = [r for r in rows if not staff or (r.learner is not None and r.learner not in staff)]
+    start = min(r.day for r in rows) if start is None else start
+    sums: dict = {}
+    for r in rows:
+        for key in ((r.object_id, None), (r.object_id, (r.day - start) // 7)):
+            s = sums.setdefault(key, [0, 0, set()])
+            s[0] += r.clicks if r.verb == q.VIEWED else 0
+            s[1] += 1
+            if r.learner is not None:  # distinct learners: a statement of none is not one
+                s[2].add(r.learner)
+    return {k: [c, e, len(learners)] for k, (c, e, learners) in sums.items()}
+
+
+def extract_resource_sums(extracts: CourseExtracts, course: str) -> dict:
+    engine = make_engine(f"sqlite:///{extracts.path(course)}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(q.RS)).all()
+            assert q._resource_sums_hold(conn, course)
+    finally:
+        engine.dispose()
+    out = {(r.object_id, r.week): [r.clicks, r.events, r.learners] for r in rows}
+    assert len(out) == len(rows) and {r.course_id for r in rows} <= {course}
+    return out
+
+
 def day_level_figures(engine, course: str) -> dict:
     return {
         "summary": q.summary(engine, course),
@@ -88,6 +127,9 @@ def day_level_figures(engine, course: str) -> dict:
         "segments": q.segments(engine, course),
         "segments_window": q.segments(engine, course, since=datetime(2013, 10, 1).date()),
         "sentiment": q.sentiment_weekly(engine, course),
+        "resources": q.heatmap(engine, course),
+        "heatmap": q.resource_weeks(engine, course, limit=40),
+        "heatmap_filtered": q.resource_weeks(engine, course, group="final_result:Fail", limit=10),
     }  # fmt: skip
 
 
@@ -96,9 +138,9 @@ def test_an_oulad_extract_s_sums_are_its_statements_and_give_the_same_figures(
     tmp_path,
 ):
     """OULAD AAA 2013J (the click table's head, 15,538 statements): every (learner, day)
-    sum equals the statements added up here, and every day-level figure read from the sums
-    equals the same figure read from the statements (the same extract with its sums taken
-    away, as an extract of an earlier release is)."""
+    and heat-map sum equals the statements added up here, and every figure read from the
+    sums equals the same figure read from the statements (the same extract with its sums
+    taken away, as an extract of an earlier release is; or with a resource pending)."""
     course = "aaa-2013j"
     with extracts_of(oulad_store, tmp_path / "data") as extracts:
         extracts.build(course)
@@ -106,21 +148,40 @@ def test_an_oulad_extract_s_sums_are_its_statements_and_give_the_same_figures(
         assert sums == expected_sums(oulad_store, course)
         assert sum(s[0] for s in sums.values()) == 15_538
         assert sum(s[1] for s in sums.values()) == 61_980  # OULAD's sum_click of the head
+        start = (date(2013, 10, 1) - date(1970, 1, 1)).days  # the J presentations' start
+        assert extract_resource_sums(extracts, course) == expected_resource_sums(
+            oulad_store, course, start=start
+        )
         unsummed = tmp_path / "unsummed.sqlite"
         shutil.copy(extracts.path(course), unsummed)
         with sqlite3.connect(unsummed) as db:
-            db.execute("DROP TABLE learner_days")
+            for table in EXTRACT_METADATA.tables:
+                db.execute(f"DROP TABLE {table}")
         summed_engine = make_engine(f"sqlite:///{extracts.path(course)}")
         plain_engine = make_engine(f"sqlite:///{unsummed}")
         try:
             with summed_engine.connect() as a, plain_engine.connect() as b:
                 assert q._DayLevel(a).summed and not q._DayLevel(b).summed
+                assert q._resource_sums_hold(a, course) and not q._resource_sums_hold(b, course)
             summed = day_level_figures(summed_engine, course)
             plain = day_level_figures(plain_engine, course)
         finally:
             summed_engine.dispose()
             plain_engine.dispose()
         assert summed == plain
+        # a resource pending (an update's statements, not summed yet): the statements are read
+        pending = tmp_path / "pending.sqlite"
+        shutil.copy(extracts.path(course), pending)
+        with sqlite3.connect(pending) as db:
+            db.execute("INSERT INTO resource_sums_pending VALUES (?, 'x')", (course,))
+            db.execute("UPDATE resource_sums SET clicks = clicks + 1")  # would show if read
+        pending_engine = make_engine(f"sqlite:///{pending}")
+        try:
+            with pending_engine.connect() as conn:
+                assert not q._resource_sums_hold(conn, course)
+            assert q.resource_weeks(pending_engine, course, limit=40) == plain["heatmap"]
+        finally:
+            pending_engine.dispose()
         assert summed == day_level_figures(oulad_store.engine, course)  # the store's own
         assert summed["weekly"]["weeks"][0]["week"] == -2  # days before the start: negative
 
@@ -155,17 +216,18 @@ def void(row: dict) -> dict:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_updates_keep_the_sums_of_the_days_they_touch_and_only_of_the_course(
+def test_updates_keep_the_sums_of_what_they_touch_and_only_of_the_course(
     kind,
     tmp_path,
     request,
 ):
-    """Three updates: new statements on days already summed and on new ones (with another
-    course's beside them in the store), then a void of a statement summed two updates
-    before, then nothing. After each, the extract's sums equal the statements added up
-    here, and an extract built new from the store; the other course's rows are in neither.
-    On PostgreSQL an update copies the statements above its safe pk again: they must not be
-    counted twice."""
+    """Updates: new statements on days and resources already summed and on new ones (with
+    another course's beside them in the store), a void of a statement summed two updates
+    before, nothing, then an earlier day and a team member (the heat-map's weeks and staff
+    change). After each, the extract's per-day and heat-map sums equal the statements added
+    up here, and an extract built new from the store; the other course's rows are in
+    neither. On PostgreSQL an update copies the statements above its safe pk again: they
+    must not be counted twice."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     else:
@@ -185,6 +247,7 @@ def test_updates_keep_the_sums_of_the_days_they_touch_and_only_of_the_course(
             store.store_statements(first)
             extracts.build(COURSE)
             assert extract_sums(extracts, COURSE) == expected_sums(store, COURSE)
+            assert extract_resource_sums(extracts, COURSE) == expected_resource_sums(store, COURSE)
             assert extract_sums(extracts, COURSE)[("ann", first[0]["day"])][:2] == [2, 3]
 
             store.store_statements([
@@ -194,6 +257,7 @@ def test_updates_keep_the_sums_of_the_days_they_touch_and_only_of_the_course(
             ])  # fmt: skip
             extracts.build(COURSE)
             assert extract_sums(extracts, COURSE) == expected_sums(store, COURSE)
+            assert extract_resource_sums(extracts, COURSE) == expected_resource_sums(store, COURSE)
 
             store.store_statements([void(first[0])])  # summed two updates ago
             extracts.build(COURSE)
@@ -203,9 +267,23 @@ def test_updates_keep_the_sums_of_the_days_they_touch_and_only_of_the_course(
             assert sums[("ann", first[0]["day"])][:2] == [2, 4]  # the 4 clicks, not the 3
             assert (None, first[3]["day"]) in sums  # summed apart, as the statements are
 
+            resources = extract_resource_sums(extracts, COURSE)
+            assert resources == expected_resource_sums(store, COURSE)
+
+            # an earlier day (the weeks move) and a team member (no longer a learner):
+            # every resource is summed again, for the new start and staff
+            store.store_statements([statement("dee", day - timedelta(days=9))])
+            with store.engine.begin() as conn:
+                conn.execute(TeamMember.__table__.insert().values(course_id=COURSE, learner="bob"))
+            extracts.build(COURSE)
+            moved = extract_resource_sums(extracts, COURSE)
+            assert moved == expected_resource_sums(store, COURSE, staff={"bob"}) != resources
+            assert extract_sums(extracts, COURSE) == expected_sums(store, COURSE)
+
             with extracts_of(store, tmp_path / "fresh") as fresh:
                 fresh.build(COURSE)
-                assert extract_sums(fresh, COURSE) == sums
+                assert extract_sums(fresh, COURSE) == extract_sums(extracts, COURSE)
+                assert extract_resource_sums(fresh, COURSE) == moved
     finally:
         store.dispose()
 

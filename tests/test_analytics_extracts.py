@@ -184,7 +184,8 @@ def test_what_a_course_s_notebooks_see_is_its_tables_only(postgres_url, tmp_path
         # the course's rows, and their per-day sums (of the course's rows only)
         assert (
             tables - {"sqlite_stat1", "sqlite_stat4"}
-            == {t.name for t in TABLES} | {"learner_days"}
+            == {t.name for t in TABLES}
+            | {"learner_days", "resource_sums", "resource_sums_basis", "resource_sums_pending"}
             == {t.name for t in TABLES} | set(EXTRACT_METADATA.tables)
         )
         assert [p.name for p in extracts.directory(COURSE).iterdir()] == ["events.sqlite"]

@@ -17,12 +17,20 @@ Why an extract rather than PostgreSQL roles with row-level security or a data AP
   for its own distribution.
 
 What an extract has beyond the store's rows is what makes a course's figures fast at the
-size of a MOOC: ``learner_days`` (:data:`~..events.models.learner_days`), the course's
-live statements added up per learner and day, which the day-level routes read instead of
-every statement of the course (on a course of 860,000 statements they went from 0.6 to
-0.9 s a request to 20 to 100 ms), and an index of the scored statements. Both are kept in
-the same transaction as the statements they sum: an update adds up again every day that
-has a statement it copied or voided (:data:`_ROLL_UP`).
+size of a MOOC (:data:`~..events.models.EXTRACT_METADATA`; on a course of 860,000
+statements the routes that read them went from 0.25 to 1.4 s a request to 3 to 100 ms):
+
+- ``learner_days``, the course's live statements added up per learner and day, which the
+  day-level routes read instead of every statement of the course; kept in the copy's
+  transaction: an update adds up again every day that has a statement it copied or voided
+  (:data:`_ROLL_UP`);
+- ``resource_sums``, the unfiltered heat-map (per resource, and per resource and week),
+  made for the course's start and staff of the time: the copy's transaction marks the
+  resources it touched as pending, and a second transaction sums them again (every
+  resource when the start or the staff changed,
+  :func:`~..events.queries.refresh_resource_sums`); until then, and whenever start or
+  staff differ, the heat-map reads the statements: slower, never wrong;
+- an index of the scored statements (segments' mean scores).
 
 An extract is built once (into a new file, renamed into place) and then brought up to date
 in place when its course's data changes (:meth:`CourseExtracts.refresh`, at most every
@@ -68,7 +76,7 @@ from ..events.models import (
     VideoStats,
     learner_days,
 )
-from ..events.queries import VIEWED
+from ..events.queries import VIEWED, refresh_resource_sums
 from ..events.store import create_tables, make_engine
 from ..events.xapi import VOIDED
 
@@ -155,6 +163,13 @@ _ROLL_UP = (
     "FROM temp.touched_days t JOIN main.statements s "
     "ON s.course_id = t.course_id AND s.day = t.day "
     "WHERE s.voided = 0 GROUP BY s.course_id, s.day, s.learner",
+    # the resources whose heat-map sums are to be made again (queries.refresh_resource_sums)
+    "INSERT OR IGNORE INTO main.resource_sums_pending (course_id, object_id) "
+    "SELECT course_id, object_id FROM main.statements WHERE pk > :since "
+    "AND object_type = 'Activity'",
+    "INSERT OR IGNORE INTO main.resource_sums_pending (course_id, object_id) "
+    "SELECT course_id, object_id FROM main.statements WHERE object_type = 'Activity' AND id IN "
+    "(SELECT object_id FROM main.statements WHERE verb = :voided AND pk > :since)",
 )
 
 
@@ -311,6 +326,7 @@ class CourseExtracts(LoggingConfigurable):
             with sqlite3.connect(tmp) as db:
                 db.execute("PRAGMA journal_mode=DELETE")
             rows = self._copy(course, tmp, since=0)
+            self._sum_resources(tmp, course)
             with sqlite3.connect(tmp) as db:
                 db.execute("ANALYZE")
             os.chmod(tmp, self.file_mode)
@@ -328,9 +344,22 @@ class CourseExtracts(LoggingConfigurable):
         target.dispose()
         with sqlite3.connect(self.path(course), timeout=60) as db:
             since = db.execute("SELECT COALESCE(MAX(pk), 0) FROM statements").fetchone()[0]
-        return self._copy(
+        rows = self._copy(
             course, self.path(course), since=since, sums_since=0 if new_sums else None
         )
+        self._sum_resources(self.path(course), course)
+        return rows
+
+    @staticmethod
+    def _sum_resources(path: Path, course: str) -> None:
+        """The heat-map's sums of the resources pending (all of them when the course's start
+        or staff changed), in a transaction of their own: until it commits, the heat-map
+        reads the statements (:func:`~..events.queries.refresh_resource_sums`)."""
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+        try:
+            refresh_resource_sums(engine, course)
+        finally:
+            engine.dispose()
 
     def _copy(self, course: str, target: Path, *, since: int, sums_since: int | None = None) -> int:
         """Copy course rows into ``target``: statements with ``pk > since``, the rest whole;

@@ -416,4 +416,42 @@ learner_days = Table(
     Index("ix_learner_days_learner", "course_id", "learner", "day"),
 )
 
-__all__ += ["EXTRACT_METADATA", "learner_days"]
+#: the heat-map without filters (every learner, the whole course): per resource (an
+#: ``Activity`` object), VLE clicks, statements and distinct learners, over the whole course
+#: (``week`` NULL: the ranking) and per course week, staff left out. Made for one start and
+#: one staff (``resource_sums_basis``); read only while both are still the course's and no
+#: resource is pending (``resource_sums_pending``), else the statements are read.
+resource_sums = Table(
+    "resource_sums",
+    EXTRACT_METADATA,
+    Column("course_id", _COURSE_ID, nullable=False),
+    Column("object_id", String(512), nullable=False),
+    Column("week", Integer),
+    Column("clicks", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("learners", Integer, nullable=False),
+    Index("ix_resource_sums", "course_id", "week", "object_id", unique=True),
+    Index("ix_resource_sums_object", "course_id", "object_id"),
+)
+#: what ``resource_sums`` of a course were made with: the start day its weeks count from
+#: and the staff it leaves out
+resource_sums_basis = Table(
+    "resource_sums_basis",
+    EXTRACT_METADATA,
+    Column("course_id", _COURSE_ID, primary_key=True),
+    Column("start_day", Integer),
+    Column("staff", JSON, nullable=False),
+)
+#: the resources whose statements changed since their sums were made (written in the copy's
+#: transaction; the sums are then made again, for these resources only)
+resource_sums_pending = Table(
+    "resource_sums_pending",
+    EXTRACT_METADATA,
+    Column("course_id", _COURSE_ID, primary_key=True),
+    Column("object_id", String(512), primary_key=True),
+)
+
+__all__ += [
+    "EXTRACT_METADATA", "learner_days", "resource_sums", "resource_sums_basis",
+    "resource_sums_pending",
+]  # fmt: skip

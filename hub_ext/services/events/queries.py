@@ -46,7 +46,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, and_, case, distinct, func, literal, select
+from sqlalchemy import Engine, and_, case, distinct, func, insert, literal, null, select
 
 from .models import (
     Assessment,
@@ -58,6 +58,9 @@ from .models import (
     TeamMember,
     VideoStats,
     learner_days,
+    resource_sums,
+    resource_sums_basis,
+    resource_sums_pending,
 )
 from .store import make_engine
 
@@ -114,6 +117,7 @@ T = TeamMember.__table__
 V = VideoStats.__table__
 Q = SurveyResponse.__table__
 L = learner_days
+RS, RB, RP = resource_sums, resource_sums_basis, resource_sums_pending
 
 
 class BadParameter(ValueError):
@@ -291,6 +295,16 @@ def _live_statements(
     return where
 
 
+def _extract_has(conn, table) -> bool:
+    """Whether the database is a course extract with ``table`` (one of the sums only an
+    extract keeps: :data:`~.models.EXTRACT_METADATA`)."""
+    return conn.dialect.name == "sqlite" and bool(
+        conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+        ).first()
+    )
+
+
 class _DayLevel:
     """Where the day-level figures (summary, daily and weekly activity, the funnel, segments)
     add up from: a course extract's ``learner_days`` (its statements summed per course,
@@ -300,13 +314,7 @@ class _DayLevel:
     """
 
     def __init__(self, conn):
-        found = (
-            conn.dialect.name == "sqlite"
-            and conn.exec_driver_sql(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'learner_days'"
-            ).first()
-        )
-        self.summed = bool(found)
+        self.summed = _extract_has(conn, L)
         t = self.table = L if self.summed else S
         self.day, self.learner = t.c.day, t.c.learner
         if self.summed:
@@ -510,19 +518,21 @@ def heatmap(
 ) -> dict:
     """VLE clicks, events and distinct learners per resource (most clicked first)."""
     with engine.connect() as conn:
-        where = _resource_activity(conn, course, learner, group, since, until)
-        clicks = _clicks().label("clicks")
-        q = (
-            select(
-                S.c.object_id,
-                clicks,
-                func.count().label("events"),
-                func.count(distinct(S.c.learner)).label("learners"),
+        if (
+            learner is None
+            and group is None
+            and since is None
+            and until is None
+            and (_resource_sums_hold(conn, course))
+        ):  # the extract's sums of exactly these figures
+            q = (
+                select(RS.c.object_id, RS.c.clicks, RS.c.events, RS.c.learners)
+                .where(RS.c.course_id == course, RS.c.week.is_(None))
+                .order_by(RS.c.clicks.desc(), RS.c.object_id)
             )
-            .where(*where)
-            .group_by(S.c.object_id)
-            .order_by(clicks.desc(), S.c.object_id)
-        )
+        else:
+            q = _resource_figures(_resource_activity(conn, course, learner, group, since, until))
+            q = q.order_by(q.selected_columns.clicks.desc(), S.c.object_id)
         if limit:
             q = q.limit(limit)
         rows = conn.execute(q).all()
@@ -575,21 +585,26 @@ def resource_weeks(
     resources = ranked["resources"]
     with engine.connect() as conn:
         start = _start_day(conn, course, _staff(conn, course))
-        where = _resource_activity(conn, course, learner, group, since, until)
-        week = _week_sql(S.c.day, start or 0)
+        summed = (
+            learner is None
+            and group is None
+            and since is None
+            and until is None
+            and (_resource_sums_hold(conn, course))
+        )
+        if summed:  # the extract's sums of exactly these cells
+            query = select(RS.c.object_id, RS.c.week, RS.c.clicks, RS.c.learners).where(
+                RS.c.course_id == course, RS.c.week.is_not(None)
+            )
+        else:
+            query = _resource_figures(
+                _resource_activity(conn, course, learner, group, since, until), start, weekly=True
+            )
         cells = []
         ids = [r["resource"] for r in resources]
+        object_id = RS.c.object_id if summed else S.c.object_id
         for i in range(0, len(ids), 500):
-            cells += conn.execute(
-                select(
-                    S.c.object_id,
-                    week,
-                    _clicks().label("clicks"),
-                    func.count(distinct(S.c.learner)).label("learners"),
-                )
-                .where(*where, S.c.object_id.in_(ids[i : i + 500]))
-                .group_by(S.c.object_id, week)
-            ).all()
+            cells += conn.execute(query.where(object_id.in_(ids[i : i + 500]))).all()
     order = {rid: n for n, rid in enumerate(ids)}
     cells.sort(key=lambda c: (order[c.object_id], c.week))
     return {
@@ -607,6 +622,78 @@ def resource_weeks(
             for c in cells
         ],  # fmt: skip
     }
+
+
+def _resource_figures(where: list, start: int | None = None, *, weekly: bool = False):
+    """Per resource (and per course week from ``start`` when ``weekly``: the heat-map's
+    cells) of the statements ``where`` selects: VLE clicks, statements, distinct learners."""
+    keys = [S.c.object_id, *([_week_sql(S.c.day, start or 0)] if weekly else [])]
+    return (
+        select(
+            *keys,
+            _clicks().label("clicks"),
+            func.count().label("events"),
+            func.count(distinct(S.c.learner)).label("learners"),
+        )
+        .where(*where)
+        .group_by(*keys)
+    )
+
+
+def _resource_sums_basis(conn, course: str) -> dict:
+    """What a course's heat-map sums must have been made with to hold now."""
+    staff = _staff(conn, course)
+    return {"start_day": _start_day(conn, course, staff), "staff": staff}
+
+
+def _resource_sums_hold(conn, course: str) -> bool:
+    """Whether a course extract's ``resource_sums`` are the unfiltered heat-map of the
+    course as it is: made for its start and staff now, and no resource pending."""
+    if course == "*" or not _extract_has(conn, RB):
+        return False
+    basis = conn.execute(select(RB.c.start_day, RB.c.staff).where(RB.c.course_id == course)).first()
+    if basis is None or dict(basis._mapping) != _resource_sums_basis(conn, course):
+        return False
+    pending = select(RP.c.object_id).where(RP.c.course_id == course).limit(1)
+    return conn.execute(pending).first() is None
+
+
+def refresh_resource_sums(engine: Engine, course: str) -> None:
+    """Make a course extract's heat-map sums (``resource_sums``) of the resources pending
+    again, or of every resource when the course's start or staff is not what they were made
+    with; in one transaction. The extract's maintenance calls it after each update; the
+    figures are the unfiltered :func:`heatmap` and :func:`resource_weeks`, by their own
+    queries (the same WHERE, the same aggregates)."""
+    with engine.begin() as conn:
+        basis = _resource_sums_basis(conn, course)
+        made = conn.execute(
+            select(RB.c.start_day, RB.c.staff).where(RB.c.course_id == course)
+        ).first()
+        pending = sorted(
+            conn.execute(select(RP.c.object_id).where(RP.c.course_id == course)).scalars()
+        )
+        if made is None or dict(made._mapping) != basis:
+            conn.execute(RS.delete().where(RS.c.course_id == course))
+            chunks = [None]  # every resource
+        else:
+            chunks = [pending[i : i + 500] for i in range(0, len(pending), 500)]
+        where = _resource_activity(conn, course, None, None, None, None)
+        columns = ["course_id", "object_id", "week", "clicks", "events", "learners"]
+        for chunk in chunks:
+            if chunk is None:
+                these = where
+            else:
+                these = [*where, S.c.object_id.in_(chunk)]
+                conn.execute(RS.delete().where(RS.c.course_id == course, RS.c.object_id.in_(chunk)))
+            for weekly in (False, True):
+                figures = _resource_figures(these, basis["start_day"], weekly=weekly).subquery()
+                week = figures.c.week if weekly else null()
+                rows = select(literal(course), figures.c.object_id, week,
+                              *[figures.c[k] for k in ("clicks", "events", "learners")])  # fmt: skip
+                conn.execute(insert(RS).from_select(columns, rows))
+        conn.execute(RP.delete().where(RP.c.course_id == course))
+        conn.execute(RB.delete().where(RB.c.course_id == course))
+        conn.execute(insert(RB).values(course_id=course, **basis))
 
 
 def not_opened(engine: Engine, course: str, resource: str) -> dict | None:
