@@ -115,6 +115,19 @@ def extract_resource_sums(extracts: CourseExtracts, course: str) -> dict:
     return out
 
 
+def assert_week_figures_are_the_store_s(extracts: CourseExtracts, store: EventStore) -> None:
+    """The extract's weekly activity and funnel (its week sums) are the store's (which has
+    no sums: its statements are read)."""
+    engine = make_engine(f"sqlite:///{extracts.path(COURSE)}")
+    try:
+        with engine.connect() as conn:
+            assert q._week_sums_made(conn, COURSE)
+        for figure in (q.weekly_engagement, q.funnel):
+            assert figure(engine, COURSE) == figure(store.engine, COURSE)
+    finally:
+        engine.dispose()
+
+
 def day_level_figures(engine, course: str) -> dict:
     return {
         "summary": q.summary(engine, course),
@@ -163,6 +176,7 @@ def test_an_oulad_extract_s_sums_are_its_statements_and_give_the_same_figures(
             with summed_engine.connect() as a, plain_engine.connect() as b:
                 assert q._DayLevel(a).summed and not q._DayLevel(b).summed
                 assert q._resource_sums_hold(a, course) and not q._resource_sums_hold(b, course)
+                assert q._week_sums_made(a, course) and not q._week_sums_made(b, course)
             summed = day_level_figures(summed_engine, course)
             plain = day_level_figures(plain_engine, course)
         finally:
@@ -175,11 +189,17 @@ def test_an_oulad_extract_s_sums_are_its_statements_and_give_the_same_figures(
         with sqlite3.connect(pending) as db:
             db.execute("INSERT INTO resource_sums_pending VALUES (?, 'x')", (course,))
             db.execute("UPDATE resource_sums SET clicks = clicks + 1")  # would show if read
+            # and week sums of the course before an update (which unmarks them)
+            db.execute("DELETE FROM week_sums_made")
+            db.execute("UPDATE funnel_sums SET reached = reached + 1")
+            db.execute("UPDATE weekly_sums SET events = events + 1")
         pending_engine = make_engine(f"sqlite:///{pending}")
         try:
             with pending_engine.connect() as conn:
                 assert not q._resource_sums_hold(conn, course)
             assert q.resource_weeks(pending_engine, course, limit=40) == plain["heatmap"]
+            assert q.funnel(pending_engine, course) == plain["funnel"]
+            assert q.weekly_engagement(pending_engine, course) == plain["weekly"]
         finally:
             pending_engine.dispose()
         assert summed == day_level_figures(oulad_store.engine, course)  # the store's own
@@ -248,6 +268,7 @@ def test_updates_keep_the_sums_of_what_they_touch_and_only_of_the_course(
             extracts.build(COURSE)
             assert extract_sums(extracts, COURSE) == expected_sums(store, COURSE)
             assert extract_resource_sums(extracts, COURSE) == expected_resource_sums(store, COURSE)
+            assert_week_figures_are_the_store_s(extracts, store)
             assert extract_sums(extracts, COURSE)[("ann", first[0]["day"])][:2] == [2, 3]
 
             store.store_statements([
@@ -258,6 +279,7 @@ def test_updates_keep_the_sums_of_what_they_touch_and_only_of_the_course(
             extracts.build(COURSE)
             assert extract_sums(extracts, COURSE) == expected_sums(store, COURSE)
             assert extract_resource_sums(extracts, COURSE) == expected_resource_sums(store, COURSE)
+            assert_week_figures_are_the_store_s(extracts, store)
 
             store.store_statements([void(first[0])])  # summed two updates ago
             extracts.build(COURSE)
@@ -269,6 +291,7 @@ def test_updates_keep_the_sums_of_what_they_touch_and_only_of_the_course(
 
             resources = extract_resource_sums(extracts, COURSE)
             assert resources == expected_resource_sums(store, COURSE)
+            assert_week_figures_are_the_store_s(extracts, store)
 
             # an earlier day (the weeks move) and a team member (no longer a learner):
             # every resource is summed again, for the new start and staff
@@ -279,6 +302,7 @@ def test_updates_keep_the_sums_of_what_they_touch_and_only_of_the_course(
             moved = extract_resource_sums(extracts, COURSE)
             assert moved == expected_resource_sums(store, COURSE, staff={"bob"}) != resources
             assert extract_sums(extracts, COURSE) == expected_sums(store, COURSE)
+            assert_week_figures_are_the_store_s(extracts, store)
 
             with extracts_of(store, tmp_path / "fresh") as fresh:
                 fresh.build(COURSE)

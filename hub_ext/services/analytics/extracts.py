@@ -30,6 +30,9 @@ statements the routes that read them went from 0.25 to 1.4 s a request to 3 to 1
   resource when the start or the staff changed,
   :func:`~..events.queries.refresh_resource_sums`); until then, and whenever start or
   staff differ, the heat-map reads the statements: slower, never wrong;
+- ``weekly_sums`` and ``funnel_sums``, the course's weekly activity and funnel as the last
+  update left it: the copy's transaction unmarks them (``week_sums_made``), the second
+  transaction makes them again (:func:`~..events.queries.refresh_week_sums`);
 - an index of the scored statements (segments' mean scores).
 
 An extract is built once (into a new file, renamed into place) and then brought up to date
@@ -76,7 +79,7 @@ from ..events.models import (
     VideoStats,
     learner_days,
 )
-from ..events.queries import VIEWED, refresh_resource_sums
+from ..events.queries import VIEWED, refresh_resource_sums, refresh_week_sums
 from ..events.store import create_tables, make_engine
 from ..events.xapi import VOIDED
 
@@ -170,6 +173,9 @@ _ROLL_UP = (
     "INSERT OR IGNORE INTO main.resource_sums_pending (course_id, object_id) "
     "SELECT course_id, object_id FROM main.statements WHERE object_type = 'Activity' AND id IN "
     "(SELECT object_id FROM main.statements WHERE verb = :voided AND pk > :since)",
+    # the week sums are the course's before this update: not read until made again
+    # (queries.refresh_week_sums)
+    "DELETE FROM main.week_sums_made",
 )
 
 
@@ -353,11 +359,14 @@ class CourseExtracts(LoggingConfigurable):
     @staticmethod
     def _sum_resources(path: Path, course: str) -> None:
         """The heat-map's sums of the resources pending (all of them when the course's start
-        or staff changed), in a transaction of their own: until it commits, the heat-map
-        reads the statements (:func:`~..events.queries.refresh_resource_sums`)."""
+        or staff changed) and the week sums, each in a transaction of its own: until it
+        commits, the routes read the statements
+        (:func:`~..events.queries.refresh_resource_sums`,
+        :func:`~..events.queries.refresh_week_sums`)."""
         engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
         try:
             refresh_resource_sums(engine, course)
+            refresh_week_sums(engine, course)
         finally:
             engine.dispose()
 

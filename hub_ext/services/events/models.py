@@ -451,7 +451,29 @@ resource_sums_pending = Table(
     Column("object_id", String(512), primary_key=True),
 )
 
+
+#: a course's weekly activity (``queries.weekly_engagement``'s weeks, but the share of the
+#: enrolled) and weekly funnel (``queries.funnel``'s), as the last update left the course:
+#: made again after every update, read only while ``week_sums_made`` names the course (the
+#: update's transaction empties it first)
+def _counts_per_week(name: str, *counts: str) -> Table:
+    """An extract's table of whole-number ``counts`` per course and course week."""
+    return Table(
+        name,
+        EXTRACT_METADATA,
+        Column("course_id", _COURSE_ID, primary_key=True),
+        Column("week", Integer, primary_key=True),
+        *[Column(count, Integer, nullable=False) for count in counts],
+    )
+
+
+weekly_sums = _counts_per_week("weekly_sums", "active_learners", "events", "clicks")
+funnel_sums = _counts_per_week("funnel_sums", "reached", "active", "active_every_week")
+week_sums_made = Table(
+    "week_sums_made", EXTRACT_METADATA, Column("course_id", _COURSE_ID, primary_key=True)
+)
+
 __all__ += [
-    "EXTRACT_METADATA", "learner_days", "resource_sums", "resource_sums_basis",
-    "resource_sums_pending",
+    "EXTRACT_METADATA", "funnel_sums", "learner_days", "resource_sums", "resource_sums_basis",
+    "resource_sums_pending", "week_sums_made", "weekly_sums",
 ]  # fmt: skip

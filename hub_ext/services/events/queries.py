@@ -57,10 +57,13 @@ from .models import (
     SurveyResponse,
     TeamMember,
     VideoStats,
+    funnel_sums,
     learner_days,
     resource_sums,
     resource_sums_basis,
     resource_sums_pending,
+    week_sums_made,
+    weekly_sums,
 )
 from .store import make_engine
 
@@ -118,6 +121,7 @@ V = VideoStats.__table__
 Q = SurveyResponse.__table__
 L = learner_days
 RS, RB, RP = resource_sums, resource_sums_basis, resource_sums_pending
+WS, FS, WM = weekly_sums, funnel_sums, week_sums_made
 
 
 class BadParameter(ValueError):
@@ -778,63 +782,73 @@ def _enrolled(conn, course: str, staff: list[str]) -> int:
     ).scalar()
 
 
+def _weekly_rows(conn, course: str, staff: list[str], start: int | None) -> list[tuple]:
+    """(week, active learners, events, clicks) of each course week with a statement."""
+    if start is None:  # there is no learner event
+        return []
+    d = _DayLevel(conn)
+    week = _week_sql(d.day, start)
+    rows = conn.execute(
+        select(week, func.count(distinct(d.learner)), d.events, d.clicks)
+        .where(*d.live(course, staff=staff))
+        .group_by(week)
+        .order_by(week)
+    )
+    return [(int(w), learners, int(events), int(clicks)) for w, learners, events, clicks in rows]
+
+
+def _week_sums_made(conn, course: str) -> bool:
+    """Whether a course extract's week sums are those of the course as it is (made since
+    its last update)."""
+    if course == "*" or not _extract_has(conn, WM):
+        return False
+    return conn.execute(select(WM.c.course_id).where(WM.c.course_id == course)).first() is not None
+
+
 def weekly_engagement(engine: Engine, course: str) -> dict:
     """Per course week: active learners, their share of the enrolled, events, VLE clicks."""
     with engine.connect() as conn:
         staff = _staff(conn, course)
         start = _start_day(conn, course, staff)
         enrolled = _enrolled(conn, course, staff)
-        rows = []
-        if start is not None:  # else there is no learner event
-            d = _DayLevel(conn)
-            week = _week_sql(d.day, start)
+        if _week_sums_made(conn, course):
             rows = conn.execute(
-                select(week, func.count(distinct(d.learner)), d.events, d.clicks)
-                .where(*d.live(course, staff=staff))
-                .group_by(week)
-                .order_by(week)
+                select(WS.c.week, WS.c.active_learners, WS.c.events, WS.c.clicks)
+                .where(WS.c.course_id == course)
+                .order_by(WS.c.week)
             ).all()
+        else:
+            rows = _weekly_rows(conn, course, staff, start)
     return {
         "course": course,
         "start": None if start is None else _date(start).isoformat(),
         "enrolled": enrolled,
         "weeks": [
             {
-                "week": int(week),
+                "week": week,
                 "active_learners": learners,
                 "active_share": round(learners / enrolled, 4) if enrolled else None,
-                "events": int(events),
-                "clicks": int(clicks),
+                "events": events,
+                "clicks": clicks,
             }
             for week, learners, events, clicks in rows
         ],
     }
 
 
-def funnel(engine: Engine, course: str) -> dict:
-    """The weekly progress funnel: per week, learners still around and learners active.
-
-    ``reached``: enrolled learners whose last activity is in this week or later (they got
-    this far); ``active``: learners with activity in this week; ``active_every_week``:
-    learners active in every week from the first to this one.
-    """
-    with engine.connect() as conn:
-        staff = _staff(conn, course)
-        start = _start_day(conn, course, staff)
-        enrolled = _enrolled(conn, course, staff)
-        weeks_of: dict[str, set[int]] = defaultdict(set)
-        if start is not None:  # else there is no learner event
-            d = _DayLevel(conn)
-            week = _week_sql(d.day, start)
-            rows = conn.execute(
-                select(d.learner, week)
-                .where(*d.live(course, staff=staff))
-                .group_by(d.learner, week)
-            )
-            for learner, w in rows:
-                weeks_of[learner].add(int(w))
+def _funnel_weeks(conn, course: str, staff: list[str], start: int | None) -> list[dict]:
+    """:func:`funnel`'s weeks."""
+    weeks_of: dict[str, set[int]] = defaultdict(set)
+    if start is not None:  # else there is no learner event
+        d = _DayLevel(conn)
+        week = _week_sql(d.day, start)
+        rows = conn.execute(
+            select(d.learner, week).where(*d.live(course, staff=staff)).group_by(d.learner, week)
+        )
+        for learner, w in rows:
+            weeks_of[learner].add(int(w))
     if not weeks_of:
-        return {"course": course, "enrolled": enrolled, "weeks": []}
+        return []
     first = min(min(w) for w in weeks_of.values())
     last = max(max(w) for w in weeks_of.values())
     span = last - first + 1
@@ -852,11 +866,61 @@ def funnel(engine: Engine, course: str) -> dict:
         if run:
             runs_end[run - 1] += 1
     reached, every = _from_the_end(ends), _from_the_end(runs_end)
-    out = [
+    return [
         {"week": first + i, "reached": reached[i], "active": active[i], "active_every_week": every[i]}
         for i in range(span)
     ]  # fmt: skip
+
+
+def funnel(engine: Engine, course: str) -> dict:
+    """The weekly progress funnel: per week, learners still around and learners active.
+
+    ``reached``: enrolled learners whose last activity is in this week or later (they got
+    this far); ``active``: learners with activity in this week; ``active_every_week``:
+    learners active in every week from the first to this one.
+    """
+    with engine.connect() as conn:
+        staff = _staff(conn, course)
+        start = _start_day(conn, course, staff)
+        enrolled = _enrolled(conn, course, staff)
+        if _week_sums_made(conn, course):
+            columns = ("week", "reached", "active", "active_every_week")
+            out = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(*[FS.c[k] for k in columns])
+                    .where(FS.c.course_id == course)
+                    .order_by(FS.c.week)
+                )
+            ]
+        else:
+            out = _funnel_weeks(conn, course, staff, start)
+    if not out:
+        return {"course": course, "enrolled": enrolled, "weeks": []}
     return {"course": course, "enrolled": enrolled, "start": _date(start).isoformat(), "weeks": out}
+
+
+def refresh_week_sums(engine: Engine, course: str) -> None:
+    """Make a course extract's weekly activity and funnel sums again (``weekly_sums``,
+    ``funnel_sums``), by :func:`weekly_engagement`'s and :func:`funnel`'s own queries, and
+    mark them made; in one transaction. The extract's maintenance calls it after each
+    update (whose transaction unmarks them first)."""
+    with engine.begin() as conn:
+        staff = _staff(conn, course)
+        start = _start_day(conn, course, staff)
+        weekly = _weekly_rows(conn, course, staff, start)
+        weeks = _funnel_weeks(conn, course, staff, start)
+        for table in (WS, FS, WM):
+            conn.execute(table.delete().where(table.c.course_id == course))
+        columns = ("week", "active_learners", "events", "clicks")
+        if weekly:
+            conn.execute(
+                insert(WS),
+                [{"course_id": course, **dict(zip(columns, r, strict=True))} for r in weekly],
+            )
+        if weeks:
+            conn.execute(insert(FS), [{"course_id": course, **w} for w in weeks])
+        conn.execute(insert(WM).values(course_id=course))
 
 
 def _from_the_end(counts: list[int]) -> list[int]:
