@@ -107,7 +107,7 @@ def extract_resource_sums(extracts: CourseExtracts, course: str) -> dict:
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(q.RS)).all()
-            assert q._resource_sums_hold(conn, course)
+            assert q._sums_made(conn, course)
     finally:
         engine.dispose()
     out = {(r.object_id, r.week): [r.clicks, r.events, r.learners] for r in rows}
@@ -121,7 +121,7 @@ def assert_week_figures_are_the_store_s(extracts: CourseExtracts, store: EventSt
     engine = make_engine(f"sqlite:///{extracts.path(COURSE)}")
     try:
         with engine.connect() as conn:
-            assert q._week_sums_made(conn, COURSE)
+            assert q._sums_made(conn, COURSE)
         for figure in (q.weekly_engagement, q.funnel):
             assert figure(engine, COURSE) == figure(store.engine, COURSE)
     finally:
@@ -153,7 +153,7 @@ def test_an_oulad_extract_s_sums_are_its_statements_and_give_the_same_figures(
     """OULAD AAA 2013J (the click table's head, 15,538 statements): every (learner, day)
     and heat-map sum equals the statements added up here, and every figure read from the
     sums equals the same figure read from the statements (the same extract with its sums
-    taken away, as an extract of an earlier release is; or with a resource pending)."""
+    taken away, as an extract of an earlier release is; or unmarked, as an update leaves them)."""
     course = "aaa-2013j"
     with extracts_of(oulad_store, tmp_path / "data") as extracts:
         extracts.build(course)
@@ -175,28 +175,25 @@ def test_an_oulad_extract_s_sums_are_its_statements_and_give_the_same_figures(
         try:
             with summed_engine.connect() as a, plain_engine.connect() as b:
                 assert q._DayLevel(a).summed and not q._DayLevel(b).summed
-                assert q._resource_sums_hold(a, course) and not q._resource_sums_hold(b, course)
-                assert q._week_sums_made(a, course) and not q._week_sums_made(b, course)
+                assert q._sums_made(a, course) and not q._sums_made(b, course)
             summed = day_level_figures(summed_engine, course)
             plain = day_level_figures(plain_engine, course)
         finally:
             summed_engine.dispose()
             plain_engine.dispose()
         assert summed == plain
-        # a resource pending (an update's statements, not summed yet): the statements are read
+        # unmarked (an update's statements, not summed yet): learner_days and the statements
         pending = tmp_path / "pending.sqlite"
         shutil.copy(extracts.path(course), pending)
         with sqlite3.connect(pending) as db:
-            db.execute("INSERT INTO resource_sums_pending VALUES (?, 'x')", (course,))
+            db.execute("DELETE FROM sums_made")  # as an update leaves them
             db.execute("UPDATE resource_sums SET clicks = clicks + 1")  # would show if read
-            # and week sums of the course before an update (which unmarks them)
-            db.execute("DELETE FROM week_sums_made")
             db.execute("UPDATE funnel_sums SET reached = reached + 1")
             db.execute("UPDATE weekly_sums SET events = events + 1")
         pending_engine = make_engine(f"sqlite:///{pending}")
         try:
             with pending_engine.connect() as conn:
-                assert not q._resource_sums_hold(conn, course)
+                assert not q._sums_made(conn, course) and q._DayLevel(conn).summed
             assert q.resource_weeks(pending_engine, course, limit=40) == plain["heatmap"]
             assert q.funnel(pending_engine, course) == plain["funnel"]
             assert q.weekly_engagement(pending_engine, course) == plain["weekly"]
@@ -243,8 +240,8 @@ def test_updates_keep_the_sums_of_what_they_touch_and_only_of_the_course(
 ):
     """Updates: new statements on days and resources already summed and on new ones (with
     another course's beside them in the store), a void of a statement summed two updates
-    before, nothing, then an earlier day and a team member (the heat-map's weeks and staff
-    change). After each, the extract's per-day and heat-map sums equal the statements added
+    before, nothing, then a team member and an earlier day (the heat-map's staff and
+    weeks change). After each, the extract's per-day and heat-map sums equal the statements added
     up here, and an extract built new from the store; the other course's rows are in
     neither. On PostgreSQL an update copies the statements above its safe pk again: they
     must not be counted twice."""
@@ -293,14 +290,18 @@ def test_updates_keep_the_sums_of_what_they_touch_and_only_of_the_course(
             assert resources == expected_resource_sums(store, COURSE)
             assert_week_figures_are_the_store_s(extracts, store)
 
-            # an earlier day (the weeks move) and a team member (no longer a learner):
-            # every resource is summed again, for the new start and staff
-            store.store_statements([statement("dee", day - timedelta(days=9))])
+            # a team member (no longer a learner; no statement of theirs is new), then an
+            # earlier day (the weeks move): every resource is summed again each time
             with store.engine.begin() as conn:
                 conn.execute(TeamMember.__table__.insert().values(course_id=COURSE, learner="bob"))
             extracts.build(COURSE)
+            staffed = extract_resource_sums(extracts, COURSE)
+            assert staffed == expected_resource_sums(store, COURSE, staff={"bob"}) != resources
+            assert_week_figures_are_the_store_s(extracts, store)
+            store.store_statements([statement("dee", day - timedelta(days=9))])
+            extracts.build(COURSE)
             moved = extract_resource_sums(extracts, COURSE)
-            assert moved == expected_resource_sums(store, COURSE, staff={"bob"}) != resources
+            assert moved == expected_resource_sums(store, COURSE, staff={"bob"}) != staffed
             assert extract_sums(extracts, COURSE) == expected_sums(store, COURSE)
             assert_week_figures_are_the_store_s(extracts, store)
 

@@ -186,7 +186,7 @@ def test_what_a_course_s_notebooks_see_is_its_tables_only(postgres_url, tmp_path
             tables - {"sqlite_stat1", "sqlite_stat4"}
             == {t.name for t in TABLES}
             | {"learner_days", "resource_sums", "resource_sums_basis", "resource_sums_pending"}
-            | {"weekly_sums", "funnel_sums", "week_sums_made"}
+            | {"weekly_sums", "funnel_sums", "sums_made"}
             == {t.name for t in TABLES} | set(EXTRACT_METADATA.tables)
         )
         assert [p.name for p in extracts.directory(COURSE).iterdir()] == ["events.sqlite"]

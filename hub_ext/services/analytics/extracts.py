@@ -25,14 +25,12 @@ statements the routes that read them went from 0.25 to 1.4 s a request to 3 to 1
   transaction: an update adds up again every day that has a statement it copied or voided
   (:data:`_ROLL_UP`);
 - ``resource_sums``, the unfiltered heat-map (per resource, and per resource and week),
-  made for the course's start and staff of the time: the copy's transaction marks the
-  resources it touched as pending, and a second transaction sums them again (every
-  resource when the start or the staff changed,
-  :func:`~..events.queries.refresh_resource_sums`); until then, and whenever start or
-  staff differ, the heat-map reads the statements: slower, never wrong;
-- ``weekly_sums`` and ``funnel_sums``, the course's weekly activity and funnel as the last
-  update left it: the copy's transaction unmarks them (``week_sums_made``), the second
-  transaction makes them again (:func:`~..events.queries.refresh_week_sums`);
+  and ``weekly_sums`` and ``funnel_sums``, the weekly activity and funnel: the copy's
+  transaction unmarks them (``sums_made``) and notes the resources it touched, a second
+  transaction makes them again (the heat-map's of those resources only, or of every one
+  when the course's start or staff changed) and marks them
+  (:func:`~..events.queries.refresh_sums`); until then the routes read ``learner_days``
+  and the statements: slower, never wrong;
 - an index of the scored statements (segments' mean scores).
 
 An extract is built once (into a new file, renamed into place) and then brought up to date
@@ -79,7 +77,7 @@ from ..events.models import (
     VideoStats,
     learner_days,
 )
-from ..events.queries import VIEWED, refresh_resource_sums, refresh_week_sums
+from ..events.queries import VIEWED, refresh_sums
 from ..events.store import create_tables, make_engine
 from ..events.xapi import VOIDED
 
@@ -166,16 +164,16 @@ _ROLL_UP = (
     "FROM temp.touched_days t JOIN main.statements s "
     "ON s.course_id = t.course_id AND s.day = t.day "
     "WHERE s.voided = 0 GROUP BY s.course_id, s.day, s.learner",
-    # the resources whose heat-map sums are to be made again (queries.refresh_resource_sums)
+    # the resources whose heat-map sums are to be made again (queries.refresh_sums)
     "INSERT OR IGNORE INTO main.resource_sums_pending (course_id, object_id) "
     "SELECT course_id, object_id FROM main.statements WHERE pk > :since "
     "AND object_type = 'Activity'",
     "INSERT OR IGNORE INTO main.resource_sums_pending (course_id, object_id) "
     "SELECT course_id, object_id FROM main.statements WHERE object_type = 'Activity' AND id IN "
     "(SELECT object_id FROM main.statements WHERE verb = :voided AND pk > :since)",
-    # the week sums are the course's before this update: not read until made again
-    # (queries.refresh_week_sums)
-    "DELETE FROM main.week_sums_made",
+    # the sums are the course's before this update: not read until made again
+    # (queries.refresh_sums)
+    "DELETE FROM main.sums_made",
 )
 
 
@@ -332,7 +330,7 @@ class CourseExtracts(LoggingConfigurable):
             with sqlite3.connect(tmp) as db:
                 db.execute("PRAGMA journal_mode=DELETE")
             rows = self._copy(course, tmp, since=0)
-            self._sum_resources(tmp, course)
+            self._make_sums(tmp, course)
             with sqlite3.connect(tmp) as db:
                 db.execute("ANALYZE")
             os.chmod(tmp, self.file_mode)
@@ -353,20 +351,16 @@ class CourseExtracts(LoggingConfigurable):
         rows = self._copy(
             course, self.path(course), since=since, sums_since=0 if new_sums else None
         )
-        self._sum_resources(self.path(course), course)
+        self._make_sums(self.path(course), course)
         return rows
 
     @staticmethod
-    def _sum_resources(path: Path, course: str) -> None:
-        """The heat-map's sums of the resources pending (all of them when the course's start
-        or staff changed) and the week sums, each in a transaction of its own: until it
-        commits, the routes read the statements
-        (:func:`~..events.queries.refresh_resource_sums`,
-        :func:`~..events.queries.refresh_week_sums`)."""
+    def _make_sums(path: Path, course: str) -> None:
+        """The sums an update unmarked, made again in a transaction of their own
+        (:func:`~..events.queries.refresh_sums`)."""
         engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
         try:
-            refresh_resource_sums(engine, course)
-            refresh_week_sums(engine, course)
+            refresh_sums(engine, course)
         finally:
             engine.dispose()
 

@@ -418,9 +418,8 @@ learner_days = Table(
 
 #: the heat-map without filters (every learner, the whole course): per resource (an
 #: ``Activity`` object), VLE clicks, statements and distinct learners, over the whole course
-#: (``week`` NULL: the ranking) and per course week, staff left out. Made for one start and
-#: one staff (``resource_sums_basis``); read only while both are still the course's and no
-#: resource is pending (``resource_sums_pending``), else the statements are read.
+#: (``week`` NULL: the ranking) and per course week, staff left out; read while
+#: ``sums_made`` names the course
 resource_sums = Table(
     "resource_sums",
     EXTRACT_METADATA,
@@ -434,7 +433,7 @@ resource_sums = Table(
     Index("ix_resource_sums_object", "course_id", "object_id"),
 )
 #: what ``resource_sums`` of a course were made with: the start day its weeks count from
-#: and the staff it leaves out
+#: and the staff it leaves out (when either changes, every resource is summed again)
 resource_sums_basis = Table(
     "resource_sums_basis",
     EXTRACT_METADATA,
@@ -443,7 +442,7 @@ resource_sums_basis = Table(
     Column("staff", JSON, nullable=False),
 )
 #: the resources whose statements changed since their sums were made (written in the copy's
-#: transaction; the sums are then made again, for these resources only)
+#: transaction; only these are summed again)
 resource_sums_pending = Table(
     "resource_sums_pending",
     EXTRACT_METADATA,
@@ -452,10 +451,6 @@ resource_sums_pending = Table(
 )
 
 
-#: a course's weekly activity (``queries.weekly_engagement``'s weeks, but the share of the
-#: enrolled) and weekly funnel (``queries.funnel``'s), as the last update left the course:
-#: made again after every update, read only while ``week_sums_made`` names the course (the
-#: update's transaction empties it first)
 def _counts_per_week(name: str, *counts: str) -> Table:
     """An extract's table of whole-number ``counts`` per course and course week."""
     return Table(
@@ -467,13 +462,17 @@ def _counts_per_week(name: str, *counts: str) -> Table:
     )
 
 
+#: a course's weekly activity (``queries.weekly_engagement``'s weeks, but the share of the
+#: enrolled) and weekly funnel (``queries.funnel``'s), as the last update left the course;
+#: read while ``sums_made`` names the course
 weekly_sums = _counts_per_week("weekly_sums", "active_learners", "events", "clicks")
 funnel_sums = _counts_per_week("funnel_sums", "reached", "active", "active_every_week")
-week_sums_made = Table(
-    "week_sums_made", EXTRACT_METADATA, Column("course_id", _COURSE_ID, primary_key=True)
-)
+#: the courses whose ``resource_sums``, ``weekly_sums`` and ``funnel_sums`` are those of the
+#: course as it is: an update's transaction empties it, ``queries.refresh_sums`` (after it)
+#: makes them again and names the course; until then the routes read what they are made of
+sums_made = Table("sums_made", EXTRACT_METADATA, Column("course_id", _COURSE_ID, primary_key=True))
 
 __all__ += [
     "EXTRACT_METADATA", "funnel_sums", "learner_days", "resource_sums", "resource_sums_basis",
-    "resource_sums_pending", "week_sums_made", "weekly_sums",
+    "resource_sums_pending", "sums_made", "weekly_sums",
 ]  # fmt: skip

@@ -62,7 +62,7 @@ from .models import (
     resource_sums,
     resource_sums_basis,
     resource_sums_pending,
-    week_sums_made,
+    sums_made,
     weekly_sums,
 )
 from .store import make_engine
@@ -121,7 +121,7 @@ V = VideoStats.__table__
 Q = SurveyResponse.__table__
 L = learner_days
 RS, RB, RP = resource_sums, resource_sums_basis, resource_sums_pending
-WS, FS, WM = weekly_sums, funnel_sums, week_sums_made
+WS, FS, SM = weekly_sums, funnel_sums, sums_made
 
 
 class BadParameter(ValueError):
@@ -522,13 +522,7 @@ def heatmap(
 ) -> dict:
     """VLE clicks, events and distinct learners per resource (most clicked first)."""
     with engine.connect() as conn:
-        if (
-            learner is None
-            and group is None
-            and since is None
-            and until is None
-            and (_resource_sums_hold(conn, course))
-        ):  # the extract's sums of exactly these figures
+        if _heatmap_summed(conn, course, learner, group, since, until):
             q = (
                 select(RS.c.object_id, RS.c.clicks, RS.c.events, RS.c.learners)
                 .where(RS.c.course_id == course, RS.c.week.is_(None))
@@ -589,14 +583,8 @@ def resource_weeks(
     resources = ranked["resources"]
     with engine.connect() as conn:
         start = _start_day(conn, course, _staff(conn, course))
-        summed = (
-            learner is None
-            and group is None
-            and since is None
-            and until is None
-            and (_resource_sums_hold(conn, course))
-        )
-        if summed:  # the extract's sums of exactly these cells
+        summed = _heatmap_summed(conn, course, learner, group, since, until)
+        if summed:
             query = select(RS.c.object_id, RS.c.week, RS.c.clicks, RS.c.learners).where(
                 RS.c.course_id == course, RS.c.week.is_not(None)
             )
@@ -644,60 +632,48 @@ def _resource_figures(where: list, start: int | None = None, *, weekly: bool = F
     )
 
 
-def _resource_sums_basis(conn, course: str) -> dict:
-    """What a course's heat-map sums must have been made with to hold now."""
-    staff = _staff(conn, course)
-    return {"start_day": _start_day(conn, course, staff), "staff": staff}
-
-
-def _resource_sums_hold(conn, course: str) -> bool:
-    """Whether a course extract's ``resource_sums`` are the unfiltered heat-map of the
-    course as it is: made for its start and staff now, and no resource pending."""
-    if course == "*" or not _extract_has(conn, RB):
+def _sums_made(conn, course: str) -> bool:
+    """Whether a course extract's sums (``resource_sums``, ``weekly_sums``, ``funnel_sums``)
+    are those of the course as it is: made since its last update (:func:`refresh_sums`)."""
+    if course == "*" or not _extract_has(conn, SM):
         return False
-    basis = conn.execute(select(RB.c.start_day, RB.c.staff).where(RB.c.course_id == course)).first()
-    if basis is None or dict(basis._mapping) != _resource_sums_basis(conn, course):
-        return False
-    pending = select(RP.c.object_id).where(RP.c.course_id == course).limit(1)
-    return conn.execute(pending).first() is None
+    return conn.execute(select(SM.c.course_id).where(SM.c.course_id == course)).first() is not None
 
 
-def refresh_resource_sums(engine: Engine, course: str) -> None:
-    """Make a course extract's heat-map sums (``resource_sums``) of the resources pending
-    again, or of every resource when the course's start or staff is not what they were made
-    with; in one transaction. The extract's maintenance calls it after each update; the
-    figures are the unfiltered :func:`heatmap` and :func:`resource_weeks`, by their own
-    queries (the same WHERE, the same aggregates)."""
-    with engine.begin() as conn:
-        basis = _resource_sums_basis(conn, course)
-        made = conn.execute(
-            select(RB.c.start_day, RB.c.staff).where(RB.c.course_id == course)
-        ).first()
-        pending = sorted(
-            conn.execute(select(RP.c.object_id).where(RP.c.course_id == course)).scalars()
-        )
-        if made is None or dict(made._mapping) != basis:
-            conn.execute(RS.delete().where(RS.c.course_id == course))
-            chunks = [None]  # every resource
-        else:
-            chunks = [pending[i : i + 500] for i in range(0, len(pending), 500)]
-        where = _resource_activity(conn, course, None, None, None, None)
-        columns = ["course_id", "object_id", "week", "clicks", "events", "learners"]
-        for chunk in chunks:
-            if chunk is None:
-                these = where
-            else:
-                these = [*where, S.c.object_id.in_(chunk)]
-                conn.execute(RS.delete().where(RS.c.course_id == course, RS.c.object_id.in_(chunk)))
-            for weekly in (False, True):
-                figures = _resource_figures(these, basis["start_day"], weekly=weekly).subquery()
-                week = figures.c.week if weekly else null()
-                rows = select(literal(course), figures.c.object_id, week,
-                              *[figures.c[k] for k in ("clicks", "events", "learners")])  # fmt: skip
-                conn.execute(insert(RS).from_select(columns, rows))
-        conn.execute(RP.delete().where(RP.c.course_id == course))
-        conn.execute(RB.delete().where(RB.c.course_id == course))
-        conn.execute(insert(RB).values(course_id=course, **basis))
+def _heatmap_summed(conn, course: str, *filters) -> bool:
+    """Whether the heat-map asked for (no learner, group or dates among ``filters``) is the
+    extract's ``resource_sums``."""
+    return all(f is None for f in filters) and _sums_made(conn, course)
+
+
+def _refresh_resource_sums(conn, course: str, staff: list[str], start: int | None) -> None:
+    """:func:`refresh_sums`' heat-map part: the resources pending again, or every resource
+    when the course's start or staff is not what the sums were made with
+    (``resource_sums_basis``); by the heat-map's own queries."""
+    basis = {"start_day": start, "staff": staff}
+    made = conn.execute(select(RB.c.start_day, RB.c.staff).where(RB.c.course_id == course)).first()
+    pending = sorted(conn.execute(select(RP.c.object_id).where(RP.c.course_id == course)).scalars())
+    if made is None or dict(made._mapping) != basis:
+        conn.execute(RS.delete().where(RS.c.course_id == course))
+        chunks = [None]  # every resource
+    else:
+        chunks = [pending[i : i + 500] for i in range(0, len(pending), 500)]
+    where = _resource_activity(conn, course, None, None, None, None)
+    columns = ["course_id", "object_id", "week", "clicks", "events", "learners"]
+    for chunk in chunks:
+        these = where
+        if chunk is not None:
+            these = [*where, S.c.object_id.in_(chunk)]
+            conn.execute(RS.delete().where(RS.c.course_id == course, RS.c.object_id.in_(chunk)))
+        for weekly in (False, True):
+            figures = _resource_figures(these, start, weekly=weekly).subquery()
+            week = figures.c.week if weekly else null()
+            rows = select(literal(course), figures.c.object_id, week,
+                          *[figures.c[k] for k in ("clicks", "events", "learners")])  # fmt: skip
+            conn.execute(insert(RS).from_select(columns, rows))
+    conn.execute(RP.delete().where(RP.c.course_id == course))
+    conn.execute(RB.delete().where(RB.c.course_id == course))
+    conn.execute(insert(RB).values(course_id=course, **basis))
 
 
 def not_opened(engine: Engine, course: str, resource: str) -> dict | None:
@@ -797,21 +773,13 @@ def _weekly_rows(conn, course: str, staff: list[str], start: int | None) -> list
     return [(int(w), learners, int(events), int(clicks)) for w, learners, events, clicks in rows]
 
 
-def _week_sums_made(conn, course: str) -> bool:
-    """Whether a course extract's week sums are those of the course as it is (made since
-    its last update)."""
-    if course == "*" or not _extract_has(conn, WM):
-        return False
-    return conn.execute(select(WM.c.course_id).where(WM.c.course_id == course)).first() is not None
-
-
 def weekly_engagement(engine: Engine, course: str) -> dict:
     """Per course week: active learners, their share of the enrolled, events, VLE clicks."""
     with engine.connect() as conn:
         staff = _staff(conn, course)
         start = _start_day(conn, course, staff)
         enrolled = _enrolled(conn, course, staff)
-        if _week_sums_made(conn, course):
+        if _sums_made(conn, course):
             rows = conn.execute(
                 select(WS.c.week, WS.c.active_learners, WS.c.events, WS.c.clicks)
                 .where(WS.c.course_id == course)
@@ -883,7 +851,7 @@ def funnel(engine: Engine, course: str) -> dict:
         staff = _staff(conn, course)
         start = _start_day(conn, course, staff)
         enrolled = _enrolled(conn, course, staff)
-        if _week_sums_made(conn, course):
+        if _sums_made(conn, course):
             columns = ("week", "reached", "active", "active_every_week")
             out = [
                 dict(r._mapping)
@@ -900,17 +868,19 @@ def funnel(engine: Engine, course: str) -> dict:
     return {"course": course, "enrolled": enrolled, "start": _date(start).isoformat(), "weeks": out}
 
 
-def refresh_week_sums(engine: Engine, course: str) -> None:
-    """Make a course extract's weekly activity and funnel sums again (``weekly_sums``,
-    ``funnel_sums``), by :func:`weekly_engagement`'s and :func:`funnel`'s own queries, and
-    mark them made; in one transaction. The extract's maintenance calls it after each
-    update (whose transaction unmarks them first)."""
+def refresh_sums(engine: Engine, course: str) -> None:
+    """Make a course extract's sums again and mark them made, in one transaction: the
+    heat-map's (of the resources an update touched), the weekly activity's and the
+    funnel's (whole), each by its route's own queries. The extract's maintenance calls it
+    after each update, whose transaction unmarks them: until this commits, the routes read
+    ``learner_days`` and the statements."""
     with engine.begin() as conn:
         staff = _staff(conn, course)
         start = _start_day(conn, course, staff)
+        _refresh_resource_sums(conn, course, staff, start)
         weekly = _weekly_rows(conn, course, staff, start)
         weeks = _funnel_weeks(conn, course, staff, start)
-        for table in (WS, FS, WM):
+        for table in (WS, FS, SM):
             conn.execute(table.delete().where(table.c.course_id == course))
         columns = ("week", "active_learners", "events", "clicks")
         if weekly:
@@ -920,7 +890,7 @@ def refresh_week_sums(engine: Engine, course: str) -> None:
             )
         if weeks:
             conn.execute(insert(FS), [{"course_id": course, **w} for w in weeks])
-        conn.execute(insert(WM).values(course_id=course))
+        conn.execute(insert(SM).values(course_id=course))
 
 
 def _from_the_end(counts: list[int]) -> list[int]:
@@ -1236,13 +1206,13 @@ def time_on_step(
         where = [*_live_statements(course, staff=staff), S.c.object_type == "Activity"]
         if by_day:
             where.append(S.c.course_id.not_in(by_day))
-        rows = conn.execution_options(yield_per=5000).execute(
-            select(S.c.learner, S.c.timestamp, S.c.object_id, S.c.verb)
-            .where(*where)
-            .order_by(S.c.learner)
-        )
-        if course in by_day:  # nothing to measure: the scan is not made
-            rows = []
+        rows = []
+        if course not in by_day:  # else nothing to measure: no scan
+            rows = conn.execution_options(yield_per=5000).execute(
+                select(S.c.learner, S.c.timestamp, S.c.object_id, S.c.verb)
+                .where(*where)
+                .order_by(S.c.learner)
+            )
         current, events = None, []
         for learner, ts, obj, verb in rows:
             if learner != current:
